@@ -1,0 +1,331 @@
+"""The recmeta command line: each command parses, calls the library, and prints."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from recmeta import __version__
+from recmeta.errors import RecmetaError
+
+app = typer.Typer(
+    help="recmeta: recommendations for users you barely know, by meta-learning.\n\n"
+    "Typical run: ingest a log, train, evaluate, recommend.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+ingest_app = typer.Typer(help="Load interaction logs and item/user metadata into the store.",
+                         no_args_is_help=True)
+db_app = typer.Typer(help="Database schema: migrations.", no_args_is_help=True)
+data_app = typer.Typer(help="Datasets: a synthetic log, MovieLens downloads.",
+                       no_args_is_help=True)
+app.add_typer(ingest_app, name="ingest")
+app.add_typer(db_app, name="db")
+app.add_typer(data_app, name="data")
+
+out = Console()
+err = Console(stderr=True)
+
+
+class State:
+    db: str | None = None
+
+
+def fail_cleanly(fn):
+    """Turn recmeta's own errors into one red line and exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except RecmetaError as exc:
+            err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted[/yellow]")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"recmeta {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    db: Annotated[str | None, typer.Option(
+        "--db", envvar="RECMETA_DB",
+        help="Database URL or SQLite file [default: ./recmeta.db]. "
+        "PostgreSQL: postgresql://user@host/dbname")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    State.db = db
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+def engine():
+    from recmeta.store import make_engine
+
+    return make_engine(State.db)
+
+
+def print_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def rows_progress(description: str):
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    return Progress(SpinnerColumn(), TextColumn(description), TextColumn("{task.completed:,} rows"),
+                    TimeElapsedColumn(), console=err, transient=True)
+
+
+# ---------------------------------------------------------------- ingest
+
+
+class LogFormat(str, Enum):
+    auto = "auto"
+    csv = "csv"
+    tsv = "tsv"
+    parquet = "parquet"
+    movielens_100k = "movielens-100k"
+    movielens = "movielens"
+
+
+class OnError(str, Enum):
+    fail = "fail"
+    skip = "skip"
+
+
+def _report_table(reports, as_json: bool) -> None:
+    if as_json:
+        print_json([r.as_dict() for r in reports])
+        return
+    table = Table("source", "rows read", "new", "duplicates", "rejected", "new users",
+                  "new items", title="ingest")
+    for r in reports:
+        table.add_row(r.source, f"{r.rows_read:,}", f"{r.inserted:,}", f"{r.duplicates:,}",
+                      f"{r.rejected:,}", f"{r.users_created:,}", f"{r.items_created:,}")
+    out.print(table)
+    for r in reports:
+        if r.rejects_path:
+            out.print(f"[yellow]{r.rejected:,} row(s) rejected[/yellow]; see {r.rejects_path}")
+        if r.seen_before and r.inserted == 0:
+            out.print(f"{r.source} was ingested before; nothing new.")
+
+
+@ingest_app.command("interactions")
+@fail_cleanly
+def ingest_interactions(
+    path: Annotated[Path, typer.Argument(help="A CSV/TSV/Parquet log, or a MovieLens folder.")],
+    fmt: Annotated[LogFormat, typer.Option("--format", "-f", help="File layout.")] = LogFormat.auto,
+    user_col: Annotated[str | None, typer.Option(help="User id column.")] = None,
+    item_col: Annotated[str | None, typer.Option(help="Item id column.")] = None,
+    value_col: Annotated[str | None, typer.Option(help="Rating or count column.")] = None,
+    time_col: Annotated[str | None, typer.Option(help="Timestamp column (unix or ISO date).")] = None,
+    implicit: Annotated[bool, typer.Option(help="A click/count log: every row is positive.")] = False,
+    sep: Annotated[str | None, typer.Option(help="Field separator [default: by extension].")] = None,
+    header: Annotated[bool, typer.Option(help="The first line names the columns.")] = True,
+    time_unit: Annotated[str, typer.Option(help="Unit of numeric timestamps: s or ms.")] = "s",
+    encoding: Annotated[str, typer.Option(help="Text encoding.")] = "utf-8",
+    on_error: Annotated[OnError, typer.Option(
+        help="fail: stop at the first bad row and write nothing; "
+        "skip: write the valid rows and a rejects file.")] = OnError.fail,
+    rejects: Annotated[Path | None, typer.Option(help="Where --on-error skip writes bad rows.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Load an interaction log (user, item, value, time). Re-ingesting adds nothing twice."""
+    from recmeta.ingest.pipeline import ingest_file, ingest_log, ingest_movielens
+    from recmeta.ingest.readers import LogSpec
+
+    eng = engine()
+    with rows_progress(f"ingesting {path.name}") as bar:
+        task = bar.add_task("ingest", total=None)
+        tick = functools.partial(_set_completed, bar, task)
+        if fmt in (LogFormat.movielens_100k, LogFormat.movielens):
+            reports = ingest_file(eng, lambda s: ingest_movielens(s, path, fmt.value, tick))
+        else:
+            names = None
+            if not header:
+                names = tuple(c for c in (user_col or "user", item_col or "item",
+                                          value_col or "value", time_col or "timestamp"))
+            spec = LogSpec(
+                path=path, user_col=user_col, item_col=item_col, value_col=value_col,
+                time_col=time_col, implicit=implicit, encoding=encoding, time_unit=time_unit,
+                sep=sep or {"tsv": "\t", "csv": ","}.get(fmt.value), header=header, names=names,
+            )
+            reports = [ingest_file(eng, lambda s: ingest_log(
+                s, spec, on_error=on_error.value, rejects_path=rejects, progress=tick))]
+    _report_table(reports, as_json)
+
+
+def _set_completed(bar, task, n: int) -> None:
+    bar.update(task, completed=n)
+
+
+def _ingest_metadata(path: Path, for_items: bool, id_col: str, title_col, genres_col, year_col,
+                     sep, as_json: bool) -> None:
+    from recmeta.ingest.pipeline import ingest_file, ingest_metadata, read_metadata
+    from recmeta.store.models import Item, User
+
+    records = read_metadata(path, id_col=id_col, title_col=title_col, genres_col=genres_col,
+                            year_col=year_col, sep=sep, for_items=for_items)
+    entity = Item if for_items else User
+    report = ingest_file(engine(), lambda s: ingest_metadata(s, entity, records, str(path)))
+    _report_table([report], as_json)
+
+
+@ingest_app.command("items")
+@fail_cleanly
+def ingest_items(
+    path: Annotated[Path, typer.Argument(help="CSV/TSV/Parquet with one row per item.")],
+    id_col: Annotated[str, typer.Option(help="Item id column.")] = "item",
+    title_col: Annotated[str | None, typer.Option(help="Title column.")] = "title",
+    genres_col: Annotated[str | None, typer.Option(help="Genres column, '|'-separated.")] = "genres",
+    year_col: Annotated[str | None, typer.Option(help="Year column.")] = "year",
+    sep: Annotated[str | None, typer.Option(help="Field separator.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Load item metadata (title, genres, year; other columns become features)."""
+    from recmeta.ingest.readers import LogSpec, read_raw
+
+    header = list(next(read_raw(LogSpec(path=path, sep=sep), chunk_rows=1)).columns)
+    lower = {c.lower() for c in header}
+    pick = lambda c: c if c and c.lower() in lower else None  # noqa: E731
+    _ingest_metadata(path, True, id_col, pick(title_col), pick(genres_col), pick(year_col), sep,
+                     as_json)
+
+
+@ingest_app.command("users")
+@fail_cleanly
+def ingest_users(
+    path: Annotated[Path, typer.Argument(help="CSV/TSV/Parquet with one row per user.")],
+    id_col: Annotated[str, typer.Option(help="User id column.")] = "user",
+    sep: Annotated[str | None, typer.Option(help="Field separator.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Load user metadata; every column but the id becomes a feature (age, gender, ...)."""
+    _ingest_metadata(path, False, id_col, None, None, None, sep, as_json)
+
+
+# ---------------------------------------------------------------- db, data, stats
+
+
+@db_app.command("upgrade")
+@fail_cleanly
+def db_upgrade() -> None:
+    """Bring the database schema to the newest version."""
+    from recmeta.store import make_engine
+    from recmeta.store.migrate import current_revision, upgrade
+
+    eng = make_engine(State.db, migrate=False)
+    upgrade(eng)
+    out.print(f"schema at revision {current_revision(eng)}")
+
+
+@db_app.command("current")
+@fail_cleanly
+def db_current() -> None:
+    """Print the schema revision of the database."""
+    from recmeta.store import make_engine
+    from recmeta.store.migrate import current_revision, head_revision
+
+    eng = make_engine(State.db, migrate=False)
+    out.print(f"revision {current_revision(eng)} (newest: {head_revision()})")
+
+
+@data_app.command("synth")
+@fail_cleanly
+def data_synth(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write into.")] = Path("data/synth"),
+    users: Annotated[int, typer.Option(help="Number of users.")] = 1000,
+    items: Annotated[int, typer.Option(help="Number of items.")] = 400,
+    groups: Annotated[int, typer.Option(help="Planted taste groups.")] = 5,
+    implicit: Annotated[bool, typer.Option(help="Counts instead of ratings.")] = False,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Write a synthetic log with planted taste groups (interactions, items, users CSV)."""
+    from recmeta.datasets import SynthConfig, write_synth
+
+    paths = write_synth(SynthConfig(users=users, items=items, groups=groups, implicit=implicit,
+                                    seed=seed), out_dir)
+    for kind, p in paths.items():
+        out.print(f"{kind}: {p}")
+
+
+@data_app.command("download")
+@fail_cleanly
+def data_download(
+    name: Annotated[str, typer.Argument(help="movielens-100k or movielens-latest-small")],
+    dest: Annotated[Path, typer.Option(help="Folder to unpack into.")] = Path("."),
+) -> None:
+    """Download and unpack a public MovieLens archive."""
+    from recmeta.datasets import download
+
+    out.print(f"unpacked into {download(name, dest)}")
+
+
+@data_app.command("unpack")
+@fail_cleanly
+def data_unpack(
+    archive: Annotated[Path, typer.Argument(help="A MovieLens .zip you downloaded.")],
+    dest: Annotated[Path, typer.Option(help="Folder to unpack into.")] = Path("."),
+) -> None:
+    """Unpack a MovieLens zip fetched by hand."""
+    from recmeta.datasets import unpack
+
+    out.print(f"unpacked into {unpack(archive, dest)}")
+
+
+@app.command()
+@fail_cleanly
+def stats(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
+    """Users, items, interactions, density, value and time ranges, cold users."""
+    from datetime import datetime, timezone
+
+    from recmeta.store import session_scope
+    from recmeta.store.repository import stats as store_stats
+
+    with session_scope(engine()) as session:
+        s = store_stats(session)
+    if as_json:
+        print_json(s)
+        return
+    date = lambda t: datetime.fromtimestamp(t, timezone.utc).date().isoformat() if t else "-"  # noqa: E731
+    table = Table("", "", title="store", show_header=False)
+    table.add_row("users", f"{s['users']:,}")
+    table.add_row("items", f"{s['items']:,}")
+    table.add_row("interactions", f"{s['interactions']:,}")
+    table.add_row("density", f"{s['density']:.4%}")
+    table.add_row("kind", "implicit" if s["implicit"] else "explicit")
+    table.add_row("values", f"{s['value_min']} .. {s['value_max']}")
+    table.add_row("time", f"{date(s['time_min'])} .. {date(s['time_max'])}")
+    per = s["interactions_per_user"]
+    table.add_row("per user", f"min {per['min']}, median {per['median']:g}, "
+                              f"mean {per['mean']:.1f}, max {per['max']}")
+    for k, n in s["users_with_at_most"].items():
+        table.add_row(f"users with <= {k}", f"{n:,}")
+    out.print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""Datasets: a synthetic log with planted structure, and the public MovieLens archives."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recmeta.errors import DataError
+
+MOVIELENS_URLS = {
+    "movielens-100k": "https://files.grouplens.org/datasets/movielens/ml-100k.zip",
+    "movielens-latest-small": "https://files.grouplens.org/datasets/movielens/ml-latest-small.zip",
+}
+GENRES = ("action", "comedy", "drama", "horror", "romance", "scifi", "documentary", "family")
+SEGMENTS = ("north", "south", "east", "west", "centre")
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    users: int = 1000
+    items: int = 400
+    groups: int = 5
+    min_interactions: int = 5
+    mean_interactions: int = 40
+    implicit: bool = False
+    seed: int = 0
+
+
+def synth(cfg: SynthConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(interactions, items, users) with planted taste groups.
+
+    Each user belongs to one of `groups` taste groups; each group loves two genres and
+    dislikes one. User features (age, segment) hint at the group; item popularity is
+    long-tailed. A user picks items by popularity times group affinity, and rates them
+    high exactly when the item's genres suit the group, so both what a user picks next
+    and how they rate it are learnable from a few interactions.
+    """
+    rng = np.random.default_rng(cfg.seed)
+    n_genres = len(GENRES)
+    loves = np.stack([rng.choice(n_genres, 3, replace=False) for _ in range(cfg.groups)])
+    affinity = np.zeros((cfg.groups, n_genres))
+    for g, (a, b, c) in enumerate(loves):
+        affinity[g, [a, b]] = 1.0
+        affinity[g, c] = -1.0
+
+    item_genres = np.zeros((cfg.items, n_genres))
+    for i in range(cfg.items):
+        item_genres[i, rng.choice(n_genres, rng.integers(1, 3), replace=False)] = 1.0
+    popularity = 1.0 / np.arange(1, cfg.items + 1) ** 0.8
+    popularity = popularity[rng.permutation(cfg.items)]
+    years = rng.integers(1970, 2024, cfg.items)
+
+    group = rng.integers(0, cfg.groups, cfg.users)
+    age = np.clip(rng.normal(22 + 8 * group, 4), 14, 90).round().astype(int)
+    segment = np.where(rng.random(cfg.users) < 0.8, group % len(SEGMENTS),
+                       rng.integers(0, len(SEGMENTS), cfg.users))
+    counts = cfg.min_interactions + rng.geometric(
+        1.0 / max(1, cfg.mean_interactions - cfg.min_interactions), cfg.users)
+    counts = np.minimum(counts, cfg.items // 2)
+    start = rng.integers(1_500_000_000, 1_530_000_000, cfg.users)
+
+    match = item_genres @ affinity.T / np.maximum(item_genres.sum(1, keepdims=True), 1)  # (items, groups)
+    rows = []
+    for u in range(cfg.users):
+        g = group[u]
+        weights = popularity * np.exp(2.5 * match[:, g])
+        picked = rng.choice(cfg.items, counts[u], replace=False, p=weights / weights.sum())
+        times = start[u] + np.cumsum(rng.exponential(3600, counts[u])).astype(np.int64)
+        if cfg.implicit:
+            values = 1 + rng.poisson(np.exp(match[picked, g]))
+        else:
+            values = np.clip(np.round(2.8 + 1.8 * match[picked, g] + rng.normal(0, 0.6, counts[u])),
+                             1, 5)
+        rows.append(pd.DataFrame({"user": u + 1, "item": picked + 1, "value": values,
+                                  "timestamp": times}))
+    log = pd.concat(rows, ignore_index=True)
+    log["value"] = log["value"].astype(int)
+    items = pd.DataFrame({
+        "item": np.arange(1, cfg.items + 1),
+        "title": [f"Item {i + 1}" for i in range(cfg.items)],
+        "genres": ["|".join(GENRES[j] for j in np.flatnonzero(row)) for row in item_genres],
+        "year": years,
+    })
+    users = pd.DataFrame({"user": np.arange(1, cfg.users + 1), "age": age,
+                          "segment": [SEGMENTS[s] for s in segment]})
+    return log, items, users
+
+
+def write_synth(cfg: SynthConfig, out: Path) -> dict[str, Path]:
+    """Write interactions.csv, items.csv and users.csv into `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    log, items, users = synth(cfg)
+    paths = {"interactions": out / "interactions.csv", "items": out / "items.csv",
+             "users": out / "users.csv"}
+    log.to_csv(paths["interactions"], index=False)
+    items.to_csv(paths["items"], index=False)
+    users.to_csv(paths["users"], index=False)
+    return paths
+
+
+def unpack(archive: Path, dest: Path) -> Path:
+    """Unpack a MovieLens zip into `dest`; returns the folder that holds the data files."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            for member in zf.namelist():
+                target = (dest / member).resolve()
+                if not str(target).startswith(str(dest.resolve())):
+                    raise DataError(f"{archive}: unsafe path {member!r} in the archive")
+            zf.extractall(dest)
+            tops = {Path(m).parts[0] for m in zf.namelist() if Path(m).parts}
+    except zipfile.BadZipFile as exc:
+        raise DataError(f"{archive}: not a zip archive ({exc})") from exc
+    if len(tops) == 1 and (dest / next(iter(tops))).is_dir():
+        return dest / next(iter(tops))
+    return dest
+
+
+def download(name: str, dest: Path, timeout: float = 30.0) -> Path:
+    """Fetch and unpack a public MovieLens archive; a clear one-line error when offline."""
+    if name not in MOVIELENS_URLS:
+        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(MOVIELENS_URLS)}")
+    url = MOVIELENS_URLS[name]
+    dest.mkdir(parents=True, exist_ok=True)
+    archive = dest / Path(url).name
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp, open(archive, "wb") as fh:
+            while block := resp.read(1 << 20):
+                fh.write(block)
+    except (urllib.error.URLError, OSError) as exc:
+        archive.unlink(missing_ok=True)
+        reason = getattr(exc, "reason", exc)
+        raise DataError(
+            f"cannot download {url} ({reason}); with no network, fetch the zip elsewhere and "
+            f"run `recmeta data unpack ZIP`"
+        ) from exc
+    return unpack(archive, dest)

@@ -1,0 +1,211 @@
+"""Ingestion: read, validate and bulk-write a log or metadata file in one transaction."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from recmeta.errors import DataError
+from recmeta.ingest import movielens
+from recmeta.ingest.readers import LogSpec, read_raw, resolve_columns, validate
+from recmeta.store import repository as repo
+from recmeta.store import session_scope
+from recmeta.store.models import Item, User
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class IngestReport:
+    """What one ingest did."""
+
+    source: str
+    rows_read: int = 0
+    inserted: int = 0
+    rejected: int = 0
+    users_created: int = 0
+    items_created: int = 0
+    rejects_path: str | None = None
+    seen_before: bool = False
+
+    @property
+    def duplicates(self) -> int:
+        return self.rows_read - self.rejected - self.inserted
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "duplicates": self.duplicates}
+
+
+def file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def default_rejects_path(path: Path) -> Path:
+    return path.with_name(path.name + ".rejects.csv")
+
+
+def ingest_log(
+    session: Session,
+    spec: LogSpec,
+    *,
+    on_error: str = "fail",
+    rejects_path: Path | None = None,
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Ingest an interaction log inside the caller's transaction.
+
+    `on_error="fail"` raises `DataError` on the first bad row (the caller rolls back, so
+    nothing is written); `"skip"` writes the valid rows and the bad ones to `rejects_path`.
+    """
+    if on_error not in ("fail", "skip"):
+        raise ValueError(f"on_error must be 'fail' or 'skip', not {on_error!r}")
+    path = Path(spec.path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    report = IngestReport(source=str(path))
+    digest = file_hash(path)
+    report.seen_before = repo.batch_seen(session, digest)
+    batch = repo.start_batch(session, source=str(path), kind="implicit" if spec.implicit else "explicit",
+                             content_hash=digest)
+    users, items = repo.id_map(session, User), repo.id_map(session, Item)
+    n_users, n_items = len(users), len(items)
+    rejects_path = rejects_path or default_rejects_path(path)
+    wrote_rejects = False
+    cols = None
+    for raw in read_raw(spec):
+        cols = cols or resolve_columns(spec, list(raw.columns))
+        chunk = validate(raw, cols, spec)
+        report.rows_read += chunk.rows_read
+        if len(chunk.rejects):
+            if on_error == "fail":
+                first = chunk.rejects.iloc[0]
+                raise DataError(
+                    f"{path}:{first['line']}: {first['reason']}. Nothing was written. Fix the "
+                    "row, or pass --on-error skip to load the valid rows and write the rest "
+                    "to a rejects file"
+                )
+            chunk.rejects.to_csv(rejects_path, mode="a" if wrote_rejects else "w",
+                                 header=not wrote_rejects, index=False)
+            wrote_rejects = True
+            report.rejected += len(chunk.rejects)
+        valid = chunk.valid
+        if cols["time"] is None and len(valid):
+            valid = valid.groupby(["user", "item"], as_index=False, sort=False).agg(
+                    value=("value", "sum"), timestamp=("timestamp", "first"))  # fold repeated clicks
+        repo.ensure_entities(session, User, valid["user"], users)
+        repo.ensure_entities(session, Item, valid["item"], items)
+        frame = pd.DataFrame({
+            "user_id": valid["user"].map(users).to_numpy(),
+            "item_id": valid["item"].map(items).to_numpy(),
+            "value": valid["value"].to_numpy(),
+            "timestamp": valid["timestamp"].to_numpy(),
+            "batch_id": batch.id,
+        })
+        report.inserted += repo.insert_interactions(session, frame)
+        if progress:
+            progress(report.rows_read)
+    if cols is None:
+        raise DataError(f"{path}: the file holds no rows")
+    report.users_created = len(users) - n_users
+    report.items_created = len(items) - n_items
+    report.rejects_path = str(rejects_path) if wrote_rejects else None
+    repo.finish_batch(session, batch, rows_read=report.rows_read, rows_inserted=report.inserted,
+                      rows_rejected=report.rejected)
+    return report
+
+
+def ingest_metadata(session: Session, entity: type[User] | type[Item], records: list[dict],
+                    source: str) -> IngestReport:
+    """Insert or update users or items with their metadata."""
+    report = IngestReport(source=source, rows_read=len(records))
+    before = len(repo.id_map(session, entity))
+    report.inserted = repo.upsert_metadata(session, entity, records)
+    created = len(repo.id_map(session, entity)) - before
+    if entity is User:
+        report.users_created = created
+    else:
+        report.items_created = created
+    return report
+
+
+def read_metadata(
+    path: Path, *, id_col: str, title_col: str | None = None, genres_col: str | None = None,
+    year_col: str | None = None, sep: str | None = None, for_items: bool = True,
+) -> list[dict]:
+    """Rows of an item or user metadata file; columns not named go into `features`."""
+    spec = LogSpec(path=path, sep=sep)
+    records: list[dict] = []
+    for raw in read_raw(spec):
+        lower = {c.lower(): c for c in raw.columns}
+        cid = lower.get(id_col.lower())
+        if cid is None:
+            raise DataError(f"{path}:1: no id column {id_col!r}; the file has {list(raw.columns)}. "
+                            "Pass --id-col NAME")
+        named = {k: lower.get(v.lower()) if v else None
+                 for k, v in (("title", title_col), ("genres", genres_col), ("year", year_col))}
+        for k, v in (("title", title_col), ("genres", genres_col), ("year", year_col)):
+            if v and named[k] is None:
+                raise DataError(f"{path}:1: no column {v!r}; the file has {list(raw.columns)}")
+        rest = [c for c in raw.columns if c != cid and c not in named.values()]
+        for line, row in raw.iterrows():
+            ext = row[cid].strip()
+            if not ext:
+                raise DataError(f"{path}:{line}: column {cid!r}: empty id")
+            rec: dict = {"external_id": ext}
+            if for_items:
+                if named["title"]:
+                    rec["title"] = row[named["title"]] or None
+                if named["genres"]:
+                    rec["genres"] = row[named["genres"]].replace(",", "|") or None
+                if named["year"]:
+                    year = pd.to_numeric(row[named["year"]], errors="coerce")
+                    if row[named["year"]] and pd.isna(year):
+                        raise DataError(f"{path}:{line}: column {named['year']!r}: "
+                                        f"{row[named['year']]!r} is not a year")
+                    rec["year"] = None if pd.isna(year) else int(year)
+            if rest:
+                rec["features"] = {c: _typed(row[c]) for c in rest if row[c] != ""}
+            records.append(rec)
+    return records
+
+
+def _typed(text: str) -> float | str:
+    num = pd.to_numeric(text, errors="coerce")
+    return text if pd.isna(num) else float(num)
+
+
+def ingest_movielens(session: Session, directory: Path, fmt: str,
+                     progress: Progress | None = None) -> list[IngestReport]:
+    """Ratings, items and users of a MovieLens folder, in the caller's transaction."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise DataError(f"{directory}: not a folder; --format {fmt} takes the unpacked folder")
+    if fmt == "movielens-100k":
+        spec, items, users = (movielens.ml100k_log(directory), movielens.ml100k_items(directory),
+                              movielens.ml100k_users(directory))
+    elif fmt == "movielens":
+        spec, items, users = (movielens.latest_log(directory), movielens.latest_items(directory),
+                              [])
+    else:
+        raise DataError(f"unknown format {fmt!r}; choose one of {', '.join(movielens.FORMATS)}")
+    reports = [ingest_metadata(session, Item, items, str(directory / "items"))]
+    if users:
+        reports.append(ingest_metadata(session, User, users, str(directory / "users")))
+    reports.insert(0, ingest_log(session, spec, progress=progress))
+    return reports
+
+
+def ingest_file(engine: Engine, fn: Callable[[Session], IngestReport | list[IngestReport]]):
+    """Run one ingest in one transaction: on any error nothing is written."""
+    with session_scope(engine) as session:
+        return fn(session)

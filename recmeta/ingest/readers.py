@@ -1,0 +1,256 @@
+"""Chunked readers for CSV, TSV and Parquet logs, and row validation that names file, line and reason.
+
+Every value is read as text and validated here, so that a bad row is reported with its
+file, line, column and reason instead of a pandas traceback.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recmeta.errors import DataError
+
+CHUNK_ROWS = 200_000
+MAX_UNIX_SECONDS = 4_102_444_800  # 2100-01-01: later timestamps are taken as impossible
+
+ALIASES = {
+    "user": ("user", "user_id", "userid", "uid", "customer_id", "visitorid", "visitor_id"),
+    "item": ("item", "item_id", "itemid", "iid", "movie_id", "movieid", "product_id",
+             "productid", "track_id", "song_id", "article_id"),
+    "value": ("value", "rating", "score", "count", "plays", "clicks", "weight"),
+    "time": ("timestamp", "time", "ts", "datetime", "date", "event_time", "created_at"),
+}
+
+
+@dataclass(frozen=True)
+class LogSpec:
+    """How to read one interaction log."""
+
+    path: Path
+    user_col: str | None = None
+    item_col: str | None = None
+    value_col: str | None = None
+    time_col: str | None = None
+    implicit: bool = False
+    sep: str | None = None  # None: by extension ('.tsv' tab, else comma)
+    header: bool = True
+    names: tuple[str, ...] | None = None  # column names for a headerless file
+    encoding: str = "utf-8"
+    time_unit: str = "s"  # numeric timestamps: 's' or 'ms'
+
+
+@dataclass
+class Chunk:
+    """Validated rows of one chunk and the rows rejected from it."""
+
+    valid: pd.DataFrame  # user, item, value, timestamp
+    rejects: pd.DataFrame  # line, reason, then the raw columns
+    rows_read: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def default_sep(path: Path) -> str:
+    return "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
+
+
+def is_parquet(path: Path) -> bool:
+    return path.suffix.lower() in (".parquet", ".pq")
+
+
+def read_raw(spec: LogSpec, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+    """Yield text frames indexed by file line number, chunk by chunk; memory stays bounded."""
+    path = Path(spec.path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    if is_parquet(path):
+        yield from _read_parquet(path, chunk_rows)
+        return
+    sep = spec.sep or default_sep(path)
+    first = 2 if spec.header else 1
+    try:
+        reader = pd.read_csv(
+            path,
+            sep=sep,
+            header=0 if spec.header else None,
+            names=list(spec.names) if spec.names else None,
+            dtype=str,
+            keep_default_na=False,
+            skip_blank_lines=False,
+            chunksize=chunk_rows,
+            encoding=spec.encoding,
+            engine="python" if len(sep) > 1 else "c",
+        )
+        for frame in reader:
+            frame.columns = [str(c).strip() for c in frame.columns]
+            frame.index = pd.RangeIndex(first, first + len(frame))
+            yield frame
+            first += len(frame)
+    except pd.errors.ParserError as exc:
+        raise DataError(f"{path}: {_parser_message(exc)}") from exc
+    except pd.errors.EmptyDataError as exc:
+        raise DataError(f"{path}: the file is empty") from exc
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not {spec.encoding} text ({exc.reason}); pass --encoding") from exc
+
+
+def _parser_message(exc: Exception) -> str:
+    text = str(exc).strip()
+    m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", text)
+    if m:
+        return f"line {m.group(2)}: expected {m.group(1)} fields, found {m.group(3)}"
+    return text.replace("Error tokenizing data. C error: ", "")
+
+
+def _read_parquet(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises several types for a broken file
+        raise DataError(f"{path}: not a readable Parquet file ({exc})") from exc
+    first = 1
+    for batch in pf.iter_batches(batch_size=chunk_rows):
+        frame = batch.to_pandas()
+        text = pd.DataFrame(
+            {
+                str(c): frame[c].map(_as_text) if frame[c].dtype == object else _numeric_text(frame[c])
+                for c in frame.columns
+            }
+        )
+        text.index = pd.RangeIndex(first, first + len(text))
+        yield text
+        first += len(text)
+
+
+def _as_text(v) -> str:
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return ""
+    if isinstance(v, pd.Timestamp):
+        return v.isoformat()
+    return str(v)
+
+
+def _numeric_text(col: pd.Series) -> pd.Series:
+    if pd.api.types.is_datetime64_any_dtype(col):
+        ts = col.dt.tz_localize("UTC") if col.dt.tz is None else col.dt.tz_convert("UTC")
+        return unix_seconds(ts).astype("Int64").astype(str).where(col.notna(), "")
+    return col.astype(str).where(col.notna(), "")
+
+
+def unix_seconds(ts: pd.Series) -> pd.Series:
+    """Seconds since 1970 of tz-aware datetimes, whatever their unit; NaN where missing."""
+    return (ts - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
+
+
+def resolve_columns(spec: LogSpec, columns: list[str]) -> dict[str, str | None]:
+    """Map the roles user/item/value/time onto the file's column names."""
+    lower = {c.lower(): c for c in columns}
+    given = {"user": spec.user_col, "item": spec.item_col, "value": spec.value_col,
+             "time": spec.time_col}
+    out: dict[str, str | None] = {}
+    for role, name in given.items():
+        if name is not None:
+            if name not in columns and name.lower() not in lower:
+                raise DataError(
+                    f"{spec.path}:1: no column {name!r} for the {role}; the file has "
+                    f"{columns}{_delimiter_hint(spec, columns)}"
+                )
+            out[role] = name if name in columns else lower[name.lower()]
+            continue
+        out[role] = next((lower[a] for a in ALIASES[role] if a in lower), None)
+    for role in ("user", "item"):
+        if out[role] is None:
+            raise DataError(
+                f"{spec.path}:1: no {role} column; the file has {columns}. "
+                f"Pass --{role}-col NAME{_delimiter_hint(spec, columns)}"
+            )
+    if out["value"] is None and not spec.implicit:
+        raise DataError(
+            f"{spec.path}:1: no value (rating) column; the file has {columns}. "
+            "Pass --value-col NAME, or --implicit for a click or count log"
+        )
+    return out
+
+
+def _delimiter_hint(spec: LogSpec, columns: list[str]) -> str:
+    if len(columns) != 1:
+        return ""
+    for sep, name in (("\t", "tab"), (",", "comma"), (";", "semicolon"), ("|", "pipe")):
+        if sep in columns[0]:
+            shown = "\\t" if sep == "\t" else sep
+            return f" (one column: the file looks {name}-separated; pass --sep '{shown}')"
+    return ""
+
+
+def validate(raw: pd.DataFrame, cols: dict[str, str | None], spec: LogSpec) -> Chunk:
+    """Turn a text chunk (indexed by line) into typed rows; every bad row gets its first reason.
+
+    Blank lines are passed over.
+    """
+    raw = raw[~(raw == "").all(axis=1)]
+    reason = pd.Series(pd.NA, index=raw.index, dtype="string")
+
+    def flag(mask: pd.Series, text: pd.Series | str) -> None:
+        nonlocal reason
+        mask = mask & reason.isna()
+        if mask.any():
+            reason = reason.mask(mask, text if isinstance(text, str) else text[mask])
+
+    user = raw[cols["user"]].str.strip()
+    item = raw[cols["item"]].str.strip()
+    flag(user == "", f"column {cols['user']!r}: empty user id")
+    flag(item == "", f"column {cols['item']!r}: empty item id")
+
+    if cols["value"] is not None:
+        vtext = raw[cols["value"]].str.strip()
+        value = pd.to_numeric(vtext, errors="coerce")
+        flag(vtext == "", f"column {cols['value']!r}: missing value")
+        flag(value.isna(), "column " + repr(cols["value"]) + ": " + vtext.map(repr) + " is not a number")
+        flag(~np.isfinite(value.fillna(0)), f"column {cols['value']!r}: not a finite number")
+    else:
+        value = pd.Series(1.0, index=raw.index)
+
+    if cols["time"] is not None:
+        timestamp = _parse_times(raw[cols["time"]].str.strip(), cols["time"], spec, flag)
+    else:
+        timestamp = pd.Series(0, index=raw.index, dtype=np.int64)
+
+    bad = reason.notna()
+    valid = pd.DataFrame(
+        {
+            "user": user[~bad].to_numpy(),
+            "item": item[~bad].to_numpy(),
+            "value": value[~bad].astype(np.float64).to_numpy(),
+            "timestamp": timestamp[~bad].astype(np.int64).to_numpy(),
+        }
+    )
+    rejects = raw[bad].copy()
+    rejects.insert(0, "reason", reason[bad].astype(str).to_numpy())
+    rejects.insert(0, "line", raw.index[bad.to_numpy()])
+    return Chunk(valid=valid, rejects=rejects, rows_read=len(raw))
+
+
+def _parse_times(text: pd.Series, col: str, spec: LogSpec, flag) -> pd.Series:
+    flag(text == "", f"column {col!r}: missing timestamp")
+    numeric = pd.to_numeric(text, errors="coerce")
+    seconds = numeric / 1000.0 if spec.time_unit == "ms" else numeric
+    needs_date = numeric.isna() & (text != "")
+    if needs_date.any():
+        parsed = pd.to_datetime(text[needs_date], errors="coerce", utc=True, format="mixed")
+        secs = unix_seconds(parsed)
+        seconds = seconds.astype(np.float64)
+        seconds[needs_date] = secs.astype(np.float64)
+    flag(seconds.isna(), "column " + repr(col) + ": " + text.map(repr) + " is not a timestamp")
+    hint = "" if spec.time_unit == "ms" else "; milliseconds? pass --time-unit ms"
+    flag(
+        (seconds < 0) | (seconds > MAX_UNIX_SECONDS),
+        "column " + repr(col) + ": impossible timestamp " + text.map(repr)
+        + f" (before 1970 or after 2100{hint})",
+    )
+    return seconds.fillna(0).astype(np.int64)

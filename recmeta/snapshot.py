@@ -1,0 +1,168 @@
+"""The store as matrices: a users x items CSR, id maps both ways, times and feature arrays.
+
+Built in one pass from SQL into pandas/scipy. Repeated events of one (user, item) pair
+fold into one entry: the latest value (explicit logs) or the summed count (implicit logs),
+at the time of the first event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from sqlalchemy import Engine
+
+from recmeta.store import repository as repo
+from recmeta.store import session_scope
+from recmeta.store.models import Item, User
+
+MAX_CATEGORIES = 32  # one-hot levels kept per categorical feature; the rest share 'other'
+
+
+@dataclass
+class Interactions:
+    """An immutable view of the log: row u of `values` is dense user u, column i dense item i."""
+
+    user_ids: np.ndarray  # dense index -> external id (str)
+    item_ids: np.ndarray
+    values: sp.csr_matrix  # float32
+    times: sp.csr_matrix  # int64, same sparsity as `values`
+    item_features: np.ndarray  # (n_items, n_item_features) float32
+    user_features: np.ndarray  # (n_users, n_user_features) float32
+    item_feature_names: list[str] = field(default_factory=list)
+    user_feature_names: list[str] = field(default_factory=list)
+    titles: list[str | None] = field(default_factory=list)
+    implicit: bool = False
+    watermark: dict = field(default_factory=dict)
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    @cached_property
+    def user_index(self) -> dict[str, int]:
+        return {u: i for i, u in enumerate(self.user_ids)}
+
+    @cached_property
+    def item_index(self) -> dict[str, int]:
+        return {u: i for i, u in enumerate(self.item_ids)}
+
+    def user_rows(self, u: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(items, values, times) of dense user u ordered by (timestamp, item)."""
+        lo, hi = self.values.indptr[u], self.values.indptr[u + 1]
+        items = self.values.indices[lo:hi]
+        vals = self.values.data[lo:hi]
+        ts = self.times.data[lo:hi]
+        order = np.lexsort((items, ts))
+        return items[order], vals[order], ts[order]
+
+    def counts_per_user(self) -> np.ndarray:
+        return np.diff(self.values.indptr)
+
+
+def from_frames(
+    log: pd.DataFrame, users: pd.DataFrame, items: pd.DataFrame, *, implicit: bool,
+    watermark: dict | None = None,
+) -> Interactions:
+    """Build an `Interactions` from an interaction frame (user_id, item_id, value, timestamp)
+    and the users and items tables (id, external_id, [title, genres, year], features)."""
+    users = users.sort_values("id").reset_index(drop=True)
+    items = items.sort_values("id").reset_index(drop=True)
+    u_pos = pd.Series(np.arange(len(users)), index=users["id"].to_numpy())
+    i_pos = pd.Series(np.arange(len(items)), index=items["id"].to_numpy())
+    rows = u_pos.reindex(log["user_id"].to_numpy()).to_numpy()
+    cols = i_pos.reindex(log["item_id"].to_numpy()).to_numpy()
+    frame = pd.DataFrame({"u": rows, "i": cols, "v": log["value"].to_numpy(np.float32),
+                          "t": log["timestamp"].to_numpy(np.int64)})
+    frame = frame.sort_values(["u", "i", "t"], kind="stable")
+    grouped = frame.groupby(["u", "i"], sort=True)
+    folded = grouped.agg(v=("v", "sum" if implicit else "last"), t=("t", "first")).reset_index()
+    shape = (len(users), len(items))
+    coo_rows, coo_cols = folded["u"].to_numpy(), folded["i"].to_numpy()
+    values = sp.csr_matrix((folded["v"].to_numpy(np.float32), (coo_rows, coo_cols)), shape=shape)
+    times = sp.csr_matrix((folded["t"].to_numpy(np.int64), (coo_rows, coo_cols)), shape=shape)
+    item_feats, item_names = item_feature_matrix(items)
+    user_feats, user_names = featurize(users.get("features", pd.Series([None] * len(users))))
+    return Interactions(
+        user_ids=users["external_id"].astype(str).to_numpy(),
+        item_ids=items["external_id"].astype(str).to_numpy(),
+        values=values, times=times,
+        item_features=item_feats, user_features=user_feats,
+        item_feature_names=item_names, user_feature_names=user_names,
+        titles=[t if isinstance(t, str) else None for t in items.get("title", [None] * len(items))],
+        implicit=implicit, watermark=watermark or {},
+    )
+
+
+def load(engine: Engine) -> Interactions:
+    """Load the whole store in one pass (three SELECTs, no per-row queries)."""
+    with session_scope(engine) as session:
+        log = repo.interactions_frame(session)
+        users = repo.entities_frame(session, User)
+        items = repo.entities_frame(session, Item)
+        implicit = repo.log_is_implicit(session)
+        mark = repo.watermark(session)
+    return from_frames(log, users, items, implicit=implicit, watermark=mark)
+
+
+def item_feature_matrix(items: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+    """Genres multi-hot, standardised year, and the generic `features` of each item."""
+    parts: list[np.ndarray] = []
+    names: list[str] = []
+    if "genres" in items and items["genres"].notna().any():
+        dummies = items["genres"].fillna("").str.get_dummies(sep="|")
+        dummies = dummies.loc[:, [c for c in dummies.columns if c.strip()]]
+        parts.append(dummies.to_numpy(np.float32))
+        names += [f"genre:{g}" for g in dummies.columns]
+    if "year" in items and items["year"].notna().any():
+        year, known = _standardise(pd.to_numeric(items["year"], errors="coerce"))
+        parts += [year[:, None], (~known)[:, None].astype(np.float32)]
+        names += ["year", "year:missing"]
+    extra, extra_names = featurize(items.get("features", pd.Series([None] * len(items))))
+    parts.append(extra)
+    names += extra_names
+    n = len(items)
+    return (np.concatenate(parts, axis=1) if parts else np.zeros((n, 0), np.float32)), names
+
+
+def featurize(features: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """JSON feature dicts -> numbers: numeric keys standardised, text keys one-hot."""
+    n = len(features)
+    table = pd.DataFrame([f if isinstance(f, dict) else {} for f in features], index=range(n))
+    parts: list[np.ndarray] = []
+    names: list[str] = []
+    for col in sorted(table.columns):
+        series = table[col]
+        numeric = pd.to_numeric(series, errors="coerce")
+        if numeric.notna().sum() >= max(1, 0.9 * series.notna().sum()):
+            values, known = _standardise(numeric)
+            parts.append(values[:, None])
+            names.append(str(col))
+            if not known.all():
+                parts.append((~known)[:, None].astype(np.float32))
+                names.append(f"{col}:missing")
+            continue
+        text = series.astype("string")
+        top = sorted(text.value_counts().index[:MAX_CATEGORIES])
+        for level in top:
+            parts.append((text == level).fillna(False).to_numpy(np.float32)[:, None])
+            names.append(f"{col}={level}")
+    if not parts:
+        return np.zeros((n, 0), np.float32), []
+    return np.concatenate(parts, axis=1).astype(np.float32), names
+
+
+def _standardise(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    known = values.notna().to_numpy()
+    v = values.to_numpy(np.float64)
+    if known.any():
+        mu, sd = np.nanmean(v), np.nanstd(v)
+        v = (v - mu) / (sd if sd > 0 else 1.0)
+    return np.where(known, v, 0.0).astype(np.float32), known

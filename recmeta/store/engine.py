@@ -1,0 +1,79 @@
+"""Engines, sessions and the default database URL."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from recmeta.errors import StoreError
+
+DEFAULT_DB_FILE = "recmeta.db"
+
+
+def resolve_url(url: str | None = None) -> str:
+    """`url`, else `$RECMETA_DB`, else a SQLite file `recmeta.db` in the working directory.
+
+    A bare path is taken as a SQLite file.
+    """
+    url = url or os.environ.get("RECMETA_DB") or DEFAULT_DB_FILE
+    if "://" not in url:
+        url = f"sqlite:///{Path(url).expanduser()}"
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def make_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
+    """An engine for `url`; an empty database is brought to the newest schema first."""
+    url = resolve_url(url)
+    engine = create_engine(url)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    try:
+        with engine.connect():
+            pass
+    except OperationalError as exc:
+        raise StoreError(
+            f"cannot open the database {engine.url.render_as_string(hide_password=True)}: "
+            f"{exc.orig}. Check --db / $RECMETA_DB."
+        ) from exc
+    if migrate:
+        from recmeta.store.migrate import is_current, upgrade
+
+        if not is_current(engine):
+            if _has_foreign_tables(engine):
+                raise StoreError(
+                    "the database has tables but an older or unknown schema; "
+                    "run `recmeta db upgrade` first"
+                )
+            upgrade(engine)
+    return engine
+
+
+def _has_foreign_tables(engine: Engine) -> bool:
+    """True when the database holds tables but no Alembic version (not ours to touch)."""
+    names = set(inspect(engine).get_table_names())
+    return bool(names) and "alembic_version" not in names
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """One transaction: commit on success, roll back everything on any error."""
+    factory = sessionmaker(engine, expire_on_commit=False)
+    with factory() as session, session.begin():
+        yield session

@@ -1,0 +1,244 @@
+"""Bulk repository functions over the store. Each takes a keyword-only `session`."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from recmeta.store.models import IngestBatch, Interaction, Item, Model, User
+
+_IN_CHUNK = 5_000  # ids per IN (...) lookup: well under every backend's variable limit
+
+
+def _insert_ignore(session: Session, table):
+    """`INSERT ... ON CONFLICT DO NOTHING` for this session's dialect."""
+    name = session.get_bind().dialect.name
+    if name == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing()
+    if name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    raise NotImplementedError(f"recmeta supports SQLite and PostgreSQL, not {name}")
+
+
+def id_map(session: Session, entity: type[User] | type[Item]) -> dict[str, int]:
+    """external id -> row id for every user (or item) in the store."""
+    rows = session.execute(select(entity.external_id, entity.id))
+    return dict(rows.all())
+
+
+def ensure_entities(
+    session: Session,
+    entity: type[User] | type[Item],
+    external_ids: Iterable[str],
+    known: dict[str, int],
+) -> dict[str, int]:
+    """Create the users (or items) of `external_ids` not in `known`; update and return `known`."""
+    new = [e for e in dict.fromkeys(external_ids) if e not in known]
+    if not new:
+        return known
+    session.execute(_insert_ignore(session, entity.__table__), [{"external_id": e} for e in new])
+    for start in range(0, len(new), _IN_CHUNK):
+        part = new[start : start + _IN_CHUNK]
+        rows = session.execute(
+            select(entity.external_id, entity.id).where(entity.external_id.in_(part))
+        )
+        known.update(rows.all())
+    return known
+
+
+def upsert_metadata(
+    session: Session, entity: type[User] | type[Item], records: Sequence[dict[str, Any]]
+) -> int:
+    """Insert or update users (or items) by external id; returns how many rows changed."""
+    if not records:
+        return 0
+    known = id_map(session, entity)
+    ensure_entities(session, entity, (r["external_id"] for r in records), known)
+    params = [{**r, "id": known[r["external_id"]]} for r in records]
+    columns = [k for k in params[0] if k not in ("id", "external_id")]
+    if columns:
+        session.execute(update(entity), [{k: p[k] for k in ("id", *columns)} for p in params])
+    return len(params)
+
+
+def insert_interactions(session: Session, frame: pd.DataFrame) -> int:
+    """Bulk insert rows (user_id, item_id, value, timestamp, batch_id); duplicates are skipped.
+
+    Returns how many rows were new. PostgreSQL goes through COPY into a temporary table.
+    """
+    if frame.empty:
+        return 0
+    if session.get_bind().dialect.name == "postgresql":
+        return _copy_interactions(session, frame)
+    records = frame[["user_id", "item_id", "value", "timestamp", "batch_id"]].to_dict("records")
+    result = session.execute(_insert_ignore(session, Interaction.__table__), records)
+    return max(result.rowcount, 0)
+
+
+def _copy_interactions(session: Session, frame: pd.DataFrame) -> int:
+    raw = session.connection().connection.driver_connection  # psycopg connection
+    buf = io.StringIO()
+    frame[["user_id", "item_id", "value", "timestamp", "batch_id"]].to_csv(
+        buf, index=False, header=False
+    )
+    with raw.cursor() as cur:
+        cur.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS _recmeta_staging "
+            "(user_id int, item_id int, value float8, timestamp bigint, batch_id int) "
+            "ON COMMIT DROP"
+        )
+        cur.execute("TRUNCATE _recmeta_staging")
+        with cur.copy("COPY _recmeta_staging FROM STDIN (FORMAT csv)") as copy:
+            copy.write(buf.getvalue())
+        cur.execute(
+            "INSERT INTO interactions (user_id, item_id, value, timestamp, batch_id) "
+            "SELECT user_id, item_id, value, timestamp, batch_id FROM _recmeta_staging "
+            "ON CONFLICT DO NOTHING"
+        )
+        return cur.rowcount
+
+
+def count_interactions(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(Interaction)) or 0
+
+
+def start_batch(session: Session, *, source: str, kind: str, content_hash: str) -> IngestBatch:
+    batch = IngestBatch(source=source, kind=kind, content_hash=content_hash)
+    session.add(batch)
+    session.flush()
+    return batch
+
+
+def batch_seen(session: Session, content_hash: str) -> bool:
+    stmt = select(IngestBatch.id).where(IngestBatch.content_hash == content_hash).limit(1)
+    return session.scalar(stmt) is not None
+
+
+def finish_batch(session: Session, batch: IngestBatch, **counts: int) -> None:
+    for key, value in counts.items():
+        setattr(batch, key, value)
+    session.flush()
+
+
+def log_is_implicit(session: Session) -> bool:
+    """True when every interaction log in the store was ingested as implicit."""
+    kinds = set(session.scalars(select(IngestBatch.kind).distinct()))
+    return kinds == {"implicit"}
+
+
+def interactions_frame(session: Session) -> pd.DataFrame:
+    """Every interaction as columns user_id, item_id, value, timestamp (one query)."""
+    stmt = select(
+        Interaction.user_id, Interaction.item_id, Interaction.value, Interaction.timestamp
+    )
+    rows = session.execute(stmt).all()
+    if not rows:
+        return pd.DataFrame(
+            {
+                "user_id": np.empty(0, np.int64),
+                "item_id": np.empty(0, np.int64),
+                "value": np.empty(0, np.float32),
+                "timestamp": np.empty(0, np.int64),
+            }
+        )
+    arr = np.array(rows, dtype=np.float64)
+    return pd.DataFrame(
+        {
+            "user_id": arr[:, 0].astype(np.int64),
+            "item_id": arr[:, 1].astype(np.int64),
+            "value": arr[:, 2].astype(np.float32),
+            "timestamp": arr[:, 3].astype(np.int64),
+        }
+    )
+
+
+def entities_frame(session: Session, entity: type[User] | type[Item]) -> pd.DataFrame:
+    """Every user (or item) with its metadata columns."""
+    cols = [c for c in entity.__table__.columns]
+    rows = session.execute(select(*cols)).all()
+    return pd.DataFrame(rows, columns=[c.name for c in cols])
+
+
+def watermark(session: Session) -> dict[str, int]:
+    """What a model was trained on: counts and the newest interaction row."""
+    return {
+        "interactions": count_interactions(session),
+        "max_interaction_id": session.scalar(select(func.max(Interaction.id))) or 0,
+        "users": session.scalar(select(func.count()).select_from(User)) or 0,
+        "items": session.scalar(select(func.count()).select_from(Item)) or 0,
+    }
+
+
+def register_model(session: Session, *, activate: bool = True, **fields: Any) -> Model:
+    """Add a model row; the newest of a name becomes its active one."""
+    model = Model(**fields, active=activate)
+    if activate:
+        session.execute(update(Model).where(Model.name == fields["name"]).values(active=False))
+    session.add(model)
+    session.flush()
+    return model
+
+
+def list_models(session: Session, *, active_only: bool = False) -> list[Model]:
+    stmt = select(Model).order_by(Model.created_at.desc(), Model.id.desc())
+    if active_only:
+        stmt = stmt.where(Model.active.is_(True))
+    return list(session.scalars(stmt))
+
+
+def user_interactions(session: Session, external_id: str) -> pd.DataFrame | None:
+    """One user's rows (item external id, value, timestamp), or None for an unknown user."""
+    user_id = session.scalar(select(User.id).where(User.external_id == external_id))
+    if user_id is None:
+        return None
+    stmt = (
+        select(Item.external_id, Interaction.value, Interaction.timestamp)
+        .join(Item, Item.id == Interaction.item_id)
+        .where(Interaction.user_id == user_id)
+        .order_by(Interaction.timestamp, Item.id)
+    )
+    return pd.DataFrame(session.execute(stmt).all(), columns=["item", "value", "timestamp"])
+
+
+COLD_THRESHOLDS = (1, 5, 10, 20)
+
+
+def stats(session: Session) -> dict[str, Any]:
+    """Counts, density, value and time ranges, and how many users are cold, from SQL aggregates."""
+    n_users = session.scalar(select(func.count()).select_from(User)) or 0
+    n_items = session.scalar(select(func.count()).select_from(Item)) or 0
+    agg = session.execute(
+        select(func.count(), func.min(Interaction.value), func.max(Interaction.value),
+               func.min(Interaction.timestamp), func.max(Interaction.timestamp))
+    ).one()
+    per_user = session.execute(
+        select(Interaction.user_id, func.count()).group_by(Interaction.user_id)
+    ).all()
+    counts = np.zeros(n_users, dtype=np.int64)
+    counts[: len(per_user)] = sorted((c for _, c in per_user), reverse=True)
+    n = int(agg[0])
+    return {
+        "users": n_users,
+        "items": n_items,
+        "interactions": n,
+        "density": n / (n_users * n_items) if n_users and n_items else 0.0,
+        "implicit": log_is_implicit(session),
+        "value_min": agg[1],
+        "value_max": agg[2],
+        "time_min": agg[3],
+        "time_max": agg[4],
+        "interactions_per_user": {
+            "min": int(counts.min()) if n_users else 0,
+            "median": float(np.median(counts)) if n_users else 0.0,
+            "mean": float(counts.mean()) if n_users else 0.0,
+            "max": int(counts.max()) if n_users else 0,
+        },
+        "users_with_at_most": {str(k): int((counts <= k).sum()) for k in COLD_THRESHOLDS},
+    }

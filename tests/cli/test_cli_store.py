@@ -1,0 +1,63 @@
+import json
+
+from typer.testing import CliRunner
+
+from recmeta.cli import app
+from tests.conftest import write
+
+runner = CliRunner()
+
+
+def invoke(db, *args):
+    return runner.invoke(app, ["--db", db, *args])
+
+
+def test_ingest_ml100k_then_stats_json(db_url, ml100k_dir):
+    res = invoke(db_url, "ingest", "interactions", "--format", "movielens-100k", str(ml100k_dir))
+    assert res.exit_code == 0, res.output
+    res = invoke(db_url, "stats", "--json")
+    s = json.loads(res.stdout)
+    assert (s["users"], s["items"], s["interactions"]) == (943, 1682, 100_000)
+    assert s["users_with_at_most"]["20"] == 32
+
+
+def test_synth_ingest_and_stats(tmp_path):
+    db = str(tmp_path / "s.db")
+    res = runner.invoke(app, ["data", "synth", "--out", str(tmp_path / "syn"), "--users", "50",
+                              "--items", "40"])
+    assert res.exit_code == 0, res.output
+    for kind in ("interactions", "items", "users"):
+        res = invoke(db, "ingest", kind, str(tmp_path / "syn" / f"{kind}.csv"), "--json")
+        assert res.exit_code == 0, res.output
+    s = json.loads(invoke(db, "stats", "--json").stdout)
+    assert s["users"] == 50 and s["items"] == 40
+    assert "store" in invoke(db, "stats").stdout
+
+
+def test_bad_row_exits_1_with_the_line(tmp_path):
+    path = write(tmp_path / "bad.csv", "user,item,rating\na,x,5\nb,y,oops\n")
+    res = invoke(str(tmp_path / "b.db"), "ingest", "interactions", str(path))
+    assert res.exit_code == 1
+    assert "bad.csv:3: column 'rating': 'oops' is not a number" in res.stderr
+    assert "Traceback" not in res.output
+
+
+def test_skip_mode_reports_rejects(tmp_path):
+    path = write(tmp_path / "bad.csv", "user,item,rating\na,x,5\nb,y,oops\n")
+    res = invoke(str(tmp_path / "b.db"), "ingest", "interactions", str(path), "--on-error",
+                 "skip", "--json")
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)[0]
+    assert report["inserted"] == 1 and report["rejected"] == 1
+    assert report["rejects_path"].endswith("bad.csv.rejects.csv")
+
+
+def test_db_upgrade_and_version(tmp_path):
+    res = invoke(str(tmp_path / "x.db"), "db", "upgrade")
+    assert res.exit_code == 0 and "revision" in res.stdout
+    assert runner.invoke(app, ["--version"]).stdout.startswith("recmeta ")
+
+
+def test_unreachable_database_is_a_clear_error():
+    res = invoke("postgresql://nobody@127.0.0.1:1/none", "stats")
+    assert res.exit_code == 1 and "cannot open the database" in res.stderr

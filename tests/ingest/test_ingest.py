@@ -1,0 +1,202 @@
+"""Every input format, every bad-input case (message + nothing written), idempotence."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from recmeta.errors import DataError
+from recmeta.ingest.pipeline import ingest_file, ingest_log
+from recmeta.ingest.readers import LogSpec
+from recmeta.store import make_engine, session_scope
+from recmeta.store.repository import stats
+from tests.conftest import write
+
+GOOD = "user,item,rating,timestamp\nu1,i1,5,881250949\nu1,i2,3,881250950\nu2,i1,4,881250951\n"
+
+
+def counts(engine) -> tuple[int, int, int]:
+    with session_scope(engine) as s:
+        st_ = stats(s)
+    return st_["users"], st_["items"], st_["interactions"]
+
+
+def run(engine, spec: LogSpec, **kw):
+    return ingest_file(engine, lambda s: ingest_log(s, spec, **kw))
+
+
+def test_csv_with_matching_header(db_url, tmp_path):
+    engine = make_engine(db_url)
+    report = run(engine, LogSpec(path=write(tmp_path / "log.csv", GOOD)))
+    assert (report.rows_read, report.inserted, report.users_created, report.items_created) == (
+        3, 3, 2, 2)
+    assert counts(engine) == (2, 2, 3)
+
+
+def test_reingest_and_overlap_add_nothing(db_url, tmp_path):
+    engine = make_engine(db_url)
+    path = write(tmp_path / "log.csv", GOOD)
+    run(engine, LogSpec(path=path))
+    again = run(engine, LogSpec(path=path))
+    assert again.inserted == 0 and again.seen_before and again.duplicates == 3
+    overlap = write(tmp_path / "more.csv", GOOD + "u3,i3,2,881250999\n")
+    assert run(engine, LogSpec(path=overlap)).inserted == 1
+    assert counts(engine) == (3, 3, 4)
+
+
+def test_tsv_with_named_columns_and_iso_dates(sqlite_url, tmp_path):
+    engine = make_engine(sqlite_url)
+    path = write(tmp_path / "log.tsv", "who\twhat\tstars\twhen\na\tx\t4\t2024-01-02T10:00:00Z\n"
+                                       "a\ty\t2\t2024-01-03\n")
+    run(engine, LogSpec(path=path, user_col="who", item_col="what", value_col="stars",
+                        time_col="when"))
+    assert counts(engine) == (1, 2, 2)
+
+
+def test_headerless_file_and_millisecond_times(sqlite_url, tmp_path):
+    engine = make_engine(sqlite_url)
+    path = write(tmp_path / "log.csv", "1,10,1,1700000000000\n2,10,1,1700000001000\n")
+    spec = LogSpec(path=path, header=False, names=("user", "item", "value", "timestamp"),
+                   time_unit="ms")
+    run(engine, spec)
+    with session_scope(engine) as s:
+        assert stats(s)["time_max"] == 1_700_000_001
+
+
+def test_parquet(db_url, tmp_path):
+    engine = make_engine(db_url)
+    frame = pd.DataFrame({"user_id": [1, 1, 2], "item_id": [7, 8, 7], "rating": [4.0, 5.0, 1.0],
+                          "timestamp": pd.to_datetime(["2020-01-01", "2020-01-02", "2020-01-03"])})
+    path = tmp_path / "log.parquet"
+    frame.to_parquet(path)
+    report = run(engine, LogSpec(path=path))
+    assert report.inserted == 3
+    with session_scope(engine) as s:
+        assert stats(s)["time_min"] == 1_577_836_800
+
+
+def test_implicit_log_without_values_or_times(sqlite_url, tmp_path):
+    engine = make_engine(sqlite_url)
+    path = write(tmp_path / "clicks.csv", "user,item\na,x\na,x\na,y\nb,x\n")
+    report = run(engine, LogSpec(path=path, implicit=True))
+    assert report.inserted == 3  # a's two clicks on x fold into one count of 2
+    with session_scope(engine) as s:
+        st_ = stats(s)
+    assert st_["implicit"] and st_["value_max"] == 2.0
+
+
+BAD = [
+    ("missing column", "user,rating,timestamp\nu1,5,1\n", "1: no item column"),
+    ("non-numeric value", GOOD + "u3,i3,five,881250999\n", "5: column 'rating': 'five' is not a number"),
+    ("unparseable time", GOOD + "u3,i3,4,yesterday-ish\n", "5: column 'timestamp': 'yesterday-ish' is not a timestamp"),
+    ("impossible time", GOOD + "u3,i3,4,99999999999\n", "5: column 'timestamp': impossible timestamp"),
+    ("negative time", GOOD + "u3,i3,4,-5\n", "5: column 'timestamp': impossible timestamp"),
+    ("empty user id", GOOD + ",i3,4,881250999\n", "5: column 'user': empty user id"),
+    ("empty item id", GOOD + "u4, ,4,881250999\n", "5: column 'item': empty item id"),
+    ("wrong delimiter", GOOD.replace(",", ";"), "looks semicolon-separated; pass --sep ';'"),
+    ("ragged row", GOOD + "u3,i3,4,881250999,extra\n", "line 5: expected 4 fields, found 5"),
+]
+
+
+@pytest.mark.parametrize(("case", "body", "message"), BAD, ids=[b[0] for b in BAD])
+def test_bad_input_names_line_and_reason_and_writes_nothing(db_url, tmp_path, case, body, message):
+    engine = make_engine(db_url)
+    path = write(tmp_path / "bad.csv", body)
+    with pytest.raises(DataError) as info:
+        run(engine, LogSpec(path=path))
+    assert str(path) in str(info.value)
+    assert message in str(info.value)
+    assert counts(engine) == (0, 0, 0)
+
+
+def test_skip_writes_valid_rows_and_a_rejects_file(sqlite_url, tmp_path):
+    engine = make_engine(sqlite_url)
+    body = GOOD + "u3,i3,five,881250999\n,i3,4,881250999\nu4,i4,4,881251000\n"
+    path = write(tmp_path / "mixed.csv", body)
+    report = run(engine, LogSpec(path=path), on_error="skip")
+    assert (report.inserted, report.rejected) == (4, 2)
+    rejects = pd.read_csv(report.rejects_path, dtype=str, keep_default_na=False)
+    assert rejects["line"].tolist() == ["5", "6"]
+    assert "is not a number" in rejects["reason"][0] and "empty user id" in rejects["reason"][1]
+    assert rejects["rating"][0] == "five"
+    assert counts(engine) == (3, 3, 4)  # rejected rows create no users or items
+
+
+def test_bad_row_in_a_later_chunk_rolls_back_earlier_chunks(sqlite_url, tmp_path, monkeypatch):
+    import recmeta.ingest.readers as readers
+
+    monkeypatch.setattr(readers, "CHUNK_ROWS", 2)
+    monkeypatch.setattr(readers.read_raw, "__defaults__", (2,))
+    engine = make_engine(sqlite_url)
+    path = write(tmp_path / "late.csv", GOOD + "u3,i3,4,881250999\nu3,i4,x,881250999\n")
+    with pytest.raises(DataError, match=r"late.csv:6:"):
+        run(engine, LogSpec(path=path))
+    assert counts(engine) == (0, 0, 0)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    rows=st.lists(
+        st.tuples(st.integers(1, 50), st.integers(1, 50), st.integers(1, 5),
+                  st.integers(0, 2_000_000_000)),
+        min_size=1, max_size=30),
+    garbage=st.text(alphabet="abcxyz!?", min_size=1, max_size=6),
+    where=st.integers(0, 29),
+)
+def test_property_any_garbage_value_is_reported_on_its_line(tmp_path, rows, garbage, where):
+    """A valid log plus one garbage rating: the error names exactly that line."""
+    where = where % len(rows)
+    lines = ["user,item,rating,timestamp"]
+    for k, (u, i, r, t) in enumerate(rows):
+        lines.append(f"{u},{i},{garbage if k == where else r},{t}")
+    path = write(tmp_path / "prop.csv", "\n".join(lines) + "\n")
+    engine = make_engine(f"sqlite:///{tmp_path / 'prop.db'}")
+    with pytest.raises(DataError, match=rf"prop.csv:{where + 2}: column 'rating'"):
+        run(engine, LogSpec(path=path))
+    engine.dispose()
+    (tmp_path / "prop.db").unlink()
+
+
+def test_missing_file_is_a_clear_error(sqlite_url, tmp_path):
+    with pytest.raises(DataError, match="no such file"):
+        run(make_engine(sqlite_url), LogSpec(path=tmp_path / "nope.csv"))
+
+
+def test_explicit_log_without_values_asks_for_implicit(sqlite_url, tmp_path):
+    path = write(tmp_path / "clicks.csv", "user,item\na,x\n")
+    with pytest.raises(DataError, match="--implicit"):
+        run(make_engine(sqlite_url), LogSpec(path=path))
+
+
+def test_items_and_users_metadata(sqlite_url, tmp_path):
+    from recmeta.ingest.pipeline import ingest_metadata, read_metadata
+    from recmeta.store.models import Item, User
+    from recmeta.store.repository import entities_frame
+
+    engine = make_engine(sqlite_url)
+    items = write(tmp_path / "items.csv", "item,title,genres,year,price\nx,X Film,a|b,1999,9.5\n"
+                                          "y,Y Film,,,\n")
+    users = write(tmp_path / "users.csv", "user,age,city\na,30,Oslo\n")
+    recs = read_metadata(items, id_col="item", title_col="title", genres_col="genres",
+                         year_col="year")
+    ingest_file(engine, lambda s: ingest_metadata(s, Item, recs, str(items)))
+    urecs = read_metadata(users, id_col="user", for_items=False)
+    ingest_file(engine, lambda s: ingest_metadata(s, User, urecs, str(users)))
+    with session_scope(engine) as s:
+        it = entities_frame(s, Item).set_index("external_id")
+        us = entities_frame(s, User).set_index("external_id")
+    assert it.loc["x", "title"] == "X Film" and it.loc["x", "genres"] == "a|b"
+    assert it.loc["x", "year"] == 1999 and it.loc["x", "features"] == {"price": 9.5}
+    assert us.loc["a", "features"] == {"age": 30.0, "city": "Oslo"}
+
+
+def test_bad_year_in_item_metadata(tmp_path):
+    from recmeta.ingest.pipeline import read_metadata
+
+    path = write(tmp_path / "items.csv", "item,title,year\nx,X,19x9\n")
+    with pytest.raises(DataError, match=r"items.csv:2: column 'year': '19x9' is not a year"):
+        read_metadata(path, id_col="item", title_col="title", year_col="year")
+
+

@@ -1,0 +1,52 @@
+import urllib.error
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recmeta import datasets
+from recmeta.errors import DataError
+
+
+def test_synth_is_deterministic_and_has_planted_structure():
+    cfg = datasets.SynthConfig(users=200, items=80, seed=5)
+    log, items, users = datasets.synth(cfg)
+    log2, _, _ = datasets.synth(cfg)
+    pd.testing.assert_frame_equal(log, log2)
+    assert log.groupby("user").size().min() >= cfg.min_interactions
+    assert set(log["value"]) <= {1, 2, 3, 4, 5}
+    # users of one segment share tastes: their mean rating per genre differs across segments
+    merged = log.merge(users, on="user").merge(items, on="item")
+    merged["first_genre"] = merged["genres"].str.split("|").str[0]
+    table = merged.pivot_table(index="segment", columns="first_genre", values="value")
+    assert float(np.nanmax(table.to_numpy() - np.nanmin(table.to_numpy(), axis=0))) > 1.0
+
+
+def test_unpack_a_zip(tmp_path):
+    archive = tmp_path / "ml-100k.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("ml-100k/u.data", "1\t1\t5\t881250949\n")
+        zf.writestr("ml-100k/u.item", "1|Toy Story (1995)|01-Jan-1995||x|0\n")
+    folder = datasets.unpack(archive, tmp_path / "out")
+    assert folder.name == "ml-100k" and (folder / "u.data").is_file()
+
+
+def test_unpack_refuses_paths_outside(tmp_path):
+    archive = tmp_path / "evil.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("../escape.txt", "x")
+    with pytest.raises(DataError, match="unsafe path"):
+        datasets.unpack(archive, tmp_path / "out")
+
+
+def test_download_offline_is_one_clear_line(tmp_path, monkeypatch):
+    def refuse(*_a, **_k):
+        raise urllib.error.URLError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(datasets.urllib.request, "urlopen", refuse)
+    with pytest.raises(DataError) as info:
+        datasets.download("movielens-100k", tmp_path)
+    msg = str(info.value)
+    assert "\n" not in msg and "cannot download" in msg and "recmeta data unpack" in msg
+    assert not (tmp_path / "ml-100k.zip").exists()
