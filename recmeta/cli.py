@@ -23,11 +23,11 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-ingest_app = typer.Typer(help="Load interaction logs and item/user metadata into the store.",
-                         no_args_is_help=True)
+ingest_app = typer.Typer(
+    help="Load interaction logs and item/user metadata into the store.", no_args_is_help=True
+)
 db_app = typer.Typer(help="Database schema: migrations.", no_args_is_help=True)
-data_app = typer.Typer(help="Datasets: a synthetic log, MovieLens downloads.",
-                       no_args_is_help=True)
+data_app = typer.Typer(help="Datasets: a synthetic log, MovieLens downloads.", no_args_is_help=True)
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(db_app, name="db")
 app.add_typer(data_app, name="data")
@@ -65,17 +65,24 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
-    db: Annotated[str | None, typer.Option(
-        "--db", envvar="RECMETA_DB",
-        help="Database URL or SQLite file [default: ./recmeta.db]. "
-        "PostgreSQL: postgresql://user@host/dbname")] = None,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            "--db",
+            envvar="RECMETA_DB",
+            help="Database URL or SQLite file [default: ./recmeta.db]. "
+            "PostgreSQL: postgresql://user@host/dbname",
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     State.db = db
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
 
 
 def engine():
@@ -91,8 +98,14 @@ def print_json(obj) -> None:
 def rows_progress(description: str):
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    return Progress(SpinnerColumn(), TextColumn(description), TextColumn("{task.completed:,} rows"),
-                    TimeElapsedColumn(), console=err, transient=True)
+    return Progress(
+        SpinnerColumn(),
+        TextColumn(description),
+        TextColumn("{task.completed:,} rows"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
 
 
 # ---------------------------------------------------------------- ingest
@@ -116,11 +129,19 @@ def _report_table(reports, as_json: bool) -> None:
     if as_json:
         print_json([r.as_dict() for r in reports])
         return
-    table = Table("source", "rows read", "new", "duplicates", "rejected", "new users",
-                  "new items", title="ingest")
+    table = Table(
+        "source", "rows read", "new", "duplicates", "rejected", "new users", "new items", title="ingest"
+    )
     for r in reports:
-        table.add_row(r.source, f"{r.rows_read:,}", f"{r.inserted:,}", f"{r.duplicates:,}",
-                      f"{r.rejected:,}", f"{r.users_created:,}", f"{r.items_created:,}")
+        table.add_row(
+            r.source,
+            f"{r.rows_read:,}",
+            f"{r.inserted:,}",
+            f"{r.duplicates:,}",
+            f"{r.rejected:,}",
+            f"{r.users_created:,}",
+            f"{r.items_created:,}",
+        )
     out.print(table)
     for r in reports:
         if r.rejects_path:
@@ -143,9 +164,13 @@ def ingest_interactions(
     header: Annotated[bool, typer.Option(help="The first line names the columns.")] = True,
     time_unit: Annotated[str, typer.Option(help="Unit of numeric timestamps: s or ms.")] = "s",
     encoding: Annotated[str, typer.Option(help="Text encoding.")] = "utf-8",
-    on_error: Annotated[OnError, typer.Option(
-        help="fail: stop at the first bad row and write nothing; "
-        "skip: write the valid rows and a rejects file.")] = OnError.fail,
+    on_error: Annotated[
+        OnError,
+        typer.Option(
+            help="fail: stop at the first bad row and write nothing; "
+            "skip: write the valid rows and a rejects file."
+        ),
+    ] = OnError.fail,
     rejects: Annotated[Path | None, typer.Option(help="Where --on-error skip writes bad rows.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
@@ -162,15 +187,36 @@ def ingest_interactions(
         else:
             names = None
             if not header:
-                names = tuple(c for c in (user_col or "user", item_col or "item",
-                                          value_col or "value", time_col or "timestamp"))
+                names = tuple(
+                    c
+                    for c in (
+                        user_col or "user",
+                        item_col or "item",
+                        value_col or "value",
+                        time_col or "timestamp",
+                    )
+                )
             spec = LogSpec(
-                path=path, user_col=user_col, item_col=item_col, value_col=value_col,
-                time_col=time_col, implicit=implicit, encoding=encoding, time_unit=time_unit,
-                sep=sep or {"tsv": "\t", "csv": ","}.get(fmt.value), header=header, names=names,
+                path=path,
+                user_col=user_col,
+                item_col=item_col,
+                value_col=value_col,
+                time_col=time_col,
+                implicit=implicit,
+                encoding=encoding,
+                time_unit=time_unit,
+                sep=sep or {"tsv": "\t", "csv": ","}.get(fmt.value),
+                header=header,
+                names=names,
             )
-            reports = [ingest_file(eng, lambda s: ingest_log(
-                s, spec, on_error=on_error.value, rejects_path=rejects, progress=tick))]
+            reports = [
+                ingest_file(
+                    eng,
+                    lambda s: ingest_log(
+                        s, spec, on_error=on_error.value, rejects_path=rejects, progress=tick
+                    ),
+                )
+            ]
     _report_table(reports, as_json)
 
 
@@ -178,13 +224,21 @@ def _set_completed(bar, task, n: int) -> None:
     bar.update(task, completed=n)
 
 
-def _ingest_metadata(path: Path, for_items: bool, id_col: str, title_col, genres_col, year_col,
-                     sep, as_json: bool) -> None:
+def _ingest_metadata(
+    path: Path, for_items: bool, id_col: str, title_col, genres_col, year_col, sep, as_json: bool
+) -> None:
     from recmeta.ingest.pipeline import ingest_file, ingest_metadata, read_metadata
     from recmeta.store.models import Item, User
 
-    records = read_metadata(path, id_col=id_col, title_col=title_col, genres_col=genres_col,
-                            year_col=year_col, sep=sep, for_items=for_items)
+    records = read_metadata(
+        path,
+        id_col=id_col,
+        title_col=title_col,
+        genres_col=genres_col,
+        year_col=year_col,
+        sep=sep,
+        for_items=for_items,
+    )
     entity = Item if for_items else User
     report = ingest_file(engine(), lambda s: ingest_metadata(s, entity, records, str(path)))
     _report_table([report], as_json)
@@ -207,8 +261,7 @@ def ingest_items(
     header = list(next(read_raw(LogSpec(path=path, sep=sep), chunk_rows=1)).columns)
     lower = {c.lower() for c in header}
     pick = lambda c: c if c and c.lower() in lower else None  # noqa: E731
-    _ingest_metadata(path, True, id_col, pick(title_col), pick(genres_col), pick(year_col), sep,
-                     as_json)
+    _ingest_metadata(path, True, id_col, pick(title_col), pick(genres_col), pick(year_col), sep, as_json)
 
 
 @ingest_app.command("users")
@@ -262,8 +315,9 @@ def data_synth(
     """Write a synthetic log with planted taste groups (interactions, items, users CSV)."""
     from recmeta.datasets import SynthConfig, write_synth
 
-    paths = write_synth(SynthConfig(users=users, items=items, groups=groups, implicit=implicit,
-                                    seed=seed), out_dir)
+    paths = write_synth(
+        SynthConfig(users=users, items=items, groups=groups, implicit=implicit, seed=seed), out_dir
+    )
     for kind, p in paths.items():
         out.print(f"{kind}: {p}")
 
@@ -316,11 +370,313 @@ def stats(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")
     table.add_row("values", f"{s['value_min']} .. {s['value_max']}")
     table.add_row("time", f"{date(s['time_min'])} .. {date(s['time_max'])}")
     per = s["interactions_per_user"]
-    table.add_row("per user", f"min {per['min']}, median {per['median']:g}, "
-                              f"mean {per['mean']:.1f}, max {per['max']}")
+    table.add_row(
+        "per user", f"min {per['min']}, median {per['median']:g}, mean {per['mean']:.1f}, max {per['max']}"
+    )
     for k, n in s["users_with_at_most"].items():
         table.add_row(f"users with <= {k}", f"{n:,}")
     out.print(table)
+
+
+# ---------------------------------------------------------------- train, models, evaluate
+
+
+def _progress_bar():
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("{task.description:<10}"),
+        BarColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=err,
+    )
+
+
+def _model_list(models: list[str]) -> tuple[str, ...]:
+    from recmeta.train import ALL
+
+    return ALL if not models or "all" in models else tuple(models)
+
+
+@app.command()
+@fail_cleanly
+def train(
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model", "-m", help="maml, protonet, metalstm, als, itemknn, popular or all; repeatable."
+        ),
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option(help="Most meta-training epochs (early stopping may end sooner).")
+    ] = None,
+    max_time: Annotated[float | None, typer.Option(help="Most seconds of meta-training per model.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (split, initialisation, sampling).")] = 0,
+    models_dir: Annotated[Path, typer.Option(help="Where checkpoints are written.")] = Path("models"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Train models on the store's log; 10% of users are held out for early stopping.
+
+    Each checkpoint is written atomically and registered; `recmeta models` lists them.
+    """
+    from recmeta.train import TrainConfig
+    from recmeta.train import train as run_train
+
+    cfg = TrainConfig(
+        models=_model_list(model or []), seed=seed, epochs=epochs, max_time=max_time, models_dir=models_dir
+    )
+    with _progress_bar() as bar:
+
+        def factory(kind: str):
+            task = bar.add_task(kind, total=None, info="")
+
+            def update(d: dict) -> None:
+                info = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in d.items())
+                bar.update(task, info=info, completed=d.get("epoch", 0))
+
+            return update
+
+        results = run_train(engine(), cfg, factory)
+    if as_json:
+        print_json(
+            [
+                {
+                    "model": r.kind,
+                    "path": str(r.path),
+                    "seconds": r.seconds,
+                    "validation_ndcg@10": r.validation,
+                }
+                for r in results
+            ]
+        )
+        return
+    shots = sorted({k for r in results for k in r.validation}, key=lambda k: int(k[1:]))
+    t = Table(
+        "model",
+        *[s.replace("K", "K=") for s in shots],
+        "seconds",
+        "checkpoint",
+        title="validation ndcg@10 by support size",
+    )
+    for r in results:
+        t.add_row(
+            r.kind,
+            *[f"{r.validation[k]:.3f}" if k in r.validation else "-" for k in shots],
+            f"{r.seconds:.1f}",
+            str(r.path),
+        )
+    out.print(t)
+
+
+@app.command()
+@fail_cleanly
+def models(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
+    """List registered checkpoints, newest first (active ones marked *)."""
+    from recmeta.store import session_scope
+    from recmeta.store.repository import list_models
+
+    with session_scope(engine()) as session:
+        rows = [
+            {
+                "id": m.id,
+                "name": m.name,
+                "kind": m.kind,
+                "active": m.active,
+                "path": m.path,
+                "created": m.created_at.isoformat(timespec="seconds"),
+                "validation": m.metrics.get("validation_ndcg@10", {}),
+                "config": m.config,
+            }
+            for m in list_models(session)
+        ]
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
+        out.print("no models yet; run `recmeta train`")
+        return
+    t = Table("", "id", "name", "created", "val ndcg@10 (K=1/5/10)", "path", title="models")
+    for r in rows:
+        v = r["validation"]
+        val = "/".join(f"{v[k]:.3f}" if k in v else "-" for k in ("K1", "K5", "K10")) if v else "-"
+        t.add_row("*" if r["active"] else "", str(r["id"]), r["name"], r["created"], val, r["path"])
+    out.print(t)
+
+
+@app.command()
+@fail_cleanly
+def evaluate(
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--models", "-m", help="Models to compare; repeatable [default: all six]."),
+    ] = None,
+    shots: Annotated[
+        list[int] | None,
+        typer.Option("--shots", help="Support sizes K; repeatable [default: 0 1 3 5 10 20]."),
+    ] = None,
+    seeds: Annotated[
+        list[int] | None, typer.Option("--seeds", help="Seeds; repeatable [default: 0 1 2].")
+    ] = None,
+    split: Annotated[str, typer.Option(help="random or temporal (newest users as test).")] = "random",
+    n: Annotated[int, typer.Option("-n", help="Cutoff N of ndcg@N, recall@N, hr@N, mrr@N.")] = 10,
+    min_interactions: Annotated[int, typer.Option(help="Users with fewer rows are never evaluated.")] = 20,
+    log_path: Annotated[
+        Path | None, typer.Option("--log", help="Evaluate a log file in a temporary store instead of --db.")
+    ] = None,
+    fmt: Annotated[LogFormat, typer.Option("--format", "-f", help="Layout of --log.")] = LogFormat.auto,
+    implicit: Annotated[bool, typer.Option(help="--log is a click/count log.")] = False,
+    epochs: Annotated[int | None, typer.Option(help="Most meta-training epochs per fit.")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for report.json and the PNG plots.")] = Path(
+        "reports"
+    ),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Cold-start evaluation under PROTOCOL.md: every model on the same users, splits, seeds."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from recmeta.evaluate import EvalConfig
+    from recmeta.evaluate.report import table, write_all
+    from recmeta.evaluate.run import evaluate_log, evaluate_store
+    from recmeta.learners import META_LEARNERS
+
+    cfg = EvalConfig(
+        models=_model_list(model or []),
+        shots=tuple(shots or (0, 1, 3, 5, 10, 20)),
+        seeds=tuple(seeds or (0, 1, 2)),
+        split=split,
+        n=n,
+        min_interactions=min_interactions,
+        params={m: {"epochs": epochs} for m in META_LEARNERS} if epochs else {},
+    )
+    steps = len(cfg.seeds) * len(cfg.models) * (1 + len(cfg.shots))
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("evaluating", total=steps)
+
+        def tick(d: dict) -> None:
+            what = f"seed {d['seed']} {d['model']} " + (
+                "fitting" if d["stage"] == "fit" else f"K={d['shots']}"
+            )
+            bar.update(task, advance=1, description=what)
+
+        if log_path is not None:
+            spec = dict(fmt=fmt.value, implicit=implicit)
+            result = evaluate_log(log_path, cfg, tick, **spec)
+        else:
+            result = evaluate_store(engine(), cfg, tick)
+    paths = write_all(result, out_dir)
+    if as_json:
+        print_json(
+            {
+                "config": result.config,
+                "seconds": result.seconds,
+                "summary": result.summary.to_dict("records"),
+                "files": {k: str(v) for k, v in paths.items()},
+            }
+        )
+        return
+    out.print(table(result, f"ndcg@{n}"))
+    if "mae" in set(result.summary.metric):
+        out.print(table(result, "mae"))
+    out.print(f"{result.seconds:.0f} s; report {paths['json']}, plots {paths['ndcg']} {paths['recall']}")
+
+
+# ---------------------------------------------------------------- recommend
+
+
+@app.command()
+@fail_cleanly
+def recommend(
+    more: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[ITEM[:VALUE]]...",
+            help="More --with interactions: --with 50:5 181:5 172:4",
+            show_default=False,
+        ),
+    ] = None,
+    user: Annotated[str | None, typer.Option("--user", "-u", help="A user id in the store.")] = None,
+    with_items: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--with",
+            help="A new person's interactions, ITEM[:VALUE]; repeatable. '-' reads a JSON list from stdin.",
+        ),
+    ] = None,
+    n: Annotated[int, typer.Option("-n", help="How many items.")] = 10,
+    model: Annotated[str, typer.Option(help="auto (route by history length) or a model name.")] = "auto",
+    explain: Annotated[bool, typer.Option(help="Say why each item is there.")] = False,
+    remember: Annotated[
+        str | None, typer.Option(help="Store the --with interactions as this new user.")
+    ] = None,
+    users_file: Annotated[
+        Path | None, typer.Option(help="Many users: ids one per line, or CSV/Parquet.")
+    ] = None,
+    out_path: Annotated[
+        Path | None, typer.Option("--out", help="With --users-file: .parquet, .csv or .jsonl.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Recommend for a user in the store, for a new person from a few interactions, or for a
+    file of users. Items the user already has are never recommended.
+
+    Examples: recmeta recommend --user 1;  recmeta recommend --with 50:5 --with 181:5 --explain
+    """
+    from recmeta.recommend import Recommender, read_users_file, write_recs
+
+    if more and not with_items:
+        raise typer.BadParameter(f"unexpected {more[0]!r}; interactions follow --with")
+    with_items = [*(with_items or []), *(more or [])]
+    rec = Recommender(engine())
+    if users_file is not None:
+        if out_path is None:
+            raise typer.BadParameter("--users-file needs --out FILE (.parquet, .csv or .jsonl)")
+        users = read_users_file(users_file)
+        with rows_progress("recommending") as bar:
+            task = bar.add_task("users", total=len(users))
+            frame = rec.batch_users(users, n=n, model=model, progress=lambda k: bar.advance(task, k))
+        write_recs(frame, out_path)
+        out.print(f"{frame.user.nunique():,} users, {len(frame):,} rows -> {out_path}")
+        return
+    if with_items:
+        pairs = json.load(sys.stdin) if with_items == ["-"] else _split_pairs(with_items)
+        history = rec.parse_with([str(p) for p in pairs])
+        result = rec.for_history(history, n=n, model=model, explain=explain, user=remember)
+        if remember:
+            rec.remember(remember, history)
+            result.warnings.append(f"stored {len(history)} interaction(s) as new user {remember!r}")
+    elif user is not None:
+        result = rec.for_user(user, n=n, model=model, explain=explain)
+    else:
+        raise typer.BadParameter("give --user ID, --with ITEM[:VALUE] ..., or --users-file FILE")
+    if as_json:
+        print_json(result.as_dict())
+        return
+    who = f"user {result.user}" if result.user else "new user"
+    t = Table("#", "item", "title", "score", *(["why"] if explain else []), title=f"{who}: {result.route}")
+    for rank, it in enumerate(result.items, start=1):
+        t.add_row(
+            str(rank),
+            it.item,
+            it.title or "",
+            f"{it.score:.3f}",
+            *(["; ".join(it.reasons)] if explain else []),
+        )
+    out.print(t)
+    for w in result.warnings:
+        err.print(f"[yellow]note:[/yellow] {w}")
+
+
+def _split_pairs(values: list[str]) -> list[str]:
+    """`--with 50:5 181:5` arrives as one list; also accept comma-separated pairs."""
+    return [p for v in values for p in v.replace(",", " ").split()]
 
 
 def main() -> None:

@@ -58,10 +58,12 @@ def synth(cfg: SynthConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
 
     group = rng.integers(0, cfg.groups, cfg.users)
     age = np.clip(rng.normal(22 + 8 * group, 4), 14, 90).round().astype(int)
-    segment = np.where(rng.random(cfg.users) < 0.8, group % len(SEGMENTS),
-                       rng.integers(0, len(SEGMENTS), cfg.users))
+    segment = np.where(
+        rng.random(cfg.users) < 0.8, group % len(SEGMENTS), rng.integers(0, len(SEGMENTS), cfg.users)
+    )
     counts = cfg.min_interactions + rng.geometric(
-        1.0 / max(1, cfg.mean_interactions - cfg.min_interactions), cfg.users)
+        1.0 / max(1, cfg.mean_interactions - cfg.min_interactions), cfg.users
+    )
     counts = np.minimum(counts, cfg.items // 2)
     start = rng.integers(1_500_000_000, 1_530_000_000, cfg.users)
 
@@ -75,20 +77,21 @@ def synth(cfg: SynthConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         if cfg.implicit:
             values = 1 + rng.poisson(np.exp(match[picked, g]))
         else:
-            values = np.clip(np.round(2.8 + 1.8 * match[picked, g] + rng.normal(0, 0.6, counts[u])),
-                             1, 5)
-        rows.append(pd.DataFrame({"user": u + 1, "item": picked + 1, "value": values,
-                                  "timestamp": times}))
+            values = np.clip(np.round(2.8 + 1.8 * match[picked, g] + rng.normal(0, 0.6, counts[u])), 1, 5)
+        rows.append(pd.DataFrame({"user": u + 1, "item": picked + 1, "value": values, "timestamp": times}))
     log = pd.concat(rows, ignore_index=True)
     log["value"] = log["value"].astype(int)
-    items = pd.DataFrame({
-        "item": np.arange(1, cfg.items + 1),
-        "title": [f"Item {i + 1}" for i in range(cfg.items)],
-        "genres": ["|".join(GENRES[j] for j in np.flatnonzero(row)) for row in item_genres],
-        "year": years,
-    })
-    users = pd.DataFrame({"user": np.arange(1, cfg.users + 1), "age": age,
-                          "segment": [SEGMENTS[s] for s in segment]})
+    items = pd.DataFrame(
+        {
+            "item": np.arange(1, cfg.items + 1),
+            "title": [f"Item {i + 1}" for i in range(cfg.items)],
+            "genres": ["|".join(GENRES[j] for j in np.flatnonzero(row)) for row in item_genres],
+            "year": years,
+        }
+    )
+    users = pd.DataFrame(
+        {"user": np.arange(1, cfg.users + 1), "age": age, "segment": [SEGMENTS[s] for s in segment]}
+    )
     return log, items, users
 
 
@@ -96,8 +99,7 @@ def write_synth(cfg: SynthConfig, out: Path) -> dict[str, Path]:
     """Write interactions.csv, items.csv and users.csv into `out`."""
     out.mkdir(parents=True, exist_ok=True)
     log, items, users = synth(cfg)
-    paths = {"interactions": out / "interactions.csv", "items": out / "items.csv",
-             "users": out / "users.csv"}
+    paths = {"interactions": out / "interactions.csv", "items": out / "items.csv", "users": out / "users.csv"}
     log.to_csv(paths["interactions"], index=False)
     items.to_csv(paths["items"], index=False)
     users.to_csv(paths["users"], index=False)

@@ -7,7 +7,7 @@ at the time of the first event.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
@@ -68,7 +68,11 @@ class Interactions:
 
 
 def from_frames(
-    log: pd.DataFrame, users: pd.DataFrame, items: pd.DataFrame, *, implicit: bool,
+    log: pd.DataFrame,
+    users: pd.DataFrame,
+    items: pd.DataFrame,
+    *,
+    implicit: bool,
     watermark: dict | None = None,
 ) -> Interactions:
     """Build an `Interactions` from an interaction frame (user_id, item_id, value, timestamp)
@@ -79,8 +83,14 @@ def from_frames(
     i_pos = pd.Series(np.arange(len(items)), index=items["id"].to_numpy())
     rows = u_pos.reindex(log["user_id"].to_numpy()).to_numpy()
     cols = i_pos.reindex(log["item_id"].to_numpy()).to_numpy()
-    frame = pd.DataFrame({"u": rows, "i": cols, "v": log["value"].to_numpy(np.float32),
-                          "t": log["timestamp"].to_numpy(np.int64)})
+    frame = pd.DataFrame(
+        {
+            "u": rows,
+            "i": cols,
+            "v": log["value"].to_numpy(np.float32),
+            "t": log["timestamp"].to_numpy(np.int64),
+        }
+    )
     frame = frame.sort_values(["u", "i", "t"], kind="stable")
     grouped = frame.groupby(["u", "i"], sort=True)
     folded = grouped.agg(v=("v", "sum" if implicit else "last"), t=("t", "first")).reset_index()
@@ -93,11 +103,15 @@ def from_frames(
     return Interactions(
         user_ids=users["external_id"].astype(str).to_numpy(),
         item_ids=items["external_id"].astype(str).to_numpy(),
-        values=values, times=times,
-        item_features=item_feats, user_features=user_feats,
-        item_feature_names=item_names, user_feature_names=user_names,
+        values=values,
+        times=times,
+        item_features=item_feats,
+        user_features=user_feats,
+        item_feature_names=item_names,
+        user_feature_names=user_names,
         titles=[t if isinstance(t, str) else None for t in items.get("title", [None] * len(items))],
-        implicit=implicit, watermark=watermark or {},
+        implicit=implicit,
+        watermark=watermark or {},
     )
 
 
@@ -166,3 +180,23 @@ def _standardise(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         mu, sd = np.nanmean(v), np.nanstd(v)
         v = (v - mu) / (sd if sd > 0 else 1.0)
     return np.where(known, v, 0.0).astype(np.float32), known
+
+
+def restrict(data: Interactions, users: np.ndarray) -> Interactions:
+    """The same catalogue and users, keeping only the rows of `users` (others become empty)."""
+    keep = np.zeros(data.n_users, dtype=np.float32)
+    keep[np.asarray(users, dtype=np.int64)] = 1.0
+    rows = np.repeat(np.arange(data.n_users), np.diff(data.values.indptr))
+    kept = keep[rows] > 0
+    values = sp.csr_matrix(
+        (
+            data.values.data[kept],
+            data.values.indices[kept],
+            np.concatenate([[0], np.cumsum(keep * np.diff(data.values.indptr))]).astype(np.int64),
+        ),
+        shape=data.values.shape,
+    )
+    times = sp.csr_matrix(
+        (data.times.data[kept], data.times.indices[kept], values.indptr), shape=data.times.shape
+    )
+    return replace(data, values=values, times=times)

@@ -10,8 +10,9 @@ from tests.conftest import write
 
 def test_snapshot_matches_the_log(db_url, tmp_path):
     engine = make_engine(db_url)
-    path = write(tmp_path / "log.csv", "user,item,rating,timestamp\n"
-                 "a,x,5,30\na,y,3,10\nb,x,4,20\na,z,1,10\na,y,2,50\n")
+    path = write(
+        tmp_path / "log.csv", "user,item,rating,timestamp\na,x,5,30\na,y,3,10\nb,x,4,20\na,z,1,10\na,y,2,50\n"
+    )
     ingest_file(engine, lambda s: ingest_log(s, LogSpec(path=path)))
     data = snapshot.load(engine)
     assert data.n_users == 2 and data.n_items == 3 and data.values.nnz == 4
@@ -25,12 +26,24 @@ def test_snapshot_matches_the_log(db_url, tmp_path):
 
 
 def test_features_from_metadata():
-    users = pd.DataFrame({"id": [2, 1], "external_id": ["u2", "u1"],
-                          "features": [{"age": 40, "sex": "F"}, {"age": 20, "sex": "M"}]})
-    items = pd.DataFrame({"id": [1, 2], "external_id": ["i1", "i2"], "title": ["A", None],
-                          "genres": ["x|y", None], "year": [1990, None], "features": [None, None]})
-    log = pd.DataFrame({"user_id": [1, 2], "item_id": [1, 2], "value": [1.0, 1.0],
-                        "timestamp": [0, 0]})
+    users = pd.DataFrame(
+        {
+            "id": [2, 1],
+            "external_id": ["u2", "u1"],
+            "features": [{"age": 40, "sex": "F"}, {"age": 20, "sex": "M"}],
+        }
+    )
+    items = pd.DataFrame(
+        {
+            "id": [1, 2],
+            "external_id": ["i1", "i2"],
+            "title": ["A", None],
+            "genres": ["x|y", None],
+            "year": [1990, None],
+            "features": [None, None],
+        }
+    )
+    log = pd.DataFrame({"user_id": [1, 2], "item_id": [1, 2], "value": [1.0, 1.0], "timestamp": [0, 0]})
     data = snapshot.from_frames(log, users, items, implicit=True)
     assert data.user_ids.tolist() == ["u1", "u2"]  # dense order follows row ids
     assert data.item_feature_names == ["genre:x", "genre:y", "year", "year:missing"]

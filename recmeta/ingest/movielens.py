@@ -23,9 +23,14 @@ def _need(directory: Path, name: str) -> Path:
 
 def ml100k_log(directory: Path) -> LogSpec:
     return LogSpec(
-        path=_need(directory, "u.data"), sep="\t", header=False,
+        path=_need(directory, "u.data"),
+        sep="\t",
+        header=False,
         names=("user", "item", "rating", "timestamp"),
-        user_col="user", item_col="item", value_col="rating", time_col="timestamp",
+        user_col="user",
+        item_col="item",
+        value_col="rating",
+        time_col="timestamp",
     )
 
 
@@ -47,12 +52,14 @@ def ml100k_items(directory: Path) -> list[dict]:
     for row, flag_row in zip(frame.itertuples(index=False), flags.to_numpy(), strict=True):
         title = row[1]
         year = pd.to_datetime(row[2], format="%d-%b-%Y", errors="coerce")
-        records.append({
-            "external_id": row[0].strip(),
-            "title": title,
-            "genres": "|".join(g for g, f in zip(genres, flag_row, strict=True) if f == "1") or None,
-            "year": int(year.year) if pd.notna(year) else _year_from_title(title),
-        })
+        records.append(
+            {
+                "external_id": row[0].strip(),
+                "title": title,
+                "genres": "|".join(g for g, f in zip(genres, flag_row, strict=True) if f == "1") or None,
+                "year": int(year.year) if pd.notna(year) else _year_from_title(title),
+            }
+        )
     return records
 
 
@@ -66,16 +73,23 @@ def ml100k_users(directory: Path) -> list[dict]:
         age = pd.to_numeric(row[1], errors="coerce")
         if pd.isna(age):
             raise DataError(f"{path}:{i}: age {row[1]!r} is not a number")
-        records.append({
-            "external_id": row[0].strip(),
-            "features": {"age": int(age), "gender": row[2], "occupation": row[3]},
-        })
+        records.append(
+            {
+                "external_id": row[0].strip(),
+                "features": {"age": int(age), "gender": row[2], "occupation": row[3]},
+            }
+        )
     return records
 
 
 def latest_log(directory: Path) -> LogSpec:
-    return LogSpec(path=_need(directory, "ratings.csv"), user_col="userId", item_col="movieId",
-                   value_col="rating", time_col="timestamp")
+    return LogSpec(
+        path=_need(directory, "ratings.csv"),
+        user_col="userId",
+        item_col="movieId",
+        value_col="rating",
+        time_col="timestamp",
+    )
 
 
 def latest_items(directory: Path) -> list[dict]:
@@ -105,7 +119,6 @@ def _year_from_title(title: str) -> int | None:
 
 def _read_pipe(path: Path, encoding: str) -> pd.DataFrame:
     try:
-        return pd.read_csv(path, sep="|", header=None, dtype=str, keep_default_na=False,
-                           encoding=encoding)
+        return pd.read_csv(path, sep="|", header=None, dtype=str, keep_default_na=False, encoding=encoding)
     except pd.errors.ParserError as exc:
         raise DataError(f"{path}: {exc}") from exc

@@ -75,8 +75,9 @@ def ingest_log(
     report = IngestReport(source=str(path))
     digest = file_hash(path)
     report.seen_before = repo.batch_seen(session, digest)
-    batch = repo.start_batch(session, source=str(path), kind="implicit" if spec.implicit else "explicit",
-                             content_hash=digest)
+    batch = repo.start_batch(
+        session, source=str(path), kind="implicit" if spec.implicit else "explicit", content_hash=digest
+    )
     users, items = repo.id_map(session, User), repo.id_map(session, Item)
     n_users, n_items = len(users), len(items)
     rejects_path = rejects_path or default_rejects_path(path)
@@ -94,23 +95,27 @@ def ingest_log(
                     "row, or pass --on-error skip to load the valid rows and write the rest "
                     "to a rejects file"
                 )
-            chunk.rejects.to_csv(rejects_path, mode="a" if wrote_rejects else "w",
-                                 header=not wrote_rejects, index=False)
+            chunk.rejects.to_csv(
+                rejects_path, mode="a" if wrote_rejects else "w", header=not wrote_rejects, index=False
+            )
             wrote_rejects = True
             report.rejected += len(chunk.rejects)
         valid = chunk.valid
         if cols["time"] is None and len(valid):
             valid = valid.groupby(["user", "item"], as_index=False, sort=False).agg(
-                    value=("value", "sum"), timestamp=("timestamp", "first"))  # fold repeated clicks
+                value=("value", "sum"), timestamp=("timestamp", "first")
+            )  # fold repeated clicks
         repo.ensure_entities(session, User, valid["user"], users)
         repo.ensure_entities(session, Item, valid["item"], items)
-        frame = pd.DataFrame({
-            "user_id": valid["user"].map(users).to_numpy(),
-            "item_id": valid["item"].map(items).to_numpy(),
-            "value": valid["value"].to_numpy(),
-            "timestamp": valid["timestamp"].to_numpy(),
-            "batch_id": batch.id,
-        })
+        frame = pd.DataFrame(
+            {
+                "user_id": valid["user"].map(users).to_numpy(),
+                "item_id": valid["item"].map(items).to_numpy(),
+                "value": valid["value"].to_numpy(),
+                "timestamp": valid["timestamp"].to_numpy(),
+                "batch_id": batch.id,
+            }
+        )
         report.inserted += repo.insert_interactions(session, frame)
         if progress:
             progress(report.rows_read)
@@ -119,13 +124,19 @@ def ingest_log(
     report.users_created = len(users) - n_users
     report.items_created = len(items) - n_items
     report.rejects_path = str(rejects_path) if wrote_rejects else None
-    repo.finish_batch(session, batch, rows_read=report.rows_read, rows_inserted=report.inserted,
-                      rows_rejected=report.rejected)
+    repo.finish_batch(
+        session,
+        batch,
+        rows_read=report.rows_read,
+        rows_inserted=report.inserted,
+        rows_rejected=report.rejected,
+    )
     return report
 
 
-def ingest_metadata(session: Session, entity: type[User] | type[Item], records: list[dict],
-                    source: str) -> IngestReport:
+def ingest_metadata(
+    session: Session, entity: type[User] | type[Item], records: list[dict], source: str
+) -> IngestReport:
     """Insert or update users or items with their metadata."""
     report = IngestReport(source=source, rows_read=len(records))
     before = len(repo.id_map(session, entity))
@@ -139,8 +150,14 @@ def ingest_metadata(session: Session, entity: type[User] | type[Item], records: 
 
 
 def read_metadata(
-    path: Path, *, id_col: str, title_col: str | None = None, genres_col: str | None = None,
-    year_col: str | None = None, sep: str | None = None, for_items: bool = True,
+    path: Path,
+    *,
+    id_col: str,
+    title_col: str | None = None,
+    genres_col: str | None = None,
+    year_col: str | None = None,
+    sep: str | None = None,
+    for_items: bool = True,
 ) -> list[dict]:
     """Rows of an item or user metadata file; columns not named go into `features`."""
     spec = LogSpec(path=path, sep=sep)
@@ -149,10 +166,13 @@ def read_metadata(
         lower = {c.lower(): c for c in raw.columns}
         cid = lower.get(id_col.lower())
         if cid is None:
-            raise DataError(f"{path}:1: no id column {id_col!r}; the file has {list(raw.columns)}. "
-                            "Pass --id-col NAME")
-        named = {k: lower.get(v.lower()) if v else None
-                 for k, v in (("title", title_col), ("genres", genres_col), ("year", year_col))}
+            raise DataError(
+                f"{path}:1: no id column {id_col!r}; the file has {list(raw.columns)}. Pass --id-col NAME"
+            )
+        named = {
+            k: lower.get(v.lower()) if v else None
+            for k, v in (("title", title_col), ("genres", genres_col), ("year", year_col))
+        }
         for k, v in (("title", title_col), ("genres", genres_col), ("year", year_col)):
             if v and named[k] is None:
                 raise DataError(f"{path}:1: no column {v!r}; the file has {list(raw.columns)}")
@@ -170,8 +190,9 @@ def read_metadata(
                 if named["year"]:
                     year = pd.to_numeric(row[named["year"]], errors="coerce")
                     if row[named["year"]] and pd.isna(year):
-                        raise DataError(f"{path}:{line}: column {named['year']!r}: "
-                                        f"{row[named['year']]!r} is not a year")
+                        raise DataError(
+                            f"{path}:{line}: column {named['year']!r}: {row[named['year']]!r} is not a year"
+                        )
                     rec["year"] = None if pd.isna(year) else int(year)
             if rest:
                 rec["features"] = {c: _typed(row[c]) for c in rest if row[c] != ""}
@@ -184,18 +205,21 @@ def _typed(text: str) -> float | str:
     return text if pd.isna(num) else float(num)
 
 
-def ingest_movielens(session: Session, directory: Path, fmt: str,
-                     progress: Progress | None = None) -> list[IngestReport]:
+def ingest_movielens(
+    session: Session, directory: Path, fmt: str, progress: Progress | None = None
+) -> list[IngestReport]:
     """Ratings, items and users of a MovieLens folder, in the caller's transaction."""
     directory = Path(directory)
     if not directory.is_dir():
         raise DataError(f"{directory}: not a folder; --format {fmt} takes the unpacked folder")
     if fmt == "movielens-100k":
-        spec, items, users = (movielens.ml100k_log(directory), movielens.ml100k_items(directory),
-                              movielens.ml100k_users(directory))
+        spec, items, users = (
+            movielens.ml100k_log(directory),
+            movielens.ml100k_items(directory),
+            movielens.ml100k_users(directory),
+        )
     elif fmt == "movielens":
-        spec, items, users = (movielens.latest_log(directory), movielens.latest_items(directory),
-                              [])
+        spec, items, users = (movielens.latest_log(directory), movielens.latest_items(directory), [])
     else:
         raise DataError(f"unknown format {fmt!r}; choose one of {', '.join(movielens.FORMATS)}")
     reports = [ingest_metadata(session, Item, items, str(directory / "items"))]

@@ -21,8 +21,19 @@ MAX_UNIX_SECONDS = 4_102_444_800  # 2100-01-01: later timestamps are taken as im
 
 ALIASES = {
     "user": ("user", "user_id", "userid", "uid", "customer_id", "visitorid", "visitor_id"),
-    "item": ("item", "item_id", "itemid", "iid", "movie_id", "movieid", "product_id",
-             "productid", "track_id", "song_id", "article_id"),
+    "item": (
+        "item",
+        "item_id",
+        "itemid",
+        "iid",
+        "movie_id",
+        "movieid",
+        "product_id",
+        "productid",
+        "track_id",
+        "song_id",
+        "article_id",
+    ),
     "value": ("value", "rating", "score", "count", "plays", "clicks", "weight"),
     "time": ("timestamp", "time", "ts", "datetime", "date", "event_time", "created_at"),
 }
@@ -151,8 +162,7 @@ def unix_seconds(ts: pd.Series) -> pd.Series:
 def resolve_columns(spec: LogSpec, columns: list[str]) -> dict[str, str | None]:
     """Map the roles user/item/value/time onto the file's column names."""
     lower = {c.lower(): c for c in columns}
-    given = {"user": spec.user_col, "item": spec.item_col, "value": spec.value_col,
-             "time": spec.time_col}
+    given = {"user": spec.user_col, "item": spec.item_col, "value": spec.value_col, "time": spec.time_col}
     out: dict[str, str | None] = {}
     for role, name in given.items():
         if name is not None:
@@ -250,7 +260,10 @@ def _parse_times(text: pd.Series, col: str, spec: LogSpec, flag) -> pd.Series:
     hint = "" if spec.time_unit == "ms" else "; milliseconds? pass --time-unit ms"
     flag(
         (seconds < 0) | (seconds > MAX_UNIX_SECONDS),
-        "column " + repr(col) + ": impossible timestamp " + text.map(repr)
+        "column "
+        + repr(col)
+        + ": impossible timestamp "
+        + text.map(repr)
         + f" (before 1970 or after 2100{hint})",
     )
     return seconds.fillna(0).astype(np.int64)

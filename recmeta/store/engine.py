@@ -7,13 +7,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from recmeta.errors import StoreError
 
 DEFAULT_DB_FILE = "recmeta.db"
+SCHEMA_HEAD = "0001"  # the newest migration in migrations/versions (a test keeps them equal)
 
 
 def resolve_url(url: str | None = None) -> str:
@@ -52,17 +53,25 @@ def make_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
             f"cannot open the database {engine.url.render_as_string(hide_password=True)}: "
             f"{exc.orig}. Check --db / $RECMETA_DB."
         ) from exc
-    if migrate:
-        from recmeta.store.migrate import is_current, upgrade
+    stored = _stored_revision(engine) if migrate else SCHEMA_HEAD
+    if stored != SCHEMA_HEAD:
+        if stored is None and _has_foreign_tables(engine):
+            raise StoreError(
+                "the database holds tables that recmeta did not create; "
+                "point --db at a new or recmeta database"
+            )
+        from recmeta.store.migrate import upgrade  # Alembic is imported only when needed
 
-        if not is_current(engine):
-            if _has_foreign_tables(engine):
-                raise StoreError(
-                    "the database has tables but an older or unknown schema; "
-                    "run `recmeta db upgrade` first"
-                )
-            upgrade(engine)
+        upgrade(engine)
     return engine
+
+
+def _stored_revision(engine: Engine) -> str | None:
+    """The database's Alembic revision, read without importing Alembic (fast start-up)."""
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
 def _has_foreign_tables(engine: Engine) -> bool:

@@ -44,11 +44,10 @@ def ensure_entities(
     if not new:
         return known
     session.execute(_insert_ignore(session, entity.__table__), [{"external_id": e} for e in new])
+    # rows that already existed (unknown to `known`) are looked up below as well
     for start in range(0, len(new), _IN_CHUNK):
         part = new[start : start + _IN_CHUNK]
-        rows = session.execute(
-            select(entity.external_id, entity.id).where(entity.external_id.in_(part))
-        )
+        rows = session.execute(select(entity.external_id, entity.id).where(entity.external_id.in_(part)))
         known.update(rows.all())
     return known
 
@@ -85,9 +84,7 @@ def insert_interactions(session: Session, frame: pd.DataFrame) -> int:
 def _copy_interactions(session: Session, frame: pd.DataFrame) -> int:
     raw = session.connection().connection.driver_connection  # psycopg connection
     buf = io.StringIO()
-    frame[["user_id", "item_id", "value", "timestamp", "batch_id"]].to_csv(
-        buf, index=False, header=False
-    )
+    frame[["user_id", "item_id", "value", "timestamp", "batch_id"]].to_csv(buf, index=False, header=False)
     with raw.cursor() as cur:
         cur.execute(
             "CREATE TEMP TABLE IF NOT EXISTS _recmeta_staging "
@@ -135,9 +132,7 @@ def log_is_implicit(session: Session) -> bool:
 
 def interactions_frame(session: Session) -> pd.DataFrame:
     """Every interaction as columns user_id, item_id, value, timestamp (one query)."""
-    stmt = select(
-        Interaction.user_id, Interaction.item_id, Interaction.value, Interaction.timestamp
-    )
+    stmt = select(Interaction.user_id, Interaction.item_id, Interaction.value, Interaction.timestamp)
     rows = session.execute(stmt).all()
     if not rows:
         return pd.DataFrame(
@@ -215,12 +210,15 @@ def stats(session: Session) -> dict[str, Any]:
     n_users = session.scalar(select(func.count()).select_from(User)) or 0
     n_items = session.scalar(select(func.count()).select_from(Item)) or 0
     agg = session.execute(
-        select(func.count(), func.min(Interaction.value), func.max(Interaction.value),
-               func.min(Interaction.timestamp), func.max(Interaction.timestamp))
+        select(
+            func.count(),
+            func.min(Interaction.value),
+            func.max(Interaction.value),
+            func.min(Interaction.timestamp),
+            func.max(Interaction.timestamp),
+        )
     ).one()
-    per_user = session.execute(
-        select(Interaction.user_id, func.count()).group_by(Interaction.user_id)
-    ).all()
+    per_user = session.execute(select(Interaction.user_id, func.count()).group_by(Interaction.user_id)).all()
     counts = np.zeros(n_users, dtype=np.int64)
     counts[: len(per_user)] = sorted((c for _, c in per_user), reverse=True)
     n = int(agg[0])
@@ -242,3 +240,34 @@ def stats(session: Session) -> dict[str, Any]:
         },
         "users_with_at_most": {str(k): int((counts <= k).sum()) for k in COLD_THRESHOLDS},
     }
+
+
+def active_models(session: Session) -> dict[str, Model]:
+    """The active model of each name (the newest registered one)."""
+    return {m.name: m for m in list_models(session, active_only=True)}
+
+
+def max_value(session: Session) -> float | None:
+    return session.scalar(select(func.max(Interaction.value)))
+
+
+def catalogue(session: Session) -> pd.DataFrame:
+    """Every item's external id and title, in row-id order."""
+    rows = session.execute(select(Item.external_id, Item.title).order_by(Item.id)).all()
+    return pd.DataFrame(rows, columns=["item", "title"])
+
+
+def add_user_interactions(session: Session, external_id: str, rows: pd.DataFrame) -> int:
+    """Store rows (item, value, timestamp) for one user, creating the user if new."""
+    users = ensure_entities(session, User, [external_id], {})
+    items = ensure_entities(session, Item, rows["item"], {})
+    frame = pd.DataFrame(
+        {
+            "user_id": users[external_id],
+            "item_id": rows["item"].map(items),
+            "value": rows["value"].astype(float),
+            "timestamp": rows["timestamp"],
+            "batch_id": None,
+        }
+    )
+    return insert_interactions(session, frame)

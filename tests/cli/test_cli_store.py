@@ -23,8 +23,9 @@ def test_ingest_ml100k_then_stats_json(db_url, ml100k_dir):
 
 def test_synth_ingest_and_stats(tmp_path):
     db = str(tmp_path / "s.db")
-    res = runner.invoke(app, ["data", "synth", "--out", str(tmp_path / "syn"), "--users", "50",
-                              "--items", "40"])
+    res = runner.invoke(
+        app, ["data", "synth", "--out", str(tmp_path / "syn"), "--users", "50", "--items", "40"]
+    )
     assert res.exit_code == 0, res.output
     for kind in ("interactions", "items", "users"):
         res = invoke(db, "ingest", kind, str(tmp_path / "syn" / f"{kind}.csv"), "--json")
@@ -44,8 +45,7 @@ def test_bad_row_exits_1_with_the_line(tmp_path):
 
 def test_skip_mode_reports_rejects(tmp_path):
     path = write(tmp_path / "bad.csv", "user,item,rating\na,x,5\nb,y,oops\n")
-    res = invoke(str(tmp_path / "b.db"), "ingest", "interactions", str(path), "--on-error",
-                 "skip", "--json")
+    res = invoke(str(tmp_path / "b.db"), "ingest", "interactions", str(path), "--on-error", "skip", "--json")
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)[0]
     assert report["inserted"] == 1 and report["rejected"] == 1

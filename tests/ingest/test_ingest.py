@@ -30,8 +30,7 @@ def run(engine, spec: LogSpec, **kw):
 def test_csv_with_matching_header(db_url, tmp_path):
     engine = make_engine(db_url)
     report = run(engine, LogSpec(path=write(tmp_path / "log.csv", GOOD)))
-    assert (report.rows_read, report.inserted, report.users_created, report.items_created) == (
-        3, 3, 2, 2)
+    assert (report.rows_read, report.inserted, report.users_created, report.items_created) == (3, 3, 2, 2)
     assert counts(engine) == (2, 2, 3)
 
 
@@ -48,18 +47,17 @@ def test_reingest_and_overlap_add_nothing(db_url, tmp_path):
 
 def test_tsv_with_named_columns_and_iso_dates(sqlite_url, tmp_path):
     engine = make_engine(sqlite_url)
-    path = write(tmp_path / "log.tsv", "who\twhat\tstars\twhen\na\tx\t4\t2024-01-02T10:00:00Z\n"
-                                       "a\ty\t2\t2024-01-03\n")
-    run(engine, LogSpec(path=path, user_col="who", item_col="what", value_col="stars",
-                        time_col="when"))
+    path = write(
+        tmp_path / "log.tsv", "who\twhat\tstars\twhen\na\tx\t4\t2024-01-02T10:00:00Z\na\ty\t2\t2024-01-03\n"
+    )
+    run(engine, LogSpec(path=path, user_col="who", item_col="what", value_col="stars", time_col="when"))
     assert counts(engine) == (1, 2, 2)
 
 
 def test_headerless_file_and_millisecond_times(sqlite_url, tmp_path):
     engine = make_engine(sqlite_url)
     path = write(tmp_path / "log.csv", "1,10,1,1700000000000\n2,10,1,1700000001000\n")
-    spec = LogSpec(path=path, header=False, names=("user", "item", "value", "timestamp"),
-                   time_unit="ms")
+    spec = LogSpec(path=path, header=False, names=("user", "item", "value", "timestamp"), time_unit="ms")
     run(engine, spec)
     with session_scope(engine) as s:
         assert stats(s)["time_max"] == 1_700_000_001
@@ -67,8 +65,14 @@ def test_headerless_file_and_millisecond_times(sqlite_url, tmp_path):
 
 def test_parquet(db_url, tmp_path):
     engine = make_engine(db_url)
-    frame = pd.DataFrame({"user_id": [1, 1, 2], "item_id": [7, 8, 7], "rating": [4.0, 5.0, 1.0],
-                          "timestamp": pd.to_datetime(["2020-01-01", "2020-01-02", "2020-01-03"])})
+    frame = pd.DataFrame(
+        {
+            "user_id": [1, 1, 2],
+            "item_id": [7, 8, 7],
+            "rating": [4.0, 5.0, 1.0],
+            "timestamp": pd.to_datetime(["2020-01-01", "2020-01-02", "2020-01-03"]),
+        }
+    )
     path = tmp_path / "log.parquet"
     frame.to_parquet(path)
     report = run(engine, LogSpec(path=path))
@@ -90,7 +94,11 @@ def test_implicit_log_without_values_or_times(sqlite_url, tmp_path):
 BAD = [
     ("missing column", "user,rating,timestamp\nu1,5,1\n", "1: no item column"),
     ("non-numeric value", GOOD + "u3,i3,five,881250999\n", "5: column 'rating': 'five' is not a number"),
-    ("unparseable time", GOOD + "u3,i3,4,yesterday-ish\n", "5: column 'timestamp': 'yesterday-ish' is not a timestamp"),
+    (
+        "unparseable time",
+        GOOD + "u3,i3,4,yesterday-ish\n",
+        "5: column 'timestamp': 'yesterday-ish' is not a timestamp",
+    ),
     ("impossible time", GOOD + "u3,i3,4,99999999999\n", "5: column 'timestamp': impossible timestamp"),
     ("negative time", GOOD + "u3,i3,4,-5\n", "5: column 'timestamp': impossible timestamp"),
     ("empty user id", GOOD + ",i3,4,881250999\n", "5: column 'user': empty user id"),
@@ -139,9 +147,10 @@ def test_bad_row_in_a_later_chunk_rolls_back_earlier_chunks(sqlite_url, tmp_path
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     rows=st.lists(
-        st.tuples(st.integers(1, 50), st.integers(1, 50), st.integers(1, 5),
-                  st.integers(0, 2_000_000_000)),
-        min_size=1, max_size=30),
+        st.tuples(st.integers(1, 50), st.integers(1, 50), st.integers(1, 5), st.integers(0, 2_000_000_000)),
+        min_size=1,
+        max_size=30,
+    ),
     garbage=st.text(alphabet="abcxyz!?", min_size=1, max_size=6),
     where=st.integers(0, 29),
 )
@@ -176,11 +185,11 @@ def test_items_and_users_metadata(sqlite_url, tmp_path):
     from recmeta.store.repository import entities_frame
 
     engine = make_engine(sqlite_url)
-    items = write(tmp_path / "items.csv", "item,title,genres,year,price\nx,X Film,a|b,1999,9.5\n"
-                                          "y,Y Film,,,\n")
+    items = write(
+        tmp_path / "items.csv", "item,title,genres,year,price\nx,X Film,a|b,1999,9.5\ny,Y Film,,,\n"
+    )
     users = write(tmp_path / "users.csv", "user,age,city\na,30,Oslo\n")
-    recs = read_metadata(items, id_col="item", title_col="title", genres_col="genres",
-                         year_col="year")
+    recs = read_metadata(items, id_col="item", title_col="title", genres_col="genres", year_col="year")
     ingest_file(engine, lambda s: ingest_metadata(s, Item, recs, str(items)))
     urecs = read_metadata(users, id_col="user", for_items=False)
     ingest_file(engine, lambda s: ingest_metadata(s, User, urecs, str(users)))
@@ -198,5 +207,3 @@ def test_bad_year_in_item_metadata(tmp_path):
     path = write(tmp_path / "items.csv", "item,title,year\nx,X,19x9\n")
     with pytest.raises(DataError, match=r"items.csv:2: column 'year': '19x9' is not a year"):
         read_metadata(path, id_col="item", title_col="title", year_col="year")
-
-

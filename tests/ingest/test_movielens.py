@@ -59,8 +59,7 @@ def _small_ml100k(d: Path) -> Path:
     d.mkdir()
     write(d / "u.data", "1\t10\t5\t881250949\n1\t11\t3\t881250950\n2\t10\t4\t881250951\n")
     write(d / "u.genre", "unknown|0\nAction|1\nComedy|2\n\n")
-    write(d / "u.item", "10|Heat (1995)|15-Dec-1995||http://x|0|1|0\n"
-                        "11|Clerks (1994)|||http://y|0|0|1\n")
+    write(d / "u.item", "10|Heat (1995)|15-Dec-1995||http://x|0|1|0\n11|Clerks (1994)|||http://y|0|0|1\n")
     write(d / "u.user", "1|24|M|technician|85711\n2|53|F|other|94043\n")
     return d
 
@@ -78,10 +77,15 @@ def test_small_ml100k_fixture(sqlite_url, tmp_path):
 def test_ml_latest_layout(db_url, tmp_path):
     d = tmp_path / "ml-latest-small"
     d.mkdir()
-    write(d / "ratings.csv", "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n"
-                             "1,3,4.5,964981247\n2,1,2.5,964982224\n")
-    write(d / "movies.csv", 'movieId,title,genres\n1,Toy Story (1995),Adventure|Animation\n'
-                            '3,"Grumpier Old Men, The (1995)",(no genres listed)\n')
+    write(
+        d / "ratings.csv",
+        "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n1,3,4.5,964981247\n2,1,2.5,964982224\n",
+    )
+    write(
+        d / "movies.csv",
+        "movieId,title,genres\n1,Toy Story (1995),Adventure|Animation\n"
+        '3,"Grumpier Old Men, The (1995)",(no genres listed)\n',
+    )
     engine = make_engine(db_url)
     load(engine, d, "movielens")
     with session_scope(engine) as session:

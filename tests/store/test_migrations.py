@@ -11,7 +11,8 @@ def test_first_use_migrates_an_empty_database(db_url):
     engine = make_engine(db_url)
     assert current_revision(engine) == head_revision()
     assert {"users", "items", "interactions", "ingest_batches", "models"} <= set(
-        inspect(engine).get_table_names())
+        inspect(engine).get_table_names()
+    )
 
 
 def test_models_and_migrations_agree(db_url):
@@ -40,3 +41,9 @@ def test_migrations_ship_inside_the_package():
     import recmeta.migrations  # installed as package data from migrations/
 
     assert recmeta.migrations.__file__
+
+
+def test_schema_head_constant_matches_the_migrations():
+    from recmeta.store.engine import SCHEMA_HEAD
+
+    assert head_revision() == SCHEMA_HEAD

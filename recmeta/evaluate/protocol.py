@@ -1,0 +1,155 @@
+"""PROTOCOL.md: user splits, time-ordered support and query, full-catalogue ranking, metrics,
+macro averages per seed, mean and standard deviation over seeds."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recmeta import snapshot
+from recmeta.learners import BASELINES, META_LEARNERS, REGISTRY, Recommender, create
+from recmeta.metrics import graded_ndcg, ranking_metrics, rating_errors, top_n
+from recmeta.snapshot import Interactions
+from recmeta.tasks import Batch, Sequences, make_batch, positive_threshold, split_users
+
+SCORE_CHUNK = 512  # users scored at once
+
+
+@dataclass
+class EvalConfig:
+    models: tuple[str, ...] = (*META_LEARNERS, *BASELINES)
+    shots: tuple[int, ...] = (0, 1, 3, 5, 10, 20)
+    seeds: tuple[int, ...] = (0, 1, 2)
+    split: str = "random"
+    n: int = 10
+    min_interactions: int = 20
+    threshold: float | None = None
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class EvalResult:
+    config: dict[str, Any]
+    summary: pd.DataFrame  # model, shots, metric, mean, std, users (per seed), skipped
+    records: pd.DataFrame  # one row per (seed, model, shots, user)
+    fit_seconds: dict[str, list[float]]
+    seconds: float
+
+    def metric_table(self, metric: str) -> pd.DataFrame:
+        """models x shots of (mean, std) for one metric."""
+        s = self.summary[self.summary.metric == metric]
+        return s.pivot(index="model", columns="shots", values=["mean", "std"])
+
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+def evaluate(data: Interactions, cfg: EvalConfig, progress: Progress | None = None) -> EvalResult:
+    """Run the protocol over every seed, model and number of shots."""
+    unknown = [m for m in cfg.models if m not in REGISTRY]
+    if unknown:
+        raise ValueError(f"unknown model(s) {unknown}; choose from {', '.join(REGISTRY)}")
+    start = time.perf_counter()
+    threshold = positive_threshold(data, cfg.threshold)
+    seq = Sequences.from_data(data)
+    records, fit_seconds = [], {m: [] for m in cfg.models}
+    for seed in cfg.seeds:
+        split = split_users(data, seed=seed, how=cfg.split, min_interactions=cfg.min_interactions)
+        train = snapshot.restrict(data, split.train)
+        validation = snapshot.restrict(data, split.validation)
+        batches = {
+            k: make_batch(seq, split.test, k, data.n_items, threshold, max_query=None) for k in cfg.shots
+        }
+        for kind in cfg.models:
+            if progress:
+                progress({"seed": seed, "model": kind, "stage": "fit"})
+            model = create(kind, **{"threshold": cfg.threshold, **cfg.params.get(kind, {})})
+            t0 = time.perf_counter()
+            model.fit(train, validation, seed=seed)
+            fit_seconds[kind].append(time.perf_counter() - t0)
+            for k, batch in batches.items():
+                if progress:
+                    progress({"seed": seed, "model": kind, "stage": "score", "shots": k})
+                if k == 0 and model.needs_support:
+                    continue
+                records.append(score_cell(model, batch, data, n=cfg.n).assign(seed=seed, model=kind, shots=k))
+    recs = pd.concat(records, ignore_index=True) if records else pd.DataFrame()
+    return EvalResult(
+        config={
+            **asdict(cfg),
+            "threshold_used": threshold,
+            "dataset": {
+                "users": data.n_users,
+                "items": data.n_items,
+                "interactions": int(data.values.nnz),
+                "implicit": data.implicit,
+            },
+        },
+        summary=summarise(recs),
+        records=recs,
+        fit_seconds=fit_seconds,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def score_cell(model: Recommender, batch: Batch, data: Interactions, n: int) -> pd.DataFrame:
+    """Per-user metrics of one model at one number of shots; users whose query holds no
+    positive row are kept with `skipped=True` and no metric."""
+    has_pos = batch.query_pos.sum(1) > 0
+    frames = []
+    for lo in range(0, len(batch.users), SCORE_CHUNK):
+        part = batch.rows(slice(lo, lo + SCORE_CHUNK))
+        frames.append(_score_chunk(model, part, data, n))
+    out = pd.concat(frames, ignore_index=True)
+    out.insert(0, "user", data.user_ids[batch.users])
+    out["skipped"] = ~has_pos
+    out.loc[~has_pos, [c for c in out.columns if "@" in c or c in ("mae", "rmse")]] = np.nan
+    return out
+
+
+def _score_chunk(model: Recommender, batch: Batch, data: Interactions, n: int) -> pd.DataFrame:
+    visible = batch.support_only()  # the model never sees query rows
+    scores = model.score(visible).astype(np.float64)
+    rows = np.arange(len(scores))[:, None]
+    scores[rows, batch.support_items] = np.where(
+        batch.support_mask, -np.inf, scores[rows, batch.support_items]
+    )
+    top = top_n(scores, n)
+    out = ranking_metrics(top, batch.query_pos > 0, n)
+    if not data.implicit and model.predicts_ratings:
+        pred = model.predict(visible, batch.query_items)
+        out.update(rating_errors(pred, batch.query_values, batch.query_mask))
+        out["qndcg@3"] = graded_ndcg(pred, batch.query_values, batch.query_mask, 3)
+    out["support"] = batch.support_mask.sum(1)
+    out["top"] = [" ".join(map(str, data.item_ids[t])) for t in top]
+    return pd.DataFrame(out)
+
+
+METRIC_ORDER = ("ndcg", "recall", "hr", "mrr", "mae", "rmse", "qndcg@3")
+
+
+def summarise(records: pd.DataFrame) -> pd.DataFrame:
+    """Macro average per (model, shots, seed), then mean and std over seeds; `users` and
+    `skipped` are the per-seed counts behind each cell (mean over seeds)."""
+    columns = ["model", "shots", "metric", "mean", "std", "users", "skipped"]
+    if records.empty:
+        return pd.DataFrame(columns=columns)
+    keys = ["model", "shots", "seed"]
+    metrics = [c for c in records.columns if "@" in c or c in ("mae", "rmse")]
+    per_seed = records[~records.skipped].groupby(keys)[metrics].mean()
+    counts = records.assign(used=~records.skipped).groupby(keys)[["used", "skipped"]].sum()
+    counts = counts.groupby(level=[0, 1]).mean()
+    long = per_seed.reset_index().melt(id_vars=keys, var_name="metric").dropna()
+    out = (
+        long.groupby(["model", "shots", "metric"])["value"]
+        .agg(mean="mean", std=lambda v: float(np.std(v)))
+        .reset_index()
+    )
+    out["users"] = [round(counts.loc[(m, k), "used"]) for m, k in zip(out.model, out.shots, strict=True)]
+    out["skipped"] = [round(counts.loc[(m, k), "skipped"]) for m, k in zip(out.model, out.shots, strict=True)]
+    return out[columns]

@@ -1,0 +1,40 @@
+"""Entry points: evaluate the store, or a log file through a temporary store."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from recmeta import snapshot
+from recmeta.evaluate.protocol import EvalConfig, EvalResult, Progress, evaluate
+from recmeta.ingest.pipeline import ingest_file, ingest_log, ingest_movielens
+from recmeta.ingest.readers import LogSpec
+from recmeta.store import make_engine
+
+
+def evaluate_store(engine: Engine, cfg: EvalConfig, progress: Progress | None = None) -> EvalResult:
+    return evaluate(snapshot.load(engine), cfg, progress)
+
+
+def evaluate_log(
+    path: Path,
+    cfg: EvalConfig,
+    progress: Progress | None = None,
+    *,
+    fmt: str = "auto",
+    implicit: bool = False,
+) -> EvalResult:
+    """Ingest `path` into a throw-away SQLite store and evaluate it; the default store is
+    never touched."""
+    with tempfile.TemporaryDirectory(prefix="recmeta-eval-") as tmp:
+        engine = make_engine(f"sqlite:///{Path(tmp) / 'eval.db'}")
+        if fmt in ("movielens-100k", "movielens"):
+            ingest_file(engine, lambda s: ingest_movielens(s, Path(path), fmt))
+        else:
+            sep = {"tsv": "\t", "csv": ","}.get(fmt)
+            ingest_file(engine, lambda s: ingest_log(s, LogSpec(path=Path(path), implicit=implicit, sep=sep)))
+        data = snapshot.load(engine)
+        engine.dispose()
+    return evaluate(data, cfg, progress)

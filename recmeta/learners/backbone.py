@@ -1,0 +1,155 @@
+"""The scoring backbone all three meta-learners share.
+
+An item encoder (id embedding plus projected item features), an item bias that carries
+popularity, a user context (user features plus the time of the support), and a prior that
+maps the context to the user-specific parameters theta = (u, v, bu):
+
+    rank score   s_ui = b_i + <u, e_i>
+    rating       r_ui = mu + c_i + bu + <v, e_i>
+
+A meta-learner differs only in how it turns a support set into theta.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from recmeta.tasks import Batch
+
+TIME_BUCKETS = 16
+Theta = dict[str, Tensor]
+
+
+@dataclass
+class Episode:
+    """A `Batch` as tensors on one device."""
+
+    items: Tensor  # (B, S) long
+    values: Tensor  # (B, S) float, raw values
+    liked: Tensor  # (B, S) float 0/1
+    mask: Tensor  # (B, S) float 0/1
+    times: Tensor  # (B, S) float, unix seconds
+    user_x: Tensor  # (B, Fu)
+    query_pos: Tensor | None = None  # (B, N)
+    query_items: Tensor | None = None
+    query_values: Tensor | None = None
+    query_mask: Tensor | None = None
+
+    @classmethod
+    def from_batch(cls, batch: Batch, user_x: np.ndarray, threshold: float, device: torch.device) -> Episode:
+        def t(a, dtype=torch.float32):
+            return None if a is None else torch.as_tensor(np.asarray(a), dtype=dtype, device=device)
+
+        mask = batch.support_mask.astype(np.float32)
+        liked = (batch.support_values >= threshold).astype(np.float32) * mask
+        return cls(
+            items=t(batch.support_items, torch.long),
+            values=t(batch.support_values),
+            liked=t(liked),
+            mask=t(mask),
+            times=t(batch.support_times.astype(np.float64)),
+            user_x=t(user_x),
+            query_pos=t(batch.query_pos),
+            query_items=t(batch.query_items, torch.long),
+            query_values=t(batch.query_values),
+            query_mask=t(None if batch.query_mask is None else batch.query_mask.astype(np.float32)),
+        )
+
+
+class Backbone(nn.Module):
+    """Item encoder, item biases, user context and the context -> theta prior."""
+
+    def __init__(
+        self,
+        n_items: int,
+        item_x: Tensor,
+        n_user_x: int,
+        dim: int,
+        time_range: tuple[float, float],
+        mu: float,
+        sd: float,
+    ) -> None:
+        super().__init__()
+        self.dim = dim
+        self.item_emb = nn.Embedding(n_items, dim)
+        nn.init.normal_(self.item_emb.weight, std=0.01)
+        self.register_buffer("item_x", item_x.float())
+        self.item_proj = nn.Linear(item_x.shape[1], dim, bias=False) if item_x.shape[1] else None
+        if self.item_proj is not None:
+            nn.init.normal_(self.item_proj.weight, std=0.01)
+        self.item_bias = nn.Parameter(torch.zeros(n_items))
+        self.rate_bias = nn.Parameter(torch.zeros(n_items))
+        self.time_emb = nn.Embedding(TIME_BUCKETS + 1, dim)
+        nn.init.normal_(self.time_emb.weight, std=0.05)
+        self.user_proj = nn.Linear(n_user_x, dim) if n_user_x else None
+        self.prior = nn.Linear(dim, 2 * dim + 1)
+        nn.init.normal_(self.prior.weight, std=0.01)
+        nn.init.zeros_(self.prior.bias)
+        self.register_buffer("stats", torch.tensor([*time_range, mu, sd], dtype=torch.float64))
+
+    @property
+    def mu(self) -> float:
+        return float(self.stats[2])
+
+    @property
+    def sd(self) -> float:
+        return float(self.stats[3])
+
+    def items(self) -> Tensor:
+        """(N, d) embeddings of the whole catalogue."""
+        e = self.item_emb.weight
+        return e + self.item_proj(self.item_x) if self.item_proj is not None else e
+
+    def context(self, ep: Episode) -> Tensor:
+        """(B, d) user context: user features and the time of the first support row."""
+        lo, hi = float(self.stats[0]), float(self.stats[1])
+        first = ep.times[:, 0]
+        frac = ((first - lo) / max(hi - lo, 1.0)).clamp(0, 1)
+        bucket = 1 + (frac * (TIME_BUCKETS - 1)).round().long()
+        bucket = torch.where(ep.mask[:, 0] > 0, bucket, torch.zeros_like(bucket))
+        c = self.time_emb(bucket)
+        if self.user_proj is not None and ep.user_x.shape[1]:
+            c = c + self.user_proj(ep.user_x)
+        return torch.tanh(c)
+
+    def theta0(self, c: Tensor) -> Theta:
+        """The population prior of the user-specific parameters, given the context."""
+        out = self.prior(c)
+        d = self.dim
+        return {"u": out[:, :d], "v": out[:, d : 2 * d], "bu": out[:, 2 * d]}
+
+    def norm_values(self, values: Tensor) -> Tensor:
+        return (values - self.mu) / self.sd
+
+
+def rank_logits(theta: Theta, e: Tensor, b: Tensor) -> Tensor:
+    """(B, N) scores of the catalogue from the user vectors u."""
+    return b + theta["u"] @ e.T
+
+
+def ratings(theta: Theta, e: Tensor, rb: Tensor, mu: float, items: Tensor) -> Tensor:
+    """(B, Q) predicted values of `items` (B, Q)."""
+    return mu + rb[items] + theta["bu"][:, None] + (e[items] * theta["v"][:, None, :]).sum(-1)
+
+
+def query_loss(logits: Tensor, pred: Tensor | None, ep: Episode, rate_weight: float) -> Tensor:
+    """Multinomial log-likelihood of the positive query items over the catalogue minus the
+    support (averaged over positive pairs), plus `rate_weight` times the squared rating
+    error on the query rows."""
+    support = torch.zeros_like(logits, dtype=torch.bool)
+    support.scatter_(1, ep.items, ep.mask > 0)
+    logp = F.log_softmax(logits.masked_fill(support, float("-inf")), dim=1)
+    pos = ep.query_pos
+    # One average over all positive (user, item) pairs: at K = 0 its optimum is each item's
+    # share of users who like it, i.e. popularity, which is what hit-based metrics reward.
+    rank = -torch.where(pos > 0, logp, torch.zeros_like(logp)).sum() / pos.sum().clamp(min=1)
+    if pred is None or rate_weight == 0:
+        return rank
+    m = ep.query_mask
+    rate = (((pred - ep.query_values) ** 2) * m).sum() / m.sum().clamp(min=1)
+    return rank + rate_weight * rate

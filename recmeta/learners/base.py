@@ -1,0 +1,88 @@
+"""The one interface every model implements, meta-learner or baseline."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from recmeta.errors import NotFittedError
+from recmeta.metrics import ranking_metrics, top_n
+from recmeta.snapshot import Interactions
+from recmeta.tasks import Batch
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+class Recommender(ABC):
+    """Scores the whole catalogue for users known only by their support rows.
+
+    `fit(train, validation)` learns from the training users' rows (`train` holds no other
+    user's rows) and may use `validation` (validation users' rows) for early stopping and
+    tuning. `score(batch)` returns a (users, items) array for the supports in `batch`;
+    the caller removes the support items. State round-trips through `state()` and
+    `from_state()` as plain JSON config plus tensors, so checkpoints never unpickle code.
+    """
+
+    kind: ClassVar[str]
+    needs_support: ClassVar[bool] = False  # True: cannot score a user with no rows
+    predicts_ratings: ClassVar[bool] = False
+
+    def __init__(self, **params: Any) -> None:
+        self.params = params
+
+    @abstractmethod
+    def fit(
+        self,
+        train: Interactions,
+        validation: Interactions | None = None,
+        *,
+        progress: Progress | None = None,
+        seed: int = 0,
+    ) -> Recommender:
+        """Learn from `train`; returns self."""
+
+    @abstractmethod
+    def score(self, batch: Batch) -> np.ndarray:
+        """(len(batch.users), n_items) scores; higher is better."""
+
+    def predict(self, batch: Batch, items: np.ndarray) -> np.ndarray:
+        """Predicted values of `items` (B, Q) for the users of `batch` (explicit data)."""
+        raise NotImplementedError(f"{self.kind} does not predict ratings")
+
+    @abstractmethod
+    def state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """(JSON-able config, tensors) that `from_state` rebuilds the fitted model from."""
+
+    @classmethod
+    @abstractmethod
+    def from_state(cls, config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Recommender:
+        """Rebuild a fitted model."""
+
+    def _check_fitted(self, attr: str) -> None:
+        if getattr(self, attr, None) is None:
+            raise NotFittedError(f"{self.kind} is not fitted; call fit() or load a checkpoint")
+
+
+def batch_csr(batch: Batch, n_items: int, weights: np.ndarray | None = None):
+    """The supports of a batch as a users x items CSR (for the CF baselines)."""
+    import scipy.sparse as sp
+
+    rows = np.repeat(np.arange(len(batch.users)), batch.support_mask.sum(1))
+    cols = batch.support_items[batch.support_mask]
+    data = np.ones(len(cols), np.float32) if weights is None else weights[batch.support_mask]
+    return sp.csr_matrix((data.astype(np.float32), (rows, cols)), shape=(len(batch.users), n_items))
+
+
+def validation_ndcg(model: Recommender, batch: Batch, n: int = 10) -> float:
+    """Mean ndcg@n over the users of a batch with query targets (support items removed)."""
+    keep = batch.query_pos.sum(1) > 0
+    scores = model.score(batch).astype(np.float64)
+    rows = np.arange(len(scores))[:, None]
+    scores[rows, batch.support_items] = np.where(
+        batch.support_mask, -np.inf, scores[rows, batch.support_items]
+    )
+    return float(np.mean(ranking_metrics(top_n(scores[keep], n), batch.query_pos[keep] > 0, n)[f"ndcg@{n}"]))

@@ -1,0 +1,221 @@
+"""Baselines behind the same interface: popularity, implicit's ALS and item-item cosine kNN.
+
+The CF baselines learn from the training users' positive rows and score a user from the
+positive rows of their support; ties (a support with no positive row) fall back to
+popularity order through a 1e-6 popularity term.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from threadpoolctl import threadpool_limits
+
+from recmeta.learners.base import Progress, Recommender, batch_csr, validation_ndcg
+from recmeta.snapshot import Interactions
+from recmeta.tasks import Batch, Sequences, make_batch, positive_threshold
+
+log = logging.getLogger("recmeta")
+TIE_BREAK = 1e-6
+
+
+def liked_matrix(train: Interactions, threshold: float) -> sp.csr_matrix:
+    """1 where a training user's value is positive; other rows dropped."""
+    m = train.values.astype(np.float32, copy=True)
+    m.data = (m.data >= threshold).astype(np.float32)
+    m.eliminate_zeros()
+    return m
+
+
+class _FromLiked(Recommender):
+    """Shared parts: threshold, popularity tie-break, support weights."""
+
+    counts_: np.ndarray | None = None
+
+    def _prepare(self, train: Interactions) -> sp.csr_matrix:
+        self.params["threshold"] = positive_threshold(train, self.params.get("threshold"))
+        liked = liked_matrix(train, self.params["threshold"])
+        self.counts_ = np.asarray(liked.sum(0)).ravel().astype(np.float32)
+        return liked
+
+    def _tie_break(self) -> np.ndarray:
+        return TIE_BREAK * self.counts_ / max(float(self.counts_.max()), 1.0)
+
+    def _liked_support(self, batch: Batch) -> sp.csr_matrix:
+        weights = (batch.support_values >= self.params["threshold"]).astype(np.float32)
+        return batch_csr(batch, len(self.counts_), weights)
+
+    def _base_state(self) -> dict[str, torch.Tensor]:
+        self._check_fitted("counts_")
+        return {"counts": torch.from_numpy(self.counts_)}
+
+    @classmethod
+    def from_state(cls, config, tensors):
+        model = cls(**config)
+        model.counts_ = tensors["counts"].numpy()
+        model._load(tensors)
+        return model
+
+    def _load(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Restore what a subclass adds to the state."""
+
+
+class Popular(_FromLiked):
+    """Training users' positive counts; the same list for everyone."""
+
+    kind = "popular"
+
+    def __init__(self, threshold: float | None = None) -> None:
+        super().__init__(threshold=threshold)
+
+    def fit(self, train, validation=None, *, progress=None, seed=0):
+        self._prepare(train)
+        return self
+
+    def score(self, batch):
+        self._check_fitted("counts_")
+        return np.broadcast_to(self.counts_, (len(batch.users), len(self.counts_))).copy()
+
+    def state(self):
+        return dict(self.params), self._base_state()
+
+
+class ItemKNN(_FromLiked):
+    """implicit's item-item cosine neighbours (fitted on positive rows), scored from the
+    positive support rows."""
+
+    kind = "itemknn"
+    needs_support = True
+
+    def __init__(self, neighbours: int = 100, threshold: float | None = None) -> None:
+        super().__init__(neighbours=neighbours, threshold=threshold)
+        self.similarity_: sp.csr_matrix | None = None
+
+    def fit(self, train, validation=None, *, progress=None, seed=0):
+        from implicit.nearest_neighbours import CosineRecommender
+
+        liked = self._prepare(train)
+        model = CosineRecommender(K=self.params["neighbours"])
+        with threadpool_limits(1, "blas"):
+            model.fit(liked, show_progress=False)
+        self.similarity_ = model.similarity.tocsr().astype(np.float32)
+        return self
+
+    def score(self, batch):
+        self._check_fitted("similarity_")
+        scores = np.asarray((self._liked_support(batch) @ self.similarity_).todense())
+        return scores + self._tie_break()
+
+    def state(self):
+        s = self.similarity_
+        return dict(self.params), {
+            **self._base_state(),
+            "indptr": torch.from_numpy(s.indptr.astype(np.int64)),
+            "indices": torch.from_numpy(s.indices.astype(np.int64)),
+            "data": torch.from_numpy(s.data.astype(np.float32)),
+        }
+
+    def _load(self, tensors):
+        n = len(self.counts_)
+        self.similarity_ = sp.csr_matrix(
+            (tensors["data"].numpy(), tensors["indices"].numpy(), tensors["indptr"].numpy()), shape=(n, n)
+        )
+
+
+ALS_GRID = [(f, r, a) for f in (32, 64) for r in (1.0, 10.0, 100.0, 1000.0) for a in (1.0, 10.0)]
+
+
+class ALS(_FromLiked):
+    """implicit's AlternatingLeastSquares on positive rows; a new user is folded in from the
+    positive support rows (`recalculate_user`). Unless `factors` is given, factors,
+    regularization and alpha are picked on the validation users (ndcg@10, 1-10 support rows).
+    """
+
+    kind = "als"
+    needs_support = True
+
+    def __init__(
+        self,
+        factors: int | None = None,
+        regularization: float = 100.0,
+        alpha: float = 1.0,
+        iterations: int = 15,
+        threshold: float | None = None,
+    ) -> None:
+        super().__init__(
+            factors=factors,
+            regularization=regularization,
+            alpha=alpha,
+            iterations=iterations,
+            threshold=threshold,
+        )
+        self.item_factors_: np.ndarray | None = None
+
+    def _fit_one(self, liked: sp.csr_matrix, seed: int) -> None:
+        from implicit.cpu.als import AlternatingLeastSquares
+
+        p = self.params
+        model = AlternatingLeastSquares(
+            factors=p["factors"],
+            regularization=p["regularization"],
+            alpha=p["alpha"],
+            iterations=p["iterations"],
+            random_state=seed,
+        )
+        with threadpool_limits(1, "blas"):
+            model.fit(liked, show_progress=False)
+        self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
+
+    def fit(self, train, validation=None, *, progress: Progress | None = None, seed=0):
+        liked = self._prepare(train)
+        if self.params["factors"] is None and validation is not None and validation.values.nnz:
+            self._tune(liked, validation, progress, seed)
+        self.params["factors"] = self.params["factors"] or 64
+        self._fit_one(liked, seed)
+        return self
+
+    def _tune(self, liked, validation: Interactions, progress, seed: int) -> None:
+        seq = Sequences.from_data(validation)
+        users = np.flatnonzero(validation.counts_per_user() > 10)
+        batches = [
+            make_batch(seq, users, k, validation.n_items, self.params["threshold"]) for k in (1, 5, 10)
+        ]
+        best = (-1.0, ALS_GRID[0])
+        for config in ALS_GRID:
+            self.params.update(zip(("factors", "regularization", "alpha"), config, strict=True))
+            self._fit_one(liked, seed)
+            ndcg = float(np.mean([validation_ndcg(self, b) for b in batches]))
+            if progress:
+                progress({"config": config, "val_ndcg@10": ndcg})
+            best = max(best, (ndcg, config))
+        self.params.update(zip(("factors", "regularization", "alpha"), best[1], strict=True))
+        log.info("als: picked factors=%s regularization=%s alpha=%s (val ndcg@10 %.4f)", *best[1], best[0])
+
+    def score(self, batch):
+        return self.fold_in(batch) @ self.item_factors_.T + self._tie_break()
+
+    def fold_in(self, batch: Batch) -> np.ndarray:
+        """Least-squares user factors from the positive support rows."""
+        from implicit.cpu.als import AlternatingLeastSquares
+
+        self._check_fitted("item_factors_")
+        v = self.item_factors_
+        model = AlternatingLeastSquares(
+            factors=v.shape[1], regularization=self.params["regularization"], alpha=self.params["alpha"]
+        )
+        model.item_factors = v
+        model.user_factors = np.zeros((1, v.shape[1]), np.float32)
+        users = np.arange(len(batch.users))
+        with threadpool_limits(1, "blas"):
+            factors = model.recalculate_user(users, self._liked_support(batch))
+        return np.asarray(factors, dtype=np.float32).reshape(len(users), -1)
+
+    def state(self):
+        self._check_fitted("item_factors_")
+        return dict(self.params), {**self._base_state(), "item_factors": torch.from_numpy(self.item_factors_)}
+
+    def _load(self, tensors):
+        self.item_factors_ = tensors["item_factors"].numpy()

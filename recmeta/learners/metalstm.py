@@ -1,0 +1,57 @@
+"""Meta-LSTM: an LSTM reads the support sequence (item, value, time gap) and generates the
+user's parameters in one forward pass; no gradient steps when recommending."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from recmeta.learners.backbone import Episode, Theta
+from recmeta.learners.meta import MetaLearner
+
+
+class MetaLSTM(MetaLearner):
+    """theta = prior(context) + W h_T, where h_T is the LSTM state after the last support row."""
+
+    kind = "metalstm"
+    defaults: ClassVar[dict[str, Any]] = {"hidden": 64}
+
+    def build(self, dim: int) -> None:
+        hidden = int(self.params["hidden"])
+        self.lstm = nn.LSTM(dim + 3, hidden, batch_first=True)
+        self.generate = nn.Linear(hidden, 2 * dim + 1)
+        nn.init.normal_(self.generate.weight, std=0.01)
+        nn.init.zeros_(self.generate.bias)
+
+    def read(self, ep: Episode, e: Tensor) -> Tensor:
+        """(B, hidden) state after each user's last support row (zeros for an empty support)."""
+        gaps = torch.diff(ep.times, dim=1, prepend=ep.times[:, :1]).clamp(min=0)
+        x = torch.cat(
+            [
+                e[ep.items],
+                self.backbone.norm_values(ep.values)[..., None],
+                ep.liked[..., None],
+                torch.log1p(gaps / 3600.0)[..., None],
+            ],
+            dim=-1,
+        )
+        x = x * ep.mask[..., None]
+        out, _ = self.lstm(x)
+        last = (ep.mask.sum(1).long() - 1).clamp(min=0)
+        h = out[torch.arange(len(out), device=out.device), last]
+        return h * (ep.mask.sum(1, keepdim=True) > 0)
+
+    def theta(self, ep: Episode, e: Tensor, c: Tensor) -> Theta:
+        bb = self.backbone
+        prior = bb.theta0(c)
+        if ep.items.shape[1] == 0:
+            return prior
+        g = self.generate(self.read(ep, e))
+        d = bb.dim
+        return {
+            "u": prior["u"] + g[:, :d],
+            "v": prior["v"] + g[:, d : 2 * d],
+            "bu": prior["bu"] + g[:, 2 * d],
+        }

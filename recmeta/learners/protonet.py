@@ -1,0 +1,66 @@
+"""ProtoNet: a user's preference prototypes are means of the embedded support items, shrunk
+toward learned population prototypes; the catalogue is scored by distance to them."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from recmeta.learners.backbone import Episode, Theta
+from recmeta.learners.meta import MetaLearner
+
+
+def prototype(e_support: Tensor, weights: Tensor, prior: Tensor, strength: Tensor) -> Tensor:
+    """(B, d) weighted mean of embedded support items with `strength` pseudo-rows of `prior`.
+
+    With no support row it is the prior; with many it is the plain mean.
+    """
+    total = (e_support * weights[..., None]).sum(1) + strength * prior
+    return total / (weights.sum(1, keepdim=True) + strength)
+
+
+class ProtoNet(MetaLearner):
+    """Liked and disliked prototypes (and a prototype of rating deviations for explicit data).
+
+    score_i = b_i - tau_like * |e_i - p_like|^2 + tau_dislike * |e_i - p_dislike|^2
+    """
+
+    kind = "protonet"
+    defaults: ClassVar[dict[str, Any]] = {"prior_strength": 2.0}
+
+    def build(self, dim: int) -> None:
+        self.dislike_prior = nn.Linear(dim, dim)
+        nn.init.zeros_(self.dislike_prior.weight)
+        nn.init.zeros_(self.dislike_prior.bias)
+        s = float(self.params["prior_strength"])
+        inv = lambda x: float(torch.log(torch.expm1(torch.tensor(x))))  # noqa: E731
+        self.raw_strength = nn.Parameter(torch.full((3,), inv(s)))
+        self.raw_tau = nn.Parameter(torch.tensor([inv(1.0), inv(0.5)]))
+
+    def theta(self, ep: Episode, e: Tensor, c: Tensor) -> Theta:
+        bb = self.backbone
+        prior = bb.theta0(c)
+        strength = F.softplus(self.raw_strength)
+        es = e[ep.items]  # (B, S, d)
+        disliked = ep.mask - ep.liked
+        like = prototype(es, ep.liked, prior["u"], strength[0])
+        dislike = prototype(es, disliked, self.dislike_prior(c), strength[1])
+        dev = (ep.values - bb.mu - bb.rate_bias[ep.items]) * ep.mask
+        n = ep.mask.sum(1)
+        v = prototype(es, dev, prior["v"], strength[2])
+        bu = (dev.sum(1) + strength[2] * prior["bu"]) / (n + strength[2])
+        return {"like": like, "dislike": dislike, "v": v, "bu": bu}
+
+    def logits(self, theta: Theta, e: Tensor, b: Tensor) -> Tensor:
+        tau = F.softplus(self.raw_tau)
+        return (
+            b - tau[0] * torch.cdist(theta["like"], e) ** 2 + tau[1] * torch.cdist(theta["dislike"], e) ** 2
+        )
+
+    def prototypes(self, ep: Episode) -> Theta:
+        """The prototypes of each user of an episode (for explanations)."""
+        with torch.no_grad():
+            return self.forward_episode(ep)[0]

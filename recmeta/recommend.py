@@ -1,0 +1,380 @@
+"""Recommend: load the active checkpoints, route each user, adapt, score the catalogue in one
+batched call, drop what the user has, and explain."""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine
+
+from recmeta import checkpoint
+from recmeta.errors import CheckpointError, DataError, UnknownItemError, UnknownUserError
+from recmeta.learners.protonet import ProtoNet
+from recmeta.metrics import top_n
+from recmeta.store import repository as repo
+from recmeta.store import session_scope
+from recmeta.tasks import Batch, history_batch
+
+EXPLAIN_SUPPORT = 50  # explanations weigh at most this many of the user's latest rows
+
+
+@dataclass
+class Item:
+    item: str
+    title: str | None
+    score: float
+    reasons: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Recommendations:
+    user: str | None
+    model: str
+    route: str
+    interactions: int
+    items: list[Item]
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class History:
+    """One user's rows in time order, as external item ids."""
+
+    items: list[str]
+    values: list[float]
+    times: list[int]
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame) -> History:
+        return cls(
+            frame["item"].astype(str).tolist(),
+            frame["value"].astype(float).tolist(),
+            frame["timestamp"].astype(int).tolist(),
+        )
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+class Recommender:
+    """Serves recommendations from the store's active checkpoints.
+
+    Checkpoints load lazily and once; the catalogue and a user's rows are read per request.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        with session_scope(engine) as session:
+            self.registry = repo.active_models(session)
+            self.catalogue = repo.catalogue(session)
+            self.top_value = repo.max_value(session) or 1.0
+        if self.catalogue.empty:
+            raise DataError("the store holds no items; run `recmeta ingest` first")
+        self._loaded: dict[str, checkpoint.Loaded] = {}
+        router = self.registry.get("router")
+        self.router = router.config if router is not None else {}
+
+    # ------------------------------------------------------------ models and routes
+    def load(self, name: str) -> checkpoint.Loaded:
+        if name not in self._loaded:
+            row = self.registry.get(name)
+            if row is None:
+                trained = sorted(k for k in self.registry if k != "router")
+                raise CheckpointError(
+                    f"no trained {name!r} model in this store"
+                    + (f" (trained: {', '.join(trained)})" if trained else "")
+                    + f"; run `recmeta train --model {name}`"
+                )
+            self._loaded[name] = checkpoint.load(Path(row.path), set(self.catalogue["item"]))
+        return self._loaded[name]
+
+    def route(self, n_rows: int, model: str) -> tuple[str, str]:
+        """(model name, route description) for a user with `n_rows` interactions."""
+        if model != "auto":
+            return model, f"requested model {model}"
+        if not self.router:
+            trained = [k for k in ("protonet", "metalstm", "maml", "als", "popular") if k in self.registry]
+            if not trained:
+                raise CheckpointError("no trained model in this store; run `recmeta train`")
+            return trained[0], f"{trained[0]} (no routing trained; run `recmeta train --model all`)"
+        cold, warm, threshold = self.router["cold"], self.router["warm"], self.router["threshold"]
+        if n_rows == 0:
+            return cold, f"prior: no interactions yet, {cold}'s population prior"
+        if threshold is not None and n_rows >= threshold:
+            return warm, f"warm: {n_rows} interactions >= {threshold}, served by {warm}"
+        limit = f" < {threshold}" if threshold is not None else ""
+        return cold, f"cold: {n_rows} interactions{limit}, served by meta-learner {cold}"
+
+    # ------------------------------------------------------------ requests
+    def user_history(self, user: str) -> History:
+        with session_scope(self.engine) as session:
+            frame = repo.user_interactions(session, str(user))
+        if frame is None:
+            raise UnknownUserError(
+                f"user {user!r} is not in the store; to recommend for someone new, pass their "
+                "first interactions with --with ITEM[:VALUE] ..."
+            )
+        return History.from_frame(frame)
+
+    def for_user(self, user: str, n: int = 10, model: str = "auto", explain: bool = False) -> Recommendations:
+        return self.for_history(self.user_history(user), n=n, model=model, explain=explain, user=str(user))
+
+    def for_history(
+        self,
+        history: History,
+        n: int = 10,
+        model: str = "auto",
+        explain: bool = False,
+        user: str | None = None,
+    ) -> Recommendations:
+        name, route = self.route(len(history), model)
+        loaded = self.load(name)
+        batch, notes = self._batch([history], [user], loaded)
+        scores = self._scores(loaded, batch)[0]
+        top, notes2 = self._top(scores, loaded, n)
+        items = [
+            Item(item=loaded.item_ids[i], title=self._title(loaded.item_ids[i]), score=float(scores[i]))
+            for i in top
+        ]
+        if explain:
+            self._explain(items, top, history, batch, loaded, route, user)
+        return Recommendations(
+            user=user,
+            model=name,
+            route=route,
+            interactions=len(history),
+            items=items,
+            warnings=notes + notes2,
+        )
+
+    def remember(self, user: str, history: History) -> int:
+        """Store a request's interactions as a new user's rows."""
+        with session_scope(self.engine) as session:
+            if repo.user_interactions(session, user) is not None:
+                raise DataError(f"user {user!r} exists already; --remember takes a new user id")
+            rows = pd.DataFrame({"item": history.items, "value": history.values, "timestamp": history.times})
+            return repo.add_user_interactions(session, user, rows)
+
+    def parse_with(self, pairs: list[str]) -> History:
+        """`ITEM[:VALUE]` strings into a history stamped now, in order; an item without a value
+        counts as the store's top value (a like)."""
+        known = set(self.catalogue["item"])
+        items, values = [], []
+        for raw in pairs:
+            item, _, value = str(raw).partition(":")
+            if item not in known:
+                raise UnknownItemError(
+                    f"item {item!r} is not in the catalogue; check the id "
+                    "(recmeta stats shows how many items there are)"
+                )
+            try:
+                values.append(float(value) if value else float(self.top_value))
+            except ValueError:
+                raise DataError(f"{raw!r}: the value after ':' must be a number") from None
+            items.append(item)
+        now = int(time.time())
+        return History(items, values, [now + i for i in range(len(items))])
+
+    def batch_users(
+        self, users: list[str], n: int = 10, model: str = "auto", progress=None, chunk: int = 256
+    ) -> pd.DataFrame:
+        """Top-n for many users, batched by route: a frame (user, rank, item, title, score, route)."""
+        histories = {}
+        with session_scope(self.engine) as session:
+            for u in users:
+                frame = repo.user_interactions(session, str(u))
+                histories[u] = History.from_frame(frame) if frame is not None else None
+        missing = [u for u, h in histories.items() if h is None]
+        if missing:
+            warnings.warn(f"{len(missing)} unknown user(s) skipped, e.g. {missing[0]!r}", stacklevel=2)
+        groups: dict[str, list[str]] = {}
+        routes = {}
+        for u, h in histories.items():
+            if h is not None:
+                name, routes[u] = self.route(len(h), model)
+                groups.setdefault(name, []).append(u)
+        out = []
+        for name, members in groups.items():
+            loaded = self.load(name)
+            for lo in range(0, len(members), chunk):
+                part = members[lo : lo + chunk]
+                batch, _ = self._batch([histories[u] for u in part], part, loaded)
+                scores = self._scores(loaded, batch)
+                top = top_n(scores, min(n, scores.shape[1]))
+                for r, u in enumerate(part):
+                    for rank, i in enumerate(top[r], start=1):
+                        if np.isfinite(scores[r, i]):
+                            out.append(
+                                (
+                                    u,
+                                    rank,
+                                    loaded.item_ids[i],
+                                    self._title(loaded.item_ids[i]),
+                                    float(scores[r, i]),
+                                    name,
+                                )
+                            )
+                if progress:
+                    progress(len(part))
+        return pd.DataFrame(out, columns=["user", "rank", "item", "title", "score", "model"])
+
+    # ------------------------------------------------------------ internals
+    def _title(self, item: str) -> str | None:
+        if not hasattr(self, "_titles"):
+            self._titles = dict(zip(self.catalogue["item"], self.catalogue["title"], strict=True))
+        t = self._titles.get(item)
+        return t if isinstance(t, str) else None
+
+    def _batch(
+        self, histories: list[History], users: list[str | None], loaded: checkpoint.Loaded
+    ) -> tuple[Batch, list[str]]:
+        index = {i: k for k, i in enumerate(loaded.item_ids)}
+        user_index = {u: k for k, u in enumerate(loaded.user_ids)}
+        notes = []
+        items, values, times = [], [], []
+        for h in histories:
+            keep = [k for k, i in enumerate(h.items) if i in index]
+            if len(keep) < len(h):
+                notes.append(
+                    f"{len(h) - len(keep)} of the user's items were added after training "
+                    "and are not used; retrain with `recmeta train` to include them"
+                )
+            items.append(np.array([index[h.items[k]] for k in keep], np.int64))
+            values.append(np.array([h.values[k] for k in keep], np.float32))
+            times.append(np.array([h.times[k] for k in keep], np.int64))
+        dense = np.array([user_index.get(u, -1) if u is not None else -1 for u in users], np.int64)
+        new_items = len(self.catalogue) - len(index)
+        if new_items > 0:
+            notes.append(
+                f"{new_items} item(s) were ingested after training and cannot be "
+                "recommended yet; retrain with `recmeta train`"
+            )
+        return history_batch(items, values, times, dense), notes
+
+    @staticmethod
+    def _scores(loaded: checkpoint.Loaded, batch: Batch) -> np.ndarray:
+        scores = loaded.model.score(batch).astype(np.float64)
+        rows = np.arange(len(scores))[:, None]
+        scores[rows, batch.support_items] = np.where(
+            batch.support_mask, -np.inf, scores[rows, batch.support_items]
+        )
+        return scores
+
+    @staticmethod
+    def _top(scores: np.ndarray, loaded: checkpoint.Loaded, n: int) -> tuple[np.ndarray, list[str]]:
+        if n < 1:
+            raise DataError("-n must be at least 1")
+        available = int(np.isfinite(scores).sum())
+        notes = []
+        if n > available:
+            notes.append(f"asked for {n} items but only {available} are left to recommend")
+            n = available
+        return top_n(scores[None], n)[0] if n else np.array([], np.int64), notes
+
+    def _explain(
+        self,
+        items: list[Item],
+        top: np.ndarray,
+        history: History,
+        batch: Batch,
+        loaded: checkpoint.Loaded,
+        route: str,
+        user: str | None,
+    ) -> None:
+        """Reasons per item: the support rows whose removal lowers its score most (one batched
+        call over leave-one-out supports), the nearest prototype for ProtoNet, the route."""
+        model = loaded.model
+        s = int(batch.support_mask[0].sum())
+        base_reason = f"route: {route}"
+        if s == 0:
+            for it in items:
+                it.reasons = ["liked by many users like you (no interactions yet)", base_reason]
+            return
+        first = max(0, s - EXPLAIN_SUPPORT)
+        cols = np.arange(first, s)
+        keep = np.ones((len(cols), s), bool)
+        keep[np.arange(len(cols)), cols] = False
+        its, vals, ts = (batch.support_items[0, :s], batch.support_values[0, :s], batch.support_times[0, :s])
+        loo = history_batch(
+            [its[k] for k in keep],
+            [vals[k] for k in keep],
+            [ts[k] for k in keep],
+            np.repeat(batch.users[:1], len(cols)),
+        )
+        full = model.score(batch)[0]
+        without = model.score(loo)
+        delta = full[None, top] - without[:, top]  # (support rows, recommended items)
+        protos = self._prototype_reasons(model, batch, top) if isinstance(model, ProtoNet) else {}
+        for j, it in enumerate(items):
+            order = np.argsort(-delta[:, j])[:2]
+            reasons = []
+            for o in order:
+                if delta[o, j] > 0:
+                    src = loaded.item_ids[its[cols[o]]]
+                    title = self._title(src) or src
+                    reasons.append(f"because you rated {title} {vals[cols[o]]:g}")
+            if not reasons:
+                reasons.append("popular overall; none of your items pushed it up")
+            if j in protos:
+                reasons.append(protos[j])
+            reasons.append(base_reason)
+            it.reasons = reasons
+
+    @staticmethod
+    def _prototype_reasons(model: ProtoNet, batch: Batch, top: np.ndarray) -> dict[int, str]:
+        import torch
+
+        ep = model.episode(batch)
+        theta = model.prototypes(ep)
+        with torch.no_grad():
+            e = model.backbone.items()[torch.as_tensor(top)]
+            d_like = torch.cdist(theta["like"], e)[0]
+            d_dislike = torch.cdist(theta["dislike"], e)[0]
+        return {
+            j: (
+                "nearer your liked prototype than your disliked one"
+                if d_like[j] < d_dislike[j]
+                else "far from your disliked prototype"
+            )
+            + f" (distance {float(d_like[j]):.2f} vs {float(d_dislike[j]):.2f})"
+            for j in range(len(top))
+        }
+
+
+def read_users_file(path: Path) -> list[str]:
+    """User ids from a text file (one per line) or a CSV/Parquet with a `user` column."""
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    if path.suffix.lower() in (".parquet", ".pq"):
+        frame = pd.read_parquet(path)
+    elif path.suffix.lower() in (".csv", ".tsv"):
+        frame = pd.read_csv(path, dtype=str, sep="\t" if path.suffix.lower() == ".tsv" else ",")
+    else:
+        return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    col = next((c for c in frame.columns if c.lower() in ("user", "user_id", "userid")), None)
+    if col is None:
+        raise DataError(f"{path}:1: no user column; the file has {list(frame.columns)}")
+    return frame[col].astype(str).tolist()
+
+
+def write_recs(frame: pd.DataFrame, path: Path) -> Path:
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        frame.to_parquet(path, index=False)
+    elif suffix == ".csv":
+        frame.to_csv(path, index=False)
+    elif suffix in (".jsonl", ".ndjson"):
+        path.write_text("".join(json.dumps(r) + "\n" for r in frame.to_dict("records")))
+    else:
+        raise DataError(f"{path}: choose .parquet, .csv or .jsonl")
+    return path

@@ -1,0 +1,158 @@
+"""`recmeta train`: fit models on the store's log, validate, checkpoint, register, route."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine
+
+from recmeta import checkpoint, snapshot
+from recmeta.errors import DataError
+from recmeta.learners import BASELINES, META_LEARNERS, REGISTRY, Recommender, create
+from recmeta.learners.base import validation_ndcg
+from recmeta.snapshot import Interactions
+from recmeta.store import repository as repo
+from recmeta.store import session_scope
+from recmeta.tasks import Sequences, make_batch, split_users
+
+ALL = (*META_LEARNERS, *BASELINES)
+VAL_SHOTS = (0, 1, 3, 5, 10, 20)
+ProgressFactory = Callable[[str], Callable[[dict[str, Any]], None]]
+
+
+@dataclass
+class TrainConfig:
+    models: tuple[str, ...] = ALL
+    seed: int = 0
+    epochs: int | None = None
+    max_time: float | None = None
+    models_dir: Path = Path("models")
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class Trained:
+    kind: str
+    model: Recommender
+    path: Path
+    seconds: float
+    validation: dict[str, float]
+
+
+def validation_table(
+    model: Recommender, validation: Interactions, threshold: float, shots=VAL_SHOTS
+) -> dict[str, float]:
+    """ndcg@10 of `model` on the validation users at each number of support rows."""
+    seq = Sequences.from_data(validation)
+    counts = validation.counts_per_user()
+    out = {}
+    for k in shots:
+        if k == 0 and model.needs_support:
+            continue
+        users = np.flatnonzero(counts > k)
+        if len(users):
+            batch = make_batch(seq, users, k, validation.n_items, threshold)
+            out[f"K{k}"] = round(validation_ndcg(model, batch), 5)
+    return out
+
+
+def routing(results: list[Trained]) -> dict[str, Any]:
+    """From validation: the best meta-learner serves cold users; from the smallest number of
+    interactions at which a baseline beats it for good, the best baseline serves."""
+    metas = [r for r in results if r.kind in META_LEARNERS]
+    others = [r for r in results if r.kind not in META_LEARNERS]
+    if not metas and not others:
+        return {}
+    mean = lambda r: float(np.mean(list(r.validation.values())))  # noqa: E731
+    cold = max(metas or others, key=mean)
+    warm = max(others, key=mean) if others else cold
+    threshold = None
+    for k in reversed(VAL_SHOTS[1:]):
+        key = f"K{k}"
+        if key in warm.validation and warm.validation[key] > cold.validation.get(key, -1):
+            threshold = k
+        else:
+            break
+    return {
+        "cold": cold.kind,
+        "warm": warm.kind if threshold is not None else cold.kind,
+        "threshold": threshold,
+        "validation": {r.kind: r.validation for r in results},
+    }
+
+
+def train(engine: Engine, cfg: TrainConfig, progress: ProgressFactory | None = None) -> list[Trained]:
+    """Fit every model of `cfg` on the store (validation users held out for early stopping),
+    write each checkpoint atomically and register it, then register the routing."""
+    unknown = [m for m in cfg.models if m not in REGISTRY]
+    if unknown:
+        raise DataError(f"unknown model(s) {unknown}; choose from {', '.join(ALL)} or all")
+    data = snapshot.load(engine)
+    if data.values.nnz == 0:
+        raise DataError("the store holds no interactions; run `recmeta ingest` first")
+    split = split_users(data, seed=cfg.seed, fractions=(0.1, 0.0), min_interactions=6)
+    train_data = snapshot.restrict(data, split.train)
+    val_data = snapshot.restrict(data, split.validation)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    results = []
+    for kind in cfg.models:
+        params = dict(cfg.params.get(kind, {}))
+        if kind in META_LEARNERS:
+            if cfg.epochs is not None:
+                params["epochs"] = cfg.epochs
+            if cfg.max_time is not None:
+                params["max_time"] = cfg.max_time
+        model = create(kind, **params)
+        start = time.perf_counter()
+        model.fit(train_data, val_data, progress=progress(kind) if progress else None, seed=cfg.seed)
+        seconds = time.perf_counter() - start
+        threshold = model.params.get("threshold") or model.params.get("shapes", {}).get("threshold")
+        val = validation_table(model, val_data, threshold)
+        path = cfg.models_dir / f"{kind}-{stamp}.safetensors"
+        checkpoint.save(
+            model,
+            path,
+            data,
+            name=kind,
+            seed=cfg.seed,
+            train_seconds=seconds,
+            validation=val,
+            validation_users=len(split.validation),
+        )
+        with session_scope(engine) as session:
+            repo.register_model(
+                session,
+                name=kind,
+                kind=kind,
+                path=str(path),
+                config=checkpoint.read_manifest(path)["config"],
+                data_watermark=data.watermark,
+                metrics={
+                    "validation_ndcg@10": val,
+                    "train_seconds": seconds,
+                    "versions": checkpoint.versions(),
+                },
+            )
+        results.append(Trained(kind, model, path, seconds, val))
+    route = routing(results)
+    if route:
+        path = cfg.models_dir / f"routing-{stamp}.json"
+        path.write_text(json.dumps(route, indent=2))
+        with session_scope(engine) as session:
+            repo.register_model(
+                session,
+                name="router",
+                kind="router",
+                path=str(path),
+                config=route,
+                data_watermark=data.watermark,
+                metrics={},
+            )
+    return results
