@@ -137,7 +137,9 @@ def ratings(theta: Theta, e: Tensor, rb: Tensor, mu: float, items: Tensor) -> Te
     return mu + rb[items] + theta["bu"][:, None] + (e[items] * theta["v"][:, None, :]).sum(-1)
 
 
-def query_loss(logits: Tensor, pred: Tensor | None, ep: Episode, rate_weight: float) -> Tensor:
+def query_loss(
+    logits: Tensor, pred: Tensor | None, ep: Episode, rate_weight: float, user_power: float = 0.0
+) -> Tensor:
     """Multinomial log-likelihood of the positive query items over the catalogue minus the
     support (averaged over positive pairs), plus `rate_weight` times the squared rating
     error on the query rows."""
@@ -147,7 +149,10 @@ def query_loss(logits: Tensor, pred: Tensor | None, ep: Episode, rate_weight: fl
     pos = ep.query_pos
     # One average over all positive (user, item) pairs: at K = 0 its optimum is each item's
     # share of users who like it, i.e. popularity, which is what hit-based metrics reward.
-    rank = -torch.where(pos > 0, logp, torch.zeros_like(logp)).sum() / pos.sum().clamp(min=1)
+    # With user_power > 0 a user's pairs weigh n_pos ** -user_power (1: every user equal).
+    n_pos = pos.sum(1, keepdim=True)
+    w = pos * n_pos.clamp(min=1) ** -user_power
+    rank = -(torch.where(pos > 0, logp, torch.zeros_like(logp)) * w).sum() / w.sum().clamp(min=1e-9)
     if pred is None or rate_weight == 0:
         return rank
     m = ep.query_mask

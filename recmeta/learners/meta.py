@@ -27,6 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "max_support": 20,
     "patience": 8,
     "rate_weight": 0.5,
+    "user_power": 0.0,
     "val_shots": [0, 1, 5, 10],
     "threshold": None,
     "device": "auto",
@@ -122,7 +123,7 @@ class MetaLearner(Recommender, nn.Module):
             if rate_weight
             else None
         )
-        return query_loss(logits, pred, ep, rate_weight)
+        return query_loss(logits, pred, ep, rate_weight, self.params["user_power"])
 
     def score(self, batch: Batch, user_x: np.ndarray | None = None) -> np.ndarray:
         self._check_fitted("backbone")
@@ -181,7 +182,7 @@ class MetaLearner(Recommender, nn.Module):
                 loss.backward()
                 nn.utils.clip_grad_norm_(self.parameters(), 10.0)
                 opt.step()
-                losses.append(float(loss))
+                losses.append(loss.item())
                 tasks += len(chunk)
             elapsed = time.perf_counter() - start
             val = self.validation_score(val_batches) if val_batches else -float(np.mean(losses))

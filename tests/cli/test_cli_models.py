@@ -1,0 +1,209 @@
+"""End to end through the CLI on a small trained store: train, models, recommend, evaluate."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from recmeta.cli import app
+from recmeta.store import make_engine, session_scope
+from recmeta.store.repository import register_model, stats, user_interactions
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    db = str(root / "r.db")
+    syn = root / "syn"
+    assert (
+        runner.invoke(app, ["data", "synth", "--out", str(syn), "--users", "120", "--items", "50"]).exit_code
+        == 0
+    )
+    for kind in ("items", "users", "interactions"):
+        res = runner.invoke(app, ["--db", db, "ingest", kind, str(syn / f"{kind}.csv")])
+        assert res.exit_code == 0, res.output
+    res = runner.invoke(
+        app, ["--db", db, "train", "--epochs", "2", "--models-dir", str(root / "models"), "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    return db, root, json.loads(res.stdout)
+
+
+def cli(db, *args, input=None):
+    return runner.invoke(app, ["--db", db, *args], input=input)
+
+
+def test_train_registers_every_model(store):
+    db, _, trained = store
+    assert {t["model"] for t in trained} == {"maml", "protonet", "metalstm", "als", "itemknn", "popular"}
+    assert all("K5" in t["validation_ndcg@10"] for t in trained)
+    listed = json.loads(cli(db, "models", "--json").stdout)
+    assert {m["name"] for m in listed if m["active"]} >= {"maml", "router", "als"}
+    assert "models" in cli(db, "models").stdout
+
+
+def test_recommend_filters_seen_items_and_says_the_route(store):
+    db, _, _ = store
+    res = cli(db, "recommend", "--user", "7", "-n", "15", "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    with session_scope(make_engine(db)) as s:
+        seen = set(user_interactions(s, "7")["item"])
+    assert len(out["items"]) == 15 and not seen & {i["item"] for i in out["items"]}
+    assert out["route"] and out["model"]
+
+
+def test_routing_follows_the_threshold(store):
+    db, _, _ = store
+    engine = make_engine(db)
+    with session_scope(engine) as s:
+        register_model(
+            s,
+            name="router",
+            kind="router",
+            path="-",
+            config={"cold": "protonet", "warm": "als", "threshold": 3},
+        )
+    cold = json.loads(cli(db, "recommend", "--with", "1:5", "2:4", "--json").stdout)
+    warm = json.loads(cli(db, "recommend", "--with", "1:5", "2:4", "3:5", "--json").stdout)
+    prior = json.loads(cli(db, "recommend", "--user", "7", "--model", "metalstm", "--json").stdout)
+    assert cold["model"] == "protonet" and cold["route"].startswith("cold")
+    assert warm["model"] == "als" and warm["route"].startswith("warm")
+    assert prior["model"] == "metalstm"
+
+
+def test_request_time_writes_nothing_and_remember_stores(store):
+    db, _, _ = store
+    engine = make_engine(db)
+
+    def n_rows():
+        with session_scope(engine) as s:
+            return stats(s)["interactions"]
+
+    before = n_rows()
+    assert cli(db, "recommend", "--with", "4:5", "9:2").exit_code == 0
+    assert n_rows() == before
+    res = cli(db, "recommend", "--with", "4:5", "9:2", "--remember", "newbie")
+    assert res.exit_code == 0, res.output
+    assert n_rows() == before + 2
+    with session_scope(engine) as s:
+        assert sorted(user_interactions(s, "newbie")["item"]) == ["4", "9"]
+
+
+def test_stdin_json_list(store):
+    db, _, _ = store
+    res = cli(db, "recommend", "--with", "-", "--json", input='["4:5", "9"]')
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["interactions"] == 2
+
+
+def test_explanations_name_the_users_own_items(store):
+    db, _, _ = store
+    res = cli(db, "recommend", "--with", "4:5", "9:5", "12:4", "--model", "protonet", "--explain", "--json")
+    out = json.loads(res.stdout)
+    titles = {"Item 4", "Item 9", "Item 12"}
+    reasons = [r for it in out["items"] for r in it["reasons"]]
+    assert any(any(t in r for t in titles) for r in reasons)
+    assert any("prototype" in r for r in reasons) and any("route" in r for r in reasons)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--user", "ghost"], "not in the store"),
+        (["--with", "nope:5"], "not in the catalogue"),
+        (["--with", "4:five"], "must be a number"),
+        (["--user", "7", "--model", "unknown"], "no trained 'unknown' model"),
+    ],
+)
+def test_edges_are_clear_messages(store, args, message):
+    db, _, _ = store
+    res = cli(db, "recommend", *args)
+    assert res.exit_code == 1 and message in res.stderr and "Traceback" not in res.output
+
+
+def test_n_larger_than_the_catalogue(store):
+    db, _, _ = store
+    res = cli(db, "recommend", "--user", "7", "-n", "500", "--json")
+    out = json.loads(res.stdout)
+    assert res.exit_code == 0 and len(out["items"]) < 50 and "only" in out["warnings"][0]
+
+
+def test_empty_store(tmp_path):
+    res = cli(str(tmp_path / "e.db"), "recommend", "--user", "1")
+    assert res.exit_code == 1 and "no items" in res.stderr
+    res = cli(str(tmp_path / "e.db"), "train")
+    assert res.exit_code == 1 and "no interactions" in res.stderr
+
+
+def test_batch_recommend(store, tmp_path):
+    db, _, _ = store
+    users = tmp_path / "users.txt"
+    users.write_text("7\n8\n9\n")
+    out = tmp_path / "recs.csv"
+    res = cli(db, "recommend", "--users-file", str(users), "--out", str(out), "-n", "5")
+    assert res.exit_code == 0, res.output
+    import pandas as pd
+
+    frame = pd.read_csv(out)
+    assert sorted(frame.user.unique()) == [7, 8, 9] and (frame.groupby("user").size() == 5).all()
+
+
+def test_evaluate_small(store, tmp_path):
+    db, _, _ = store
+    res = cli(
+        db,
+        "evaluate",
+        "-m",
+        "popular",
+        "-m",
+        "protonet",
+        "--shots",
+        "1",
+        "--shots",
+        "5",
+        "--seeds",
+        "0",
+        "--epochs",
+        "2",
+        "--min-interactions",
+        "10",
+        "--out",
+        str(tmp_path),
+        "--json",
+    )
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert {c["model"] for c in out["summary"]} == {"popular", "protonet"}
+    assert (tmp_path / "ndcg.png").is_file() and (tmp_path / "report.json").is_file()
+
+
+def test_evaluate_a_log_file_leaves_the_store_alone(store, tmp_path):
+    db, root, _ = store
+    engine = make_engine(db)
+    with session_scope(engine) as s:
+        before = stats(s)["interactions"]
+    res = cli(
+        db,
+        "evaluate",
+        "--log",
+        str(root / "syn" / "interactions.csv"),
+        "-m",
+        "popular",
+        "--shots",
+        "3",
+        "--seeds",
+        "0",
+        "--min-interactions",
+        "10",
+        "--out",
+        str(tmp_path),
+    )
+    assert res.exit_code == 0, res.output
+    assert "ndcg@10" in res.stdout
+    with session_scope(engine) as s:
+        assert stats(s)["interactions"] == before

@@ -1,0 +1,36 @@
+"""CI's small evaluation: one seed, shots 1 and 5, on ML-100K when present, else synthetic data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recmeta import snapshot
+from recmeta.evaluate import EvalConfig, evaluate
+from recmeta.ingest.pipeline import ingest_file, ingest_movielens
+from recmeta.store import make_engine
+from tests.conftest import _ml100k
+from tests.learners.conftest import synth_data
+
+
+@pytest.mark.slow
+def test_small_protocol_run(tmp_path: Path):
+    folder = _ml100k()
+    if folder is not None:
+        engine = make_engine(f"sqlite:///{tmp_path / 'ml.db'}")
+        ingest_file(engine, lambda s: ingest_movielens(s, folder, "movielens-100k"))
+        data = snapshot.load(engine)
+    else:
+        data = synth_data(users=400, items=120, seed=5)
+    metas = ("maml", "protonet", "metalstm")
+    cfg = EvalConfig(shots=(1, 5), seeds=(0,), params={m: {"max_time": 20} for m in metas})
+    result = evaluate(data, cfg)
+    ndcg = result.metric_table("ndcg@10")["mean"]
+    assert set(ndcg.index) == {*metas, "als", "itemknn", "popular"}
+    assert np.isfinite(ndcg.to_numpy()).all()
+    if folder is not None:  # the baselines reproduce the reference figures of PROTOCOL.md's run
+        assert abs(ndcg.loc["popular", 1] - 0.36) < 0.03
+        best_meta = max(ndcg.loc[m, 5] for m in metas)
+        assert best_meta > ndcg.loc["popular", 5]

@@ -1,0 +1,114 @@
+"""One contract every model meets, meta-learner or baseline (like implicit's shared test mixin)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recmeta import checkpoint
+from recmeta.errors import CheckpointError, NotFittedError
+from recmeta.learners import REGISTRY, create
+from recmeta.tasks import Sequences, make_batch
+from tests.learners.conftest import rng_users, split_views
+
+FAST = {
+    "maml": {"epochs": 3, "dim": 16},
+    "protonet": {"epochs": 3, "dim": 16},
+    "metalstm": {"epochs": 3, "dim": 16, "hidden": 16},
+    "als": {"factors": 8},
+}
+KINDS = sorted(REGISTRY)
+
+
+def fitted(kind, data, seed=0):
+    _, train, val = split_views(data)
+    return create(kind, **FAST.get(kind, {})).fit(train, val, seed=seed)
+
+
+def batch_of(data, k, n=5):
+    return make_batch(Sequences.from_data(data), rng_users(data, n), k, data.n_items, 4.0).support_only()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_unfitted_model_refuses_to_score(kind, small):
+    with pytest.raises(NotFittedError):
+        create(kind).score(batch_of(small, 3))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_fit_returns_self_and_scores_the_whole_catalogue(kind, small):
+    model = create(kind, **FAST.get(kind, {}))
+    _, train, val = split_views(small)
+    assert model.fit(train, val) is model
+    for k in (0, 1, 5):
+        if k == 0 and model.needs_support:
+            continue
+        scores = model.score(batch_of(small, k))
+        assert scores.shape == (5, small.n_items)
+        assert np.isfinite(scores).all()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_checkpoint_round_trip_gives_identical_scores(kind, small, tmp_path):
+    model = fitted(kind, small)
+    path = checkpoint.save(model, tmp_path / f"{kind}.safetensors", small)
+    loaded = checkpoint.load(path, set(small.item_ids))
+    assert loaded.manifest["kind"] == kind
+    batch = batch_of(small, 4)
+    np.testing.assert_allclose(loaded.model.score(batch), model.score(batch), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_same_seed_same_scores(kind, small):
+    batch = batch_of(small, 3)
+    np.testing.assert_allclose(
+        fitted(kind, small, seed=4).score(batch),
+        fitted(kind, small, seed=4).score(batch),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_implicit_logs_work(kind, small_implicit):
+    model = fitted(kind, small_implicit)
+    scores = model.score(batch_of(small_implicit, 3))
+    assert np.isfinite(scores).all()
+
+
+@pytest.mark.parametrize("kind", ["maml", "protonet", "metalstm"])
+def test_meta_learners_predict_ratings_on_the_scale(kind, small):
+    model = fitted(kind, small)
+    batch = batch_of(small, 5)
+    pred = model.predict(batch, np.tile(np.arange(6), (5, 1)))
+    assert pred.shape == (5, 6) and np.all((pred > -1) & (pred < 7))
+
+
+def test_checkpoint_refuses_a_different_catalogue(small, tmp_path):
+    path = checkpoint.save(fitted("popular", small), tmp_path / "p.safetensors", small)
+    with pytest.raises(CheckpointError, match="retrain"):
+        checkpoint.load(path, {"other"})
+
+
+def test_checkpoint_refuses_garbage(tmp_path):
+    path = tmp_path / "x.safetensors"
+    path.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="not a recmeta checkpoint"):
+        checkpoint.load(path)
+
+
+def test_checkpoint_write_is_atomic(small, tmp_path, monkeypatch):
+    """A write that dies half-way leaves the previous checkpoint intact and no temp file."""
+    import recmeta.checkpoint as ck
+
+    path = ck.save(fitted("popular", small), tmp_path / "m.safetensors", small)
+    before = path.read_bytes()
+
+    def boom(*_a, **_k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ck, "save_file", boom)
+    with pytest.raises(KeyboardInterrupt):
+        ck.save(fitted("popular", small), path, small)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from recmeta.learners.metalstm import MetaLSTM
+from recmeta.learners.protonet import ProtoNet
+from recmeta.tasks import history_batch
+from tests.learners.conftest import split_views
+
+
+def test_prototypes_are_means_of_the_embedded_support(small):
+    _, train, val = split_views(small)
+    model = ProtoNet(epochs=1, dim=16, device="cpu").fit(train, val)
+    with torch.no_grad():
+        model.raw_strength.fill_(-30.0)  # softplus ~ 0: no pull toward the population prototype
+    items = [np.array([3, 5, 7, 11]), np.array([2])]
+    values = [np.array([5, 4, 1, 2], np.float32), np.array([5], np.float32)]
+    batch = history_batch(items, values, [np.arange(4), np.arange(1)])
+    theta = model.prototypes(model.episode(batch))
+    with torch.no_grad():
+        e = model.backbone.items()
+    torch.testing.assert_close(theta["like"][0], e[[3, 5]].mean(0), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(theta["dislike"][0], e[[7, 11]].mean(0), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(theta["like"][1], e[2], rtol=1e-4, atol=1e-5)
+
+
+def test_empty_support_gets_the_population_prototypes(small):
+    _, train, val = split_views(small)
+    model = ProtoNet(epochs=1, dim=16, device="cpu").fit(train, val)
+    batch = history_batch([np.array([], np.int64)], [np.array([], np.float32)], [np.array([], np.int64)])
+    ep = model.episode(batch)
+    theta = model.prototypes(ep)
+    with torch.no_grad():
+        prior = model.backbone.theta0(model.backbone.context(ep))
+    torch.testing.assert_close(theta["like"], prior["u"])
+
+
+def test_metalstm_generates_per_support_weights(small):
+    _, train, val = split_views(small)
+    model = MetaLSTM(epochs=1, dim=16, hidden=16, device="cpu").fit(train, val)
+    a = (np.array([1, 2, 3]), np.array([5, 4, 5], np.float32), np.array([0, 60, 120]))
+    b = (np.array([9, 8, 7]), np.array([1, 2, 1], np.float32), np.array([0, 60, 120]))
+    batch = history_batch([a[0], a[0], b[0]], [a[1], a[1], b[1]], [a[2], a[2], b[2]])
+    ep = model.episode(batch)
+    with torch.no_grad():
+        theta, _, _ = model.forward_episode(ep)
+    torch.testing.assert_close(theta["u"][0], theta["u"][1])
+    assert not torch.allclose(theta["u"][0], theta["u"][2])
+    assert not torch.allclose(theta["bu"][0], theta["bu"][2])
