@@ -66,7 +66,6 @@ def test_vmap_meta_gradient_equals_the_per_task_loop(maml_and_episode, first_ord
         )
         return torch.autograd.grad(target, params, allow_unused=True)
 
-    _, e, _ = model.forward_episode(ep)
     batched = model.theta(ep, model.backbone.items(), model.backbone.context(ep))
     looped = looped_theta(model, ep, first_order)
     for k in batched:
