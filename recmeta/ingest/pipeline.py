@@ -109,8 +109,8 @@ def ingest_log(
         repo.ensure_entities(session, Item, valid["item"], items)
         frame = pd.DataFrame(
             {
-                "user_id": valid["user"].map(users).to_numpy(),
-                "item_id": valid["item"].map(items).to_numpy(),
+                "user_id": repo.lookup(users, valid["user"]),
+                "item_id": repo.lookup(items, valid["item"]),
                 "value": valid["value"].to_numpy(),
                 "timestamp": valid["timestamp"].to_numpy(),
                 "batch_id": batch.id,

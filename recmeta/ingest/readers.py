@@ -154,6 +154,19 @@ def _numeric_text(col: pd.Series) -> pd.Series:
     return col.astype(str).where(col.notna(), "")
 
 
+def to_float(text: pd.Series) -> pd.Series:
+    """Numbers from text; NaN where a value is not a number. Arrow's cast does a clean chunk
+    in one pass; a chunk with a bad value falls back to pandas, which marks it NaN."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        values = pc.cast(pa.array(text, type=pa.string()), pa.float64()).to_numpy(zero_copy_only=False)
+        return pd.Series(values, index=text.index)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pd.to_numeric(text, errors="coerce").astype(np.float64)
+
+
 def unix_seconds(ts: pd.Series) -> pd.Series:
     """Seconds since 1970 of tz-aware datetimes, whatever their unit; NaN where missing."""
     return (ts - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
@@ -206,11 +219,14 @@ def validate(raw: pd.DataFrame, cols: dict[str, str | None], spec: LogSpec) -> C
     raw = raw[~(raw == "").all(axis=1)]
     reason = pd.Series(pd.NA, index=raw.index, dtype="string")
 
-    def flag(mask: pd.Series, text: pd.Series | str) -> None:
+    def flag(mask: pd.Series, text: str, shown: pd.Series | None = None) -> None:
+        """Give the rows of `mask` that have no reason yet this one; `{}` in `text` becomes
+        each row's value from `shown` (formatted only for the flagged rows)."""
         nonlocal reason
         mask = mask & reason.isna()
         if mask.any():
-            reason = reason.mask(mask, text if isinstance(text, str) else text[mask])
+            msg = text if shown is None else shown[mask].map(lambda v: text.format(repr(v)))
+            reason = reason.mask(mask, msg)
 
     user = raw[cols["user"]].str.strip()
     item = raw[cols["item"]].str.strip()
@@ -219,9 +235,9 @@ def validate(raw: pd.DataFrame, cols: dict[str, str | None], spec: LogSpec) -> C
 
     if cols["value"] is not None:
         vtext = raw[cols["value"]].str.strip()
-        value = pd.to_numeric(vtext, errors="coerce")
+        value = to_float(vtext)
         flag(vtext == "", f"column {cols['value']!r}: missing value")
-        flag(value.isna(), "column " + repr(cols["value"]) + ": " + vtext.map(repr) + " is not a number")
+        flag(value.isna(), f"column {cols['value']!r}: {{}} is not a number", vtext)
         flag(~np.isfinite(value.fillna(0)), f"column {cols['value']!r}: not a finite number")
     else:
         value = pd.Series(1.0, index=raw.index)
@@ -248,7 +264,7 @@ def validate(raw: pd.DataFrame, cols: dict[str, str | None], spec: LogSpec) -> C
 
 def _parse_times(text: pd.Series, col: str, spec: LogSpec, flag) -> pd.Series:
     flag(text == "", f"column {col!r}: missing timestamp")
-    numeric = pd.to_numeric(text, errors="coerce")
+    numeric = to_float(text)
     seconds = numeric / 1000.0 if spec.time_unit == "ms" else numeric
     needs_date = numeric.isna() & (text != "")
     if needs_date.any():
@@ -256,14 +272,8 @@ def _parse_times(text: pd.Series, col: str, spec: LogSpec, flag) -> pd.Series:
         secs = unix_seconds(parsed)
         seconds = seconds.astype(np.float64)
         seconds[needs_date] = secs.astype(np.float64)
-    flag(seconds.isna(), "column " + repr(col) + ": " + text.map(repr) + " is not a timestamp")
+    flag(seconds.isna(), f"column {col!r}: {{}} is not a timestamp", text)
     hint = "" if spec.time_unit == "ms" else "; milliseconds? pass --time-unit ms"
-    flag(
-        (seconds < 0) | (seconds > MAX_UNIX_SECONDS),
-        "column "
-        + repr(col)
-        + ": impossible timestamp "
-        + text.map(repr)
-        + f" (before 1970 or after 2100{hint})",
-    )
+    flag((seconds < 0) | (seconds > MAX_UNIX_SECONDS),
+         f"column {col!r}: impossible timestamp {{}} (before 1970 or after 2100{hint})", text)
     return seconds.fillna(0).astype(np.int64)

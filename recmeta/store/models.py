@@ -11,7 +11,6 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
-    Index,
     Integer,
     MetaData,
     String,
@@ -71,10 +70,8 @@ class IngestBatch(Base):
 
 class Interaction(Base):
     __tablename__ = "interactions"
-    __table_args__ = (
-        UniqueConstraint("user_id", "item_id", "timestamp"),
-        Index("ix_interactions_item_id", "item_id"),
-    )
+    # The unique key doubles as the index for a user's rows; no other index slows bulk inserts.
+    __table_args__ = (UniqueConstraint("user_id", "item_id", "timestamp"),)
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))

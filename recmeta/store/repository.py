@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from recmeta.store.models import IngestBatch, Interaction, Item, Model, User
 
 _IN_CHUNK = 5_000  # ids per IN (...) lookup: well under every backend's variable limit
-
-
-def _insert_ignore(session: Session, table):
-    """`INSERT ... ON CONFLICT DO NOTHING` for this session's dialect."""
-    name = session.get_bind().dialect.name
-    if name == "sqlite":
-        return sqlite.insert(table).on_conflict_do_nothing()
-    if name == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing()
-    raise NotImplementedError(f"recmeta supports SQLite and PostgreSQL, not {name}")
 
 
 def id_map(session: Session, entity: type[User] | type[Item]) -> dict[str, int]:
@@ -40,16 +28,24 @@ def ensure_entities(
     known: dict[str, int],
 ) -> dict[str, int]:
     """Create the users (or items) of `external_ids` not in `known`; update and return `known`."""
-    new = [e for e in dict.fromkeys(external_ids) if e not in known]
+    unique = pd.unique(pd.Series(list(external_ids) if not isinstance(external_ids, pd.Series)
+                                 else external_ids, dtype=object))
+    new = [e for e in unique if e not in known]
     if not new:
         return known
-    session.execute(_insert_ignore(session, entity.__table__), [{"external_id": e} for e in new])
-    # rows that already existed (unknown to `known`) are looked up below as well
+    _insert_rows(session, entity.__table__.name, ["external_id"], [(e,) for e in new])
     for start in range(0, len(new), _IN_CHUNK):
         part = new[start : start + _IN_CHUNK]
         rows = session.execute(select(entity.external_id, entity.id).where(entity.external_id.in_(part)))
         known.update(rows.all())
     return known
+
+
+def lookup(known: dict[str, int], external_ids: pd.Series) -> np.ndarray:
+    """Row ids of `external_ids` (all must be in `known`), vectorised."""
+    index = pd.Index(list(known.keys()))
+    ids = np.fromiter(known.values(), dtype=np.int64, count=len(known))
+    return ids[index.get_indexer(external_ids)]
 
 
 def upsert_metadata(
@@ -67,38 +63,49 @@ def upsert_metadata(
     return len(params)
 
 
+INTERACTION_COLUMNS = ["user_id", "item_id", "value", "timestamp", "batch_id"]
+
+
 def insert_interactions(session: Session, frame: pd.DataFrame) -> int:
     """Bulk insert rows (user_id, item_id, value, timestamp, batch_id); duplicates are skipped.
 
-    Returns how many rows were new. PostgreSQL goes through COPY into a temporary table.
+    Returns how many rows were new. Rows go in sorted by the unique key, so the index grows
+    in order.
     """
     if frame.empty:
         return 0
-    if session.get_bind().dialect.name == "postgresql":
-        return _copy_interactions(session, frame)
-    records = frame[["user_id", "item_id", "value", "timestamp", "batch_id"]].to_dict("records")
-    result = session.execute(_insert_ignore(session, Interaction.__table__), records)
-    return max(result.rowcount, 0)
+    frame = frame.sort_values(["user_id", "item_id", "timestamp"], kind="stable")
+    cols = frame[INTERACTION_COLUMNS]
+    rows = list(zip(*(cols[c].tolist() for c in INTERACTION_COLUMNS), strict=True))
+    return _insert_rows(session, "interactions", INTERACTION_COLUMNS, rows)
 
 
-def _copy_interactions(session: Session, frame: pd.DataFrame) -> int:
-    raw = session.connection().connection.driver_connection  # psycopg connection
-    buf = io.StringIO()
-    frame[["user_id", "item_id", "value", "timestamp", "batch_id"]].to_csv(buf, index=False, header=False)
+_PG_TYPES = {"user_id": "int", "item_id": "int", "value": "float8", "timestamp": "bigint",
+             "batch_id": "int", "external_id": "text"}
+
+
+def _insert_rows(session: Session, table: str, columns: list[str], rows: list[tuple]) -> int:
+    """Insert plain tuples, skipping rows that break a unique rule; returns how many went in.
+
+    SQLite: one `INSERT OR IGNORE` executemany. PostgreSQL: COPY into a temporary table, then
+    one `INSERT ... SELECT ... ON CONFLICT DO NOTHING`.
+    """
+    names = ", ".join(columns)
+    conn = session.connection()
+    if conn.dialect.name == "sqlite":
+        marks = ", ".join("?" for _ in columns)
+        result = conn.exec_driver_sql(f"INSERT OR IGNORE INTO {table} ({names}) VALUES ({marks})", rows)
+        return max(result.rowcount, 0)
+    raw = conn.connection.driver_connection  # psycopg
+    staging = f"_recmeta_{table}"
     with raw.cursor() as cur:
-        cur.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS _recmeta_staging "
-            "(user_id int, item_id int, value float8, timestamp bigint, batch_id int) "
-            "ON COMMIT DROP"
-        )
-        cur.execute("TRUNCATE _recmeta_staging")
-        with cur.copy("COPY _recmeta_staging FROM STDIN (FORMAT csv)") as copy:
-            copy.write(buf.getvalue())
-        cur.execute(
-            "INSERT INTO interactions (user_id, item_id, value, timestamp, batch_id) "
-            "SELECT user_id, item_id, value, timestamp, batch_id FROM _recmeta_staging "
-            "ON CONFLICT DO NOTHING"
-        )
+        defs = ", ".join(f"{c} {_PG_TYPES[c]}" for c in columns)
+        cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS {staging} ({defs}) ON COMMIT DROP")
+        cur.execute(f"TRUNCATE {staging}")
+        with cur.copy(f"COPY {staging} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        cur.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {staging} ON CONFLICT DO NOTHING")
         return cur.rowcount
 
 
@@ -130,28 +137,22 @@ def log_is_implicit(session: Session) -> bool:
     return kinds == {"implicit"}
 
 
-def interactions_frame(session: Session) -> pd.DataFrame:
-    """Every interaction as columns user_id, item_id, value, timestamp (one query)."""
-    stmt = select(Interaction.user_id, Interaction.item_id, Interaction.value, Interaction.timestamp)
-    rows = session.execute(stmt).all()
-    if not rows:
-        return pd.DataFrame(
-            {
-                "user_id": np.empty(0, np.int64),
-                "item_id": np.empty(0, np.int64),
-                "value": np.empty(0, np.float32),
-                "timestamp": np.empty(0, np.int64),
-            }
-        )
-    arr = np.array(rows, dtype=np.float64)
-    return pd.DataFrame(
-        {
-            "user_id": arr[:, 0].astype(np.int64),
-            "item_id": arr[:, 1].astype(np.int64),
-            "value": arr[:, 2].astype(np.float32),
-            "timestamp": arr[:, 3].astype(np.int64),
-        }
-    )
+def interactions_frame(session: Session, block: int = 500_000) -> pd.DataFrame:
+    """Every interaction as columns user_id, item_id, value, timestamp (one query, fetched
+    in blocks straight from the driver's cursor into numpy)."""
+    cursor = session.connection().connection.dbapi_connection.cursor()  # plain tuples, no Row objects
+    cursor.execute("SELECT user_id, item_id, value, timestamp FROM interactions")
+    parts = []
+    while rows := cursor.fetchmany(block):
+        parts.append(np.array(rows, dtype=np.float64))
+    cursor.close()
+    arr = np.concatenate(parts) if parts else np.empty((0, 4))
+    return pd.DataFrame({
+        "user_id": arr[:, 0].astype(np.int64),
+        "item_id": arr[:, 1].astype(np.int64),
+        "value": arr[:, 2].astype(np.float32),
+        "timestamp": arr[:, 3].astype(np.int64),
+    })
 
 
 def entities_frame(session: Session, entity: type[User] | type[Item]) -> pd.DataFrame:

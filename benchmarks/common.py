@@ -1,0 +1,68 @@
+"""Helpers shared by the benchmarks: synthetic logs, child-process timing and peak memory."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, Python {platform.python_version()}"
+
+
+def write_log(path: Path, rows: int, users: int = 50_000, items: int = 20_000, seed: int = 0) -> Path:
+    """A CSV interaction log with long-tailed items, written in blocks (bounded memory)."""
+    rng = np.random.default_rng(seed)
+    p = 1.0 / np.arange(1, items + 1) ** 0.9
+    p /= p.sum()
+    with open(path, "w") as fh:
+        fh.write("user,item,rating,timestamp\n")
+        done = 0
+        while done < rows:
+            n = min(500_000, rows - done)
+            u = rng.integers(1, users + 1, n)
+            i = rng.choice(items, n, p=p) + 1
+            r = rng.integers(1, 6, n)
+            t = 1_500_000_000 + done + np.arange(n)  # unique times: every row is a new event
+            np.savetxt(fh, np.column_stack([u, i, r, t]), fmt="%d", delimiter=",")
+            done += n
+    return path
+
+
+PEAK = "import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+
+
+def run_child(code: str, env: dict | None = None) -> tuple[dict, float]:
+    """Run Python `code` in a fresh child process; returns (the JSON it printed, its own peak
+    RSS in MiB)."""
+    out = subprocess.run([sys.executable, "-c", code + "\n" + PEAK], capture_output=True, text=True,
+                         check=True, cwd=ROOT, env={**os.environ, **(env or {})})
+    lines = out.stdout.strip().splitlines()
+    return json.loads(lines[-2]), int(lines[-1]) / 1024
+
+
+def timed(fn, repeat: int = 1) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
