@@ -22,6 +22,9 @@ demo: setup
 	$(BIN)/recmeta --db $(DB) ingest users data/synth/users.csv
 	$(BIN)/recmeta --db $(DB) ingest interactions data/synth/interactions.csv
 	$(BIN)/recmeta --db $(DB) stats
+	$(BIN)/recmeta --db $(DB) train --max-time 60
+	$(BIN)/recmeta --db $(DB) evaluate --seeds 0 --shots 0 --shots 1 --shots 5 --shots 10 --out reports/demo
+	$(BIN)/recmeta --db $(DB) recommend --with 12:5 29:4 3:1 --explain -n 5
 
 lint: setup
 	$(BIN)/ruff check recmeta tests benchmarks cli.py migrations

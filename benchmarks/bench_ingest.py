@@ -72,8 +72,11 @@ def main() -> None:
                 if args.pg:
                     reset_pg(args.pg)
                     res, peak = run_child(INGEST.format(url=args.pg, path=str(log)))
-                    results[f"postgresql_{rows}"] = {**res, "rows_per_s": res["rows"] / res["seconds"],
-                                                     "peak_mib": peak}
+                    results[f"postgresql_{rows}"] = {
+                        **res,
+                        "rows_per_s": res["rows"] / res["seconds"],
+                        "peak_mib": peak,
+                    }
                     print(json.dumps(results[f"postgresql_{rows}"]), flush=True)
                     snap, speak = run_child(SNAPSHOT.format(url=args.pg))
                     results[f"snapshot_pg_{rows}"] = {**snap, "peak_mib": speak}

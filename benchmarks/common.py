@@ -53,8 +53,14 @@ PEAK = "import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrs
 def run_child(code: str, env: dict | None = None) -> tuple[dict, float]:
     """Run Python `code` in a fresh child process; returns (the JSON it printed, its own peak
     RSS in MiB)."""
-    out = subprocess.run([sys.executable, "-c", code + "\n" + PEAK], capture_output=True, text=True,
-                         check=True, cwd=ROOT, env={**os.environ, **(env or {})})
+    out = subprocess.run(
+        [sys.executable, "-c", code + "\n" + PEAK],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
     lines = out.stdout.strip().splitlines()
     return json.loads(lines[-2]), int(lines[-1]) / 1024
 

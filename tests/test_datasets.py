@@ -50,3 +50,11 @@ def test_download_offline_is_one_clear_line(tmp_path, monkeypatch):
     msg = str(info.value)
     assert "\n" not in msg and "cannot download" in msg and "recmeta data unpack" in msg
     assert not (tmp_path / "ml-100k.zip").exists()
+
+
+def test_bundled_sample_is_what_its_command_makes(tmp_path):
+    from tests.conftest import ROOT
+
+    datasets.write_synth(datasets.SynthConfig(), tmp_path)
+    for name in ("interactions.csv", "items.csv", "users.csv"):
+        assert (tmp_path / name).read_bytes() == (ROOT / "data" / "synth" / name).read_bytes(), name

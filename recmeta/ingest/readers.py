@@ -274,6 +274,9 @@ def _parse_times(text: pd.Series, col: str, spec: LogSpec, flag) -> pd.Series:
         seconds[needs_date] = secs.astype(np.float64)
     flag(seconds.isna(), f"column {col!r}: {{}} is not a timestamp", text)
     hint = "" if spec.time_unit == "ms" else "; milliseconds? pass --time-unit ms"
-    flag((seconds < 0) | (seconds > MAX_UNIX_SECONDS),
-         f"column {col!r}: impossible timestamp {{}} (before 1970 or after 2100{hint})", text)
+    flag(
+        (seconds < 0) | (seconds > MAX_UNIX_SECONDS),
+        f"column {col!r}: impossible timestamp {{}} (before 1970 or after 2100{hint})",
+        text,
+    )
     return seconds.fillna(0).astype(np.int64)

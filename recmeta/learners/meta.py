@@ -22,7 +22,7 @@ DEFAULTS: dict[str, Any] = {
     "epochs": 200,
     "max_time": None,  # seconds; stops training early when set
     "batch_size": 64,
-    "lr": 3e-3,
+    "lr": 1e-3,
     "weight_decay": 0.0,
     "max_support": 20,
     "patience": 8,
@@ -185,7 +185,8 @@ class MetaLearner(Recommender, nn.Module):
                 losses.append(loss.item())
                 tasks += len(chunk)
             elapsed = time.perf_counter() - start
-            val = self.validation_score(val_batches) if val_batches else -float(np.mean(losses))
+            per_shot = self.validation_scores(val_batches)
+            val = float(np.mean(list(per_shot.values()))) if per_shot else -float(np.mean(losses))
             if val > best[0]:
                 best, bad_epochs = (val, copy.deepcopy(self.state_dict()), epoch), 0
             else:
@@ -196,6 +197,7 @@ class MetaLearner(Recommender, nn.Module):
                         "epoch": epoch,
                         "loss": float(np.mean(losses)),
                         "val_ndcg@10": val,
+                        **{f"val_K{k}": v for k, v in per_shot.items() if k == 5},
                         "best": best[0],
                         "tasks_per_s": tasks / max(elapsed, 1e-9),
                     }
@@ -214,20 +216,20 @@ class MetaLearner(Recommender, nn.Module):
         with torch.no_grad():
             self.backbone.item_bias.copy_(torch.as_tensor(b - b.mean(), dtype=torch.float32))
 
-    def _validation_batches(self, validation: Interactions | None) -> list[Batch]:
+    def _validation_batches(self, validation: Interactions | None) -> dict[int, Batch]:
         if validation is None or validation.values.nnz == 0:
-            return []
+            return {}
         seq = Sequences.from_data(validation)
-        out = []
+        out = {}
         for k in self.params["val_shots"]:
             users = np.flatnonzero(validation.counts_per_user() > k)
             if len(users):
-                out.append(make_batch(seq, users, k, validation.n_items, self.threshold))
+                out[k] = make_batch(seq, users, k, validation.n_items, self.threshold)
         return out
 
-    def validation_score(self, batches: list[Batch]) -> float:
-        """Mean ndcg@10 over the validation shots (support items removed)."""
-        return float(np.mean([validation_ndcg(self, b) for b in batches]))
+    def validation_scores(self, batches: dict[int, Batch]) -> dict[int, float]:
+        """ndcg@10 at each validation shot (support items removed); their mean selects the epoch."""
+        return {k: validation_ndcg(self, b) for k, b in batches.items()}
 
     # --------------------------------------------------------------- state
     def state(self):

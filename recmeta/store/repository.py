@@ -28,8 +28,11 @@ def ensure_entities(
     known: dict[str, int],
 ) -> dict[str, int]:
     """Create the users (or items) of `external_ids` not in `known`; update and return `known`."""
-    unique = pd.unique(pd.Series(list(external_ids) if not isinstance(external_ids, pd.Series)
-                                 else external_ids, dtype=object))
+    unique = pd.unique(
+        pd.Series(
+            list(external_ids) if not isinstance(external_ids, pd.Series) else external_ids, dtype=object
+        )
+    )
     new = [e for e in unique if e not in known]
     if not new:
         return known
@@ -80,8 +83,14 @@ def insert_interactions(session: Session, frame: pd.DataFrame) -> int:
     return _insert_rows(session, "interactions", INTERACTION_COLUMNS, rows)
 
 
-_PG_TYPES = {"user_id": "int", "item_id": "int", "value": "float8", "timestamp": "bigint",
-             "batch_id": "int", "external_id": "text"}
+_PG_TYPES = {
+    "user_id": "int",
+    "item_id": "int",
+    "value": "float8",
+    "timestamp": "bigint",
+    "batch_id": "int",
+    "external_id": "text",
+}
 
 
 def _insert_rows(session: Session, table: str, columns: list[str], rows: list[tuple]) -> int:
@@ -147,12 +156,14 @@ def interactions_frame(session: Session, block: int = 500_000) -> pd.DataFrame:
         parts.append(np.array(rows, dtype=np.float64))
     cursor.close()
     arr = np.concatenate(parts) if parts else np.empty((0, 4))
-    return pd.DataFrame({
-        "user_id": arr[:, 0].astype(np.int64),
-        "item_id": arr[:, 1].astype(np.int64),
-        "value": arr[:, 2].astype(np.float32),
-        "timestamp": arr[:, 3].astype(np.int64),
-    })
+    return pd.DataFrame(
+        {
+            "user_id": arr[:, 0].astype(np.int64),
+            "item_id": arr[:, 1].astype(np.int64),
+            "value": arr[:, 2].astype(np.float32),
+            "timestamp": arr[:, 3].astype(np.int64),
+        }
+    )
 
 
 def entities_frame(session: Session, entity: type[User] | type[Item]) -> pd.DataFrame:

@@ -1,0 +1,168 @@
+"""Recommendation latency for one cold user with 5 support interactions, batch throughput,
+and the wall time of `recmeta recommend` as a whole process.
+
+    python benchmarks/bench_latency.py [--repeat 200]
+
+Catalogues: ML-100K (1,682 items) and a synthetic one of 100,000 items. Latency is
+in-process `model.score(batch)` for a one-user batch: adaptation (MAML inner steps,
+ProtoNet prototypes, Meta-LSTM generation, ALS fold-in) plus scoring the whole catalogue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from common import ROOT, machine
+from ml100k import load_ml100k, ml100k_dir
+
+from recmeta import snapshot
+from recmeta.learners import create
+from recmeta.snapshot import Interactions
+from recmeta.tasks import history_batch, split_users
+
+MODELS = {"maml": {"epochs": 1}, "protonet": {"epochs": 1}, "metalstm": {"epochs": 1}, "als": {"factors": 64}}
+
+
+def synthetic_catalogue(n_items: int = 100_000, n_users: int = 3_000, seed: int = 0) -> Interactions:
+    rng = np.random.default_rng(seed)
+    p = 1.0 / np.arange(1, n_items + 1) ** 0.8
+    p /= p.sum()
+    rows = 60 * n_users
+    log = pd.DataFrame(
+        {
+            "user_id": rng.integers(1, n_users + 1, rows),
+            "item_id": rng.choice(n_items, rows, p=p) + 1,
+            "value": rng.integers(1, 6, rows).astype(float),
+            "timestamp": np.arange(rows),
+        }
+    )
+    users = pd.DataFrame(
+        {
+            "id": np.arange(1, n_users + 1),
+            "external_id": np.arange(1, n_users + 1).astype(str),
+            "features": [None] * n_users,
+        }
+    )
+    items = pd.DataFrame(
+        {
+            "id": np.arange(1, n_items + 1),
+            "external_id": np.arange(1, n_items + 1).astype(str),
+            "title": None,
+            "genres": None,
+            "year": None,
+            "features": [None] * n_items,
+        }
+    )
+    return snapshot.from_frames(log, users, items, implicit=False)
+
+
+def one_user(n_items: int, k: int = 5, users: int = 1, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return history_batch(
+        [rng.choice(n_items, k, replace=False) for _ in range(users)],
+        [rng.integers(1, 6, k).astype(np.float32) for _ in range(users)],
+        [np.arange(k) * 60 for _ in range(users)],
+        np.full(users, -1),
+    )
+
+
+def latency(data: Interactions, repeat: int) -> dict:
+    split = split_users(data, seed=0, min_interactions=10)
+    train = snapshot.restrict(data, split.train)
+    out = {}
+    for kind, params in MODELS.items():
+        model = create(kind, **params).fit(train, seed=0)
+        batch = one_user(data.n_items)
+        model.score(batch)  # warm-up (first-call imports and allocations)
+        times = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            model.score(batch)
+            times.append((time.perf_counter() - t) * 1000)
+        many = one_user(data.n_items, users=256, seed=1)
+        model.score(many)
+        t = time.perf_counter()
+        for _ in range(5):
+            model.score(many)
+        users_per_s = 5 * 256 / (time.perf_counter() - t)
+        out[kind] = {
+            "p50_ms": statistics.median(times),
+            "p95_ms": float(np.percentile(times, 95)),
+            "batch_users_per_s": users_per_s,
+        }
+        print(kind, data.n_items, json.dumps(out[kind]), flush=True)
+    return out
+
+
+def process_wall(repeat: int = 3) -> dict:
+    """`recmeta recommend --user 1` end to end, after training each model on ML-100K."""
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        db = str(Path(tmp) / "ml.db")
+        cli = [sys.executable, str(ROOT / "cli.py"), "--db", db]
+        subprocess.run(
+            [*cli, "ingest", "interactions", "--format", "movielens-100k", str(ml100k_dir())],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            [
+                *cli,
+                "train",
+                "--epochs",
+                "2",
+                "--models-dir",
+                str(Path(tmp) / "models"),
+                "-m",
+                "maml",
+                "-m",
+                "protonet",
+                "-m",
+                "metalstm",
+                "-m",
+                "als",
+                "-m",
+                "popular",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        for kind in ("protonet", "metalstm", "maml", "als", "popular"):
+            walls = []
+            for _ in range(repeat):
+                t = time.perf_counter()
+                subprocess.run(
+                    [*cli, "recommend", "--user", "1", "--model", kind], check=True, capture_output=True
+                )
+                walls.append(time.perf_counter() - t)
+            out[kind] = {"median_s": statistics.median(walls), "min_s": min(walls)}
+            print("process", kind, json.dumps(out[kind]), flush=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=200)
+    args = ap.parse_args()
+    results = {
+        "machine": machine(),
+        "torch_threads": torch.get_num_threads(),
+        "ml100k_1682_items": latency(load_ml100k(), args.repeat),
+        "synthetic_100k_items": latency(synthetic_catalogue(), max(20, args.repeat // 10)),
+        "process_wall": process_wall(),
+    }
+    print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
