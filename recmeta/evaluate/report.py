@@ -6,44 +6,71 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from rich.table import Table
 
 from recmeta.evaluate.protocol import EvalResult
 
 
+def grid(summary: pd.DataFrame, models: list[str], metric: str) -> tuple[list[int], list[tuple[str, list]]]:
+    """(shots, [(model, [(text, is_best) or None per shot])]) for one metric: mean ± std over
+    seeds, the best of each column flagged (lowest for errors, highest otherwise)."""
+    s = summary[summary.metric == metric]
+    shots = [int(k) for k in sorted(s.shots.unique())]
+    pick = s.groupby("shots")["mean"]
+    best = s.loc[pick.idxmin() if metric in ("mae", "rmse") else pick.idxmax()]
+    best_of = dict(zip(best.shots, best.model, strict=True))
+    rows = []
+    for model in models:
+        cells = []
+        for k in shots:
+            cell = s[(s.model == model) & (s.shots == k)]
+            cells.append(
+                None
+                if cell.empty
+                else (f"{cell['mean'].iloc[0]:.3f} ± {cell['std'].iloc[0]:.3f}", best_of.get(k) == model)
+            )
+        if any(cells):
+            rows.append((model, cells))
+    return shots, rows
+
+
 def table(result: EvalResult, metric: str = "ndcg@10") -> Table:
     """Models as rows, shots as columns, mean ± std; the best of each column in bold."""
-    s = result.summary[result.summary.metric == metric]
-    shots = sorted(s.shots.unique())
     cfg = result.config
+    shots, rows = grid(result.summary, cfg["models"], metric)
     t = Table(
         title=f"{metric} (mean ± std over seeds {list(cfg['seeds'])}, {cfg['split']} split)",
-        caption=_caption(result),
+        caption=_caption(result.summary),
     )
     t.add_column("model")
     for k in shots:
         t.add_column(f"K={k}", justify="right")
-    best = s.loc[
-        s.groupby("shots")["mean"].idxmax()
-        if metric not in ("mae", "rmse")
-        else s.groupby("shots")["mean"].idxmin()
-    ]
-    best_of = dict(zip(best.shots, best.model, strict=True))
-    for model in cfg["models"]:
-        row = [model]
-        for k in shots:
-            cell = s[(s.model == model) & (s.shots == k)]
-            if cell.empty:
-                row.append("-")
-                continue
-            text = f"{cell['mean'].iloc[0]:.3f} ± {cell['std'].iloc[0]:.3f}"
-            row.append(f"[bold green]{text}[/]" if best_of.get(k) == model else text)
-        t.add_row(*row)
+    for model, cells in rows:
+        t.add_row(model, *["-" if c is None else f"[bold green]{c[0]}[/]" if c[1] else c[0] for c in cells])
     return t
 
 
-def _caption(result: EvalResult) -> str:
-    s = result.summary
+def markdown(summary: pd.DataFrame, models: list[str], metric: str) -> str:
+    """The same table in Markdown (best in bold), with the users behind each column."""
+    shots, rows = grid(summary, models, metric)
+    lines = [f"| {metric} | " + " | ".join(f"K={k}" for k in shots) + " |", "|---|" + "---:|" * len(shots)]
+    for model, cells in rows:
+        lines.append(
+            f"| {model} | "
+            + " | ".join("-" if c is None else f"**{c[0]}**" if c[1] else c[0] for c in cells)
+            + " |"
+        )
+    counts = summary[summary.metric == metric].groupby("shots")[["users", "skipped"]].max()
+    lines.append(
+        "| users (skipped) | "
+        + " | ".join(f"{int(r.users)} ({int(r.skipped)})" for _, r in counts.iterrows())
+        + " |"
+    )
+    return "\n".join(lines)
+
+
+def _caption(s: pd.DataFrame) -> str:
     if s.empty:
         return ""
     cells = s.groupby("shots")[["users", "skipped"]].max()

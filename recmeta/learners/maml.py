@@ -4,6 +4,7 @@ meta-batch at once (`vmap` of `grad`), on item embeddings computed once per meta
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import torch
@@ -55,17 +56,22 @@ class MAML(MetaLearner):
     kind = "maml"
     defaults: ClassVar[dict[str, Any]] = {
         "inner_steps": 5,
-        "inner_lr": 0.5,
+        "inner_lr": 2.0,  # initial inner rate of the ranking vector u (learned per group)
+        "inner_lr_rating": 0.1,  # initial inner rate of the rating parameters v, bu
         "first_order": False,
         "meta_sgd": False,
     }
 
     def build(self, dim: int) -> None:
         shape = {"u": (dim,), "v": (dim,), "bu": ()}
-        init = torch.log(torch.tensor(float(self.params["inner_lr"])))
+        init = {
+            "u": self.params["inner_lr"],
+            "v": self.params["inner_lr_rating"],
+            "bu": self.params["inner_lr_rating"],
+        }
         self.log_lr = nn.ParameterDict(
             {
-                k: nn.Parameter(torch.full(shape[k] if self.params["meta_sgd"] else (), float(init)))
+                k: nn.Parameter(torch.full(shape[k] if self.params["meta_sgd"] else (), math.log(init[k])))
                 for k in ADAPTED
             }
         )

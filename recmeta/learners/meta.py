@@ -21,10 +21,11 @@ DEFAULTS: dict[str, Any] = {
     "dim": 64,
     "epochs": 200,
     "max_time": None,  # seconds; stops training early when set
-    "batch_size": 64,
+    "batch_size": 32,
     "lr": 1e-3,
     "weight_decay": 0.0,
     "max_support": 20,
+    "support_sampling": "log",  # small supports drawn more often; or "uniform" over 0..max_support
     "patience": 8,
     "rate_weight": 0.5,
     "user_power": 0.0,
@@ -32,6 +33,13 @@ DEFAULTS: dict[str, Any] = {
     "threshold": None,
     "device": "auto",
 }
+
+
+def support_sizes(rng: np.random.Generator, n: int, most: int, how: str) -> np.ndarray:
+    """Support sizes of a meta-batch: uniform over 0..most, or log-uniform (more small ones)."""
+    if how == "log":
+        return np.floor(np.exp(rng.uniform(0, np.log(most + 2), n))).astype(np.int64) - 1
+    return rng.integers(0, most + 1, n)
 
 
 def pick_device(name: str) -> torch.device:
@@ -175,7 +183,7 @@ class MetaLearner(Recommender, nn.Module):
             for lo in range(0, len(order), p["batch_size"]):
                 chunk = order[lo : lo + p["batch_size"]]
                 n = seq.lengths(chunk)
-                k = np.minimum(rng.integers(0, p["max_support"] + 1, len(chunk)), n - 1)
+                k = np.minimum(support_sizes(rng, len(chunk), p["max_support"], p["support_sampling"]), n - 1)
                 batch = make_batch(seq, chunk, k, train.n_items, shapes["threshold"], rng=rng)
                 loss = self.loss(self.episode(batch))
                 opt.zero_grad(set_to_none=True)

@@ -16,7 +16,7 @@ class MetaLSTM(MetaLearner):
     """theta = prior(context) + W h_T, where h_T is the LSTM state after the last support row."""
 
     kind = "metalstm"
-    defaults: ClassVar[dict[str, Any]] = {"hidden": 64}
+    defaults: ClassVar[dict[str, Any]] = {"dim": 128, "hidden": 128}
 
     def build(self, dim: int) -> None:
         hidden = int(self.params["hidden"])

@@ -50,7 +50,8 @@ class ProtoNet(MetaLearner):
         dislike = prototype(es, disliked, self.dislike_prior(c), strength[1])
         dev = (ep.values - bb.mu - bb.rate_bias[ep.items]) * ep.mask
         n = ep.mask.sum(1)
-        v = prototype(es, dev, prior["v"], strength[2])
+        # rating-deviation prototype: deviations weigh the embedded items, over the row count
+        v = ((es * dev[..., None]).sum(1) + strength[2] * prior["v"]) / (n[:, None] + strength[2])
         bu = (dev.sum(1) + strength[2] * prior["bu"]) / (n + strength[2])
         return {"like": like, "dislike": dislike, "v": v, "bu": bu}
 

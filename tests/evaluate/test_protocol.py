@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from recmeta.evaluate import EvalConfig, evaluate
-from recmeta.evaluate.report import write_all
+from recmeta.evaluate.report import markdown, write_all
 from recmeta.learners import REGISTRY
 from recmeta.learners.baselines import Popular
 from recmeta.tasks import split_users
@@ -108,6 +108,8 @@ def test_records_recompute_the_summary_and_report_files(data, tmp_path):
         assert np.isclose(cell["mean"], np.mean(per_seed)) and np.isclose(cell["std"], np.std(per_seed))
     assert not any(c["model"] == "als" and c["shots"] == 0 for c in report["summary"])  # needs support
     assert paths["ndcg"].stat().st_size > 1000 and paths["recall"].read_bytes()[:4] == b"\x89PNG"
+    md = markdown(result.summary, ["popular", "als"], "ndcg@10")
+    assert md.splitlines()[0] == "| ndcg@10 | K=0 | K=1 | K=5 |" and "| als | - |" in md
 
 
 def test_users_without_positive_query_are_skipped_and_counted():
