@@ -101,9 +101,22 @@ class Backbone(nn.Module):
         return float(self.stats[3])
 
     def items(self) -> Tensor:
-        """(N, d) embeddings of the whole catalogue."""
+        """(N, d) embeddings of the whole catalogue; computed once while recommending (eval
+        mode, no gradient), on every call while training."""
+        if self.training or torch.is_grad_enabled():
+            self._items = None
+            return self._encode()
+        if getattr(self, "_items", None) is None:
+            self._items = self._encode()
+        return self._items
+
+    def _encode(self) -> Tensor:
         e = self.item_emb.weight
         return e + self.item_proj(self.item_x) if self.item_proj is not None else e
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        self._items = None
+        super()._load_from_state_dict(*args, **kwargs)
 
     def context(self, ep: Episode) -> Tensor:
         """(B, d) user context: user features and the time of the first support row."""
@@ -125,6 +138,12 @@ class Backbone(nn.Module):
 
     def norm_values(self, values: Tensor) -> Tensor:
         return (values - self.mu) / self.sd
+
+
+def sq_distances(p: Tensor, e: Tensor) -> Tensor:
+    """(B, N) squared Euclidean distances of prototypes p (B, d) to items e (N, d), as
+    |e|^2 - 2 e.p + |p|^2 (one matrix product)."""
+    return (e * e).sum(1) - 2 * p @ e.T + (p * p).sum(1, keepdim=True)
 
 
 def rank_logits(theta: Theta, e: Tensor, b: Tensor) -> Tensor:

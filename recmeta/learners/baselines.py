@@ -199,19 +199,24 @@ class ALS(_FromLiked):
 
     def fold_in(self, batch: Batch) -> np.ndarray:
         """Least-squares user factors from the positive support rows."""
+        self._check_fitted("item_factors_")
+        users = np.arange(len(batch.users))
+        factors = self._folder().recalculate_user(users, self._liked_support(batch))
+        return np.asarray(factors, dtype=np.float32).reshape(len(users), -1)
+
+    def _folder(self):
+        """An implicit ALS model holding the item factors, made once per set of factors."""
         from implicit.cpu.als import AlternatingLeastSquares
 
-        self._check_fitted("item_factors_")
         v = self.item_factors_
-        model = AlternatingLeastSquares(
-            factors=v.shape[1], regularization=self.params["regularization"], alpha=self.params["alpha"]
-        )
-        model.item_factors = v
-        model.user_factors = np.zeros((1, v.shape[1]), np.float32)
-        users = np.arange(len(batch.users))
-        with threadpool_limits(1, "blas"):
-            factors = model.recalculate_user(users, self._liked_support(batch))
-        return np.asarray(factors, dtype=np.float32).reshape(len(users), -1)
+        if getattr(self, "_folder_for", None) is not v:
+            model = AlternatingLeastSquares(
+                factors=v.shape[1], regularization=self.params["regularization"], alpha=self.params["alpha"]
+            )
+            model.item_factors = v
+            model.user_factors = np.zeros((1, v.shape[1]), np.float32)
+            self._folder_model, self._folder_for = model, v
+        return self._folder_model
 
     def state(self):
         self._check_fitted("item_factors_")

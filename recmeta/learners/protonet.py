@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from recmeta.learners.backbone import Episode, Theta
+from recmeta.learners.backbone import Episode, Theta, sq_distances
 from recmeta.learners.meta import MetaLearner
 
 
@@ -57,9 +57,7 @@ class ProtoNet(MetaLearner):
 
     def logits(self, theta: Theta, e: Tensor, b: Tensor) -> Tensor:
         tau = F.softplus(self.raw_tau)
-        return (
-            b - tau[0] * torch.cdist(theta["like"], e) ** 2 + tau[1] * torch.cdist(theta["dislike"], e) ** 2
-        )
+        return b - tau[0] * sq_distances(theta["like"], e) + tau[1] * sq_distances(theta["dislike"], e)
 
     def prototypes(self, ep: Episode) -> Theta:
         """The prototypes of each user of an episode (for explanations)."""
