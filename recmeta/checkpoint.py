@@ -73,6 +73,7 @@ def save(model: Recommender, path: Path, data: Interactions, **extra: Any) -> Pa
         "user_ids": [str(u) for u in data.user_ids],
         "catalogue_sha256": catalogue_hash(data.item_ids),
         "implicit": data.implicit,
+        "item_feature_spec": data.item_feature_spec,
         "watermark": data.watermark,
         "versions": versions(),
         **extra,

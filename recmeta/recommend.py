@@ -14,12 +14,13 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
-from recmeta import checkpoint
+from recmeta import checkpoint, snapshot
 from recmeta.errors import CheckpointError, DataError, UnknownItemError, UnknownUserError
 from recmeta.learners.protonet import ProtoNet
 from recmeta.metrics import top_n
 from recmeta.store import repository as repo
 from recmeta.store import session_scope
+from recmeta.store.models import Item as ItemRow
 from recmeta.tasks import Batch, history_batch
 
 EXPLAIN_SUPPORT = 50  # explanations weigh at most this many of the user's latest rows
@@ -66,6 +67,24 @@ class History:
         return len(self.items)
 
 
+@dataclass
+class Served:
+    """A loaded checkpoint and the catalogue it scores: its own items, then the items added
+    to the store after training when the model can score them from their features."""
+
+    loaded: checkpoint.Loaded
+    ids: list[str]
+    new_x: np.ndarray | None = None
+
+    @property
+    def new(self) -> int:
+        return len(self.ids) - len(self.loaded.item_ids)
+
+    def raw_scores(self, batch: Batch) -> np.ndarray:
+        model = self.loaded.model
+        return model.score(batch) if self.new_x is None else model.score(batch, new_items=self.new_x)
+
+
 class Recommender:
     """Serves recommendations from the store's active checkpoints.
 
@@ -80,13 +99,13 @@ class Recommender:
             self.top_value = repo.max_value(session) or 1.0
         if self.catalogue.empty:
             raise DataError("the store holds no items; run `recmeta ingest` first")
-        self._loaded: dict[str, checkpoint.Loaded] = {}
+        self._served: dict[str, Served] = {}
         router = self.registry.get("router")
         self.router = router.config if router is not None else {}
 
     # ------------------------------------------------------------ models and routes
-    def load(self, name: str) -> checkpoint.Loaded:
-        if name not in self._loaded:
+    def load(self, name: str) -> Served:
+        if name not in self._served:
             row = self.registry.get(name)
             if row is None:
                 trained = sorted(k for k in self.registry if k != "router")
@@ -95,8 +114,20 @@ class Recommender:
                     + (f" (trained: {', '.join(trained)})" if trained else "")
                     + f"; run `recmeta train --model {name}`"
                 )
-            self._loaded[name] = checkpoint.load(Path(row.path), set(self.catalogue["item"]))
-        return self._loaded[name]
+            self._served[name] = self._serve(checkpoint.load(Path(row.path), set(self.catalogue["item"])))
+        return self._served[name]
+
+    def _serve(self, loaded: checkpoint.Loaded) -> Served:
+        known = set(loaded.item_ids)
+        new_ids = [i for i in self.catalogue["item"] if i not in known]
+        spec = loaded.manifest.get("item_feature_spec")
+        if not new_ids or not spec or not getattr(loaded.model, "scores_new_items", False):
+            return Served(loaded, list(loaded.item_ids))
+        with session_scope(self.engine) as session:
+            rows = repo.entities_frame(session, ItemRow)
+        rows = rows.set_index("external_id").loc[new_ids].reset_index()
+        new_x, _, _ = snapshot.item_feature_matrix(rows, spec)
+        return Served(loaded, [*loaded.item_ids, *new_ids], new_x)
 
     def route(self, n_rows: int, model: str) -> tuple[str, str]:
         """(model name, route description) for a user with `n_rows` interactions."""
@@ -138,16 +169,15 @@ class Recommender:
         user: str | None = None,
     ) -> Recommendations:
         name, route = self.route(len(history), model)
-        loaded = self.load(name)
-        batch, notes = self._batch([history], [user], loaded)
-        scores = self._scores(loaded, batch)[0]
-        top, notes2 = self._top(scores, loaded, n)
+        served = self.load(name)
+        batch, notes = self._batch([history], [user], served)
+        scores = self._scores(served, batch)[0]
+        top, notes2 = self._top(scores, n)
         items = [
-            Item(item=loaded.item_ids[i], title=self._title(loaded.item_ids[i]), score=float(scores[i]))
-            for i in top
+            Item(item=served.ids[i], title=self._title(served.ids[i]), score=float(scores[i])) for i in top
         ]
         if explain:
-            self._explain(items, top, history, batch, loaded, route, user)
+            self._explain(items, top, batch, served, route)
         return Recommendations(
             user=user,
             model=name,
@@ -205,11 +235,11 @@ class Recommender:
                 groups.setdefault(name, []).append(u)
         out = []
         for name, members in groups.items():
-            loaded = self.load(name)
+            served = self.load(name)
             for lo in range(0, len(members), chunk):
                 part = members[lo : lo + chunk]
-                batch, _ = self._batch([histories[u] for u in part], part, loaded)
-                scores = self._scores(loaded, batch)
+                batch, _ = self._batch([histories[u] for u in part], part, served)
+                scores = self._scores(served, batch)
                 top = top_n(scores, min(n, scores.shape[1]))
                 for r, u in enumerate(part):
                     for rank, i in enumerate(top[r], start=1):
@@ -218,8 +248,8 @@ class Recommender:
                                 (
                                     u,
                                     rank,
-                                    loaded.item_ids[i],
-                                    self._title(loaded.item_ids[i]),
+                                    served.ids[i],
+                                    self._title(served.ids[i]),
                                     float(scores[r, i]),
                                     name,
                                 )
@@ -236,10 +266,10 @@ class Recommender:
         return t if isinstance(t, str) else None
 
     def _batch(
-        self, histories: list[History], users: list[str | None], loaded: checkpoint.Loaded
+        self, histories: list[History], users: list[str | None], served: Served
     ) -> tuple[Batch, list[str]]:
-        index = {i: k for k, i in enumerate(loaded.item_ids)}
-        user_index = {u: k for k, u in enumerate(loaded.user_ids)}
+        index = {i: k for k, i in enumerate(served.loaded.item_ids)}
+        user_index = {u: k for k, u in enumerate(served.loaded.user_ids)}
         notes = []
         items, values, times = [], [], []
         for h in histories:
@@ -254,16 +284,21 @@ class Recommender:
             times.append(np.array([h.times[k] for k in keep], np.int64))
         dense = np.array([user_index.get(u, -1) if u is not None else -1 for u in users], np.int64)
         new_items = len(self.catalogue) - len(index)
-        if new_items > 0:
+        if served.new:
             notes.append(
-                f"{new_items} item(s) were ingested after training and cannot be "
-                "recommended yet; retrain with `recmeta train`"
+                f"{served.new} item(s) added after training are scored from their features "
+                "alone; retrain with `recmeta train` to learn them fully"
+            )
+        elif new_items > 0:
+            notes.append(
+                f"{new_items} item(s) were ingested after training and cannot be recommended by this "
+                "model (it has no item features); retrain with `recmeta train`"
             )
         return history_batch(items, values, times, dense), notes
 
     @staticmethod
-    def _scores(loaded: checkpoint.Loaded, batch: Batch) -> np.ndarray:
-        scores = loaded.model.score(batch).astype(np.float64)
+    def _scores(served: Served, batch: Batch) -> np.ndarray:
+        scores = served.raw_scores(batch).astype(np.float64)
         rows = np.arange(len(scores))[:, None]
         scores[rows, batch.support_items] = np.where(
             batch.support_mask, -np.inf, scores[rows, batch.support_items]
@@ -271,7 +306,7 @@ class Recommender:
         return scores
 
     @staticmethod
-    def _top(scores: np.ndarray, loaded: checkpoint.Loaded, n: int) -> tuple[np.ndarray, list[str]]:
+    def _top(scores: np.ndarray, n: int) -> tuple[np.ndarray, list[str]]:
         if n < 1:
             raise DataError("-n must be at least 1")
         available = int(np.isfinite(scores).sum())
@@ -285,15 +320,13 @@ class Recommender:
         self,
         items: list[Item],
         top: np.ndarray,
-        history: History,
         batch: Batch,
-        loaded: checkpoint.Loaded,
+        served: Served,
         route: str,
-        user: str | None,
     ) -> None:
         """Reasons per item: the support rows whose removal lowers its score most (one batched
         call over leave-one-out supports), the nearest prototype for ProtoNet, the route."""
-        model = loaded.model
+        model = served.loaded.model
         s = int(batch.support_mask[0].sum())
         base_reason = f"route: {route}"
         if s == 0:
@@ -311,16 +344,18 @@ class Recommender:
             [ts[k] for k in keep],
             np.repeat(batch.users[:1], len(cols)),
         )
-        full = model.score(batch)[0]
-        without = model.score(loo)
+        full = served.raw_scores(batch)[0]
+        without = served.raw_scores(loo)
         delta = full[None, top] - without[:, top]  # (support rows, recommended items)
-        protos = self._prototype_reasons(model, batch, top) if isinstance(model, ProtoNet) else {}
+        protos = (
+            self._prototype_reasons(model, batch, top, served.new_x) if isinstance(model, ProtoNet) else {}
+        )
         for j, it in enumerate(items):
             order = np.argsort(-delta[:, j])[:2]
             reasons = []
             for o in order:
                 if delta[o, j] > 0:
-                    src = loaded.item_ids[its[cols[o]]]
+                    src = served.ids[its[cols[o]]]
                     title = self._title(src) or src
                     reasons.append(f"because you rated {title} {vals[cols[o]]:g}")
             if not reasons:
@@ -331,13 +366,15 @@ class Recommender:
             it.reasons = reasons
 
     @staticmethod
-    def _prototype_reasons(model: ProtoNet, batch: Batch, top: np.ndarray) -> dict[int, str]:
+    def _prototype_reasons(
+        model: ProtoNet, batch: Batch, top: np.ndarray, new_x: np.ndarray | None
+    ) -> dict[int, str]:
         import torch
 
         ep = model.episode(batch)
         theta = model.prototypes(ep)
         with torch.no_grad():
-            e = model.backbone.items()[torch.as_tensor(top)]
+            e = model.item_embeddings(new_x)[0][torch.as_tensor(top)]
             d_like = torch.cdist(theta["like"], e)[0]
             d_dislike = torch.cdist(theta["dislike"], e)[0]
         return {

@@ -37,6 +37,7 @@ class Interactions:
     titles: list[str | None] = field(default_factory=list)
     implicit: bool = False
     watermark: dict = field(default_factory=dict)
+    item_feature_spec: dict = field(default_factory=dict)  # encodes items added later alike
 
     @property
     def n_users(self) -> int:
@@ -98,8 +99,8 @@ def from_frames(
     coo_rows, coo_cols = folded["u"].to_numpy(), folded["i"].to_numpy()
     values = sp.csr_matrix((folded["v"].to_numpy(np.float32), (coo_rows, coo_cols)), shape=shape)
     times = sp.csr_matrix((folded["t"].to_numpy(np.int64), (coo_rows, coo_cols)), shape=shape)
-    item_feats, item_names = item_feature_matrix(items)
-    user_feats, user_names = featurize(users.get("features", pd.Series([None] * len(users))))
+    item_feats, item_names, item_spec = item_feature_matrix(items)
+    user_feats, user_names, _ = featurize(users.get("features", pd.Series([None] * len(users))))
     return Interactions(
         user_ids=users["external_id"].astype(str).to_numpy(),
         item_ids=items["external_id"].astype(str).to_numpy(),
@@ -112,6 +113,7 @@ def from_frames(
         titles=[t if isinstance(t, str) else None for t in items.get("title", [None] * len(items))],
         implicit=implicit,
         watermark=watermark or {},
+        item_feature_spec=item_spec,
     )
 
 
@@ -126,59 +128,97 @@ def load(engine: Engine) -> Interactions:
     return from_frames(log, users, items, implicit=implicit, watermark=mark)
 
 
-def item_feature_matrix(items: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
-    """Genres multi-hot, standardised year, and the generic `features` of each item."""
+def item_feature_matrix(items: pd.DataFrame, spec: dict | None = None) -> tuple[np.ndarray, list[str], dict]:
+    """Genres multi-hot, standardised year, and the generic `features` of each item.
+
+    Without `spec` the encoding is fitted on `items` (genre vocabulary, year mean and spread,
+    feature levels) and returned as a JSON-able spec; with it, items added later are encoded
+    exactly as the training catalogue was.
+    """
+    fitting = spec is None
+    genres = items["genres"] if "genres" in items else pd.Series([None] * len(items), dtype=object)
+    years = (
+        pd.to_numeric(items["year"], errors="coerce")
+        if "year" in items
+        else pd.Series(np.nan, index=items.index)
+    )
+    if fitting:
+        vocab = sorted({g.strip() for v in genres.dropna() for g in str(v).split("|") if g.strip()})
+        spec = {"genres": vocab, "year": _moments(years) if years.notna().any() else None}
     parts: list[np.ndarray] = []
     names: list[str] = []
-    if "genres" in items and items["genres"].notna().any():
-        dummies = items["genres"].fillna("").str.get_dummies(sep="|")
-        dummies = dummies.loc[:, [c for c in dummies.columns if c.strip()]]
-        parts.append(dummies.to_numpy(np.float32))
-        names += [f"genre:{g}" for g in dummies.columns]
-    if "year" in items and items["year"].notna().any():
-        year, known = _standardise(pd.to_numeric(items["year"], errors="coerce"))
+    if spec["genres"]:
+        sets = [set(str(v).split("|")) if isinstance(v, str) else set() for v in genres]
+        parts.append(
+            np.array([[g in row for g in spec["genres"]] for row in sets], np.float32).reshape(len(items), -1)
+        )
+        names += [f"genre:{g}" for g in spec["genres"]]
+    if spec["year"] is not None:
+        year, known = _standardise(years, spec["year"])
         parts += [year[:, None], (~known)[:, None].astype(np.float32)]
         names += ["year", "year:missing"]
-    extra, extra_names = featurize(items.get("features", pd.Series([None] * len(items))))
+    extra, extra_names, spec["extra"] = featurize(
+        items.get("features", pd.Series([None] * len(items))), None if fitting else spec["extra"]
+    )
     parts.append(extra)
     names += extra_names
-    n = len(items)
-    return (np.concatenate(parts, axis=1) if parts else np.zeros((n, 0), np.float32)), names
+    return np.concatenate(parts, axis=1).astype(np.float32), names, spec
 
 
-def featurize(features: pd.Series) -> tuple[np.ndarray, list[str]]:
-    """JSON feature dicts -> numbers: numeric keys standardised, text keys one-hot."""
+def featurize(
+    features: pd.Series, spec: list[dict] | None = None
+) -> tuple[np.ndarray, list[str], list[dict]]:
+    """JSON feature dicts -> numbers: numeric keys standardised, text keys one-hot (the most
+    frequent MAX_CATEGORIES levels). Returns the matrix, column names and the fitted spec;
+    pass the spec back to encode new rows the same way."""
     n = len(features)
     table = pd.DataFrame([f if isinstance(f, dict) else {} for f in features], index=range(n))
+    if spec is None:
+        spec = []
+        for col in sorted(table.columns):
+            series = table[col]
+            numeric = pd.to_numeric(series, errors="coerce")
+            if numeric.notna().sum() >= max(1, 0.9 * series.notna().sum()):
+                spec.append(
+                    {
+                        "col": str(col),
+                        "kind": "num",
+                        "moments": _moments(numeric),
+                        "missing": bool(numeric.isna().any()),
+                    }
+                )
+            else:
+                levels = sorted(series.astype("string").value_counts().index[:MAX_CATEGORIES])
+                spec.append({"col": str(col), "kind": "cat", "levels": [str(v) for v in levels]})
     parts: list[np.ndarray] = []
     names: list[str] = []
-    for col in sorted(table.columns):
-        series = table[col]
-        numeric = pd.to_numeric(series, errors="coerce")
-        if numeric.notna().sum() >= max(1, 0.9 * series.notna().sum()):
-            values, known = _standardise(numeric)
+    for f in spec:
+        series = table[f["col"]] if f["col"] in table else pd.Series([None] * n, dtype=object)
+        if f["kind"] == "num":
+            values, known = _standardise(pd.to_numeric(series, errors="coerce"), f["moments"])
             parts.append(values[:, None])
-            names.append(str(col))
-            if not known.all():
+            names.append(f["col"])
+            if f["missing"]:
                 parts.append((~known)[:, None].astype(np.float32))
-                names.append(f"{col}:missing")
-            continue
-        text = series.astype("string")
-        top = sorted(text.value_counts().index[:MAX_CATEGORIES])
-        for level in top:
-            parts.append((text == level).fillna(False).to_numpy(np.float32)[:, None])
-            names.append(f"{col}={level}")
-    if not parts:
-        return np.zeros((n, 0), np.float32), []
-    return np.concatenate(parts, axis=1).astype(np.float32), names
+                names.append(f"{f['col']}:missing")
+        else:
+            text = series.astype("string")
+            for level in f["levels"]:
+                parts.append((text == level).fillna(False).to_numpy(np.float32)[:, None])
+                names.append(f"{f['col']}={level}")
+    matrix = np.concatenate(parts, axis=1).astype(np.float32) if parts else np.zeros((n, 0), np.float32)
+    return matrix, names, spec
 
 
-def _standardise(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    known = values.notna().to_numpy()
+def _moments(values: pd.Series) -> list[float]:
     v = values.to_numpy(np.float64)
-    if known.any():
-        mu, sd = np.nanmean(v), np.nanstd(v)
-        v = (v - mu) / (sd if sd > 0 else 1.0)
+    return [float(np.nanmean(v)), float(np.nanstd(v))]
+
+
+def _standardise(values: pd.Series, moments: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    known = values.notna().to_numpy()
+    mu, sd = moments
+    v = (values.to_numpy(np.float64) - mu) / (sd if sd > 0 else 1.0)
     return np.where(known, v, 0.0).astype(np.float32), known
 
 

@@ -52,3 +52,28 @@ def test_features_from_metadata():
     assert data.user_feature_names == ["age", "sex=F", "sex=M"]
     np.testing.assert_allclose(data.user_features[:, 0], [-1, 1])
     assert data.titles == ["A", None]
+
+
+def test_item_features_encode_new_items_like_the_training_catalogue():
+    items = pd.DataFrame(
+        {
+            "external_id": ["a", "b"],
+            "genres": ["x|y", "y"],
+            "year": [1990, 2000],
+            "features": [{"price": 1.0, "brand": "p"}, {"price": 3.0, "brand": "q"}],
+        }
+    )
+    matrix, names, spec = snapshot.item_feature_matrix(items)
+    again, names2, _ = snapshot.item_feature_matrix(items, spec)
+    np.testing.assert_array_equal(matrix, again)
+    assert names == names2 == ["genre:x", "genre:y", "year", "year:missing", "brand=p", "brand=q", "price"]
+    new = pd.DataFrame(
+        {
+            "external_id": ["c"],
+            "genres": ["x|zzz"],
+            "year": [2010],
+            "features": [{"price": 5.0, "brand": "unknown"}],
+        }
+    )
+    row, _, _ = snapshot.item_feature_matrix(new, spec)
+    np.testing.assert_allclose(row[0], [1, 0, 3, 0, 0, 0, 3])  # year (2010-1995)/5, price (5-2)/1

@@ -118,11 +118,32 @@ class MetaLearner(Recommender, nn.Module):
             user_x = np.where(known[:, None], ux[np.clip(batch.users, 0, len(ux) - 1)], 0.0)
         return Episode.from_batch(batch, user_x, self.threshold, self.device)
 
-    def forward_episode(self, ep: Episode) -> tuple[Theta, Tensor, Tensor]:
+    def forward_episode(
+        self, ep: Episode, new_items: Tensor | np.ndarray | None = None
+    ) -> tuple[Theta, Tensor, Tensor]:
+        """(theta, item embeddings, logits). `new_items` (M, item features): items added after
+        training, embedded from their features alone with the median item bias, scored after
+        the N known ones."""
         bb = self.backbone
-        e = bb.items()
-        theta = self.theta(ep, e, bb.context(ep))
-        return theta, e, self.logits(theta, e, bb.item_bias)
+        theta = self.theta(ep, bb.items(), bb.context(ep))
+        e, b = self.item_embeddings(new_items)
+        return theta, e, self.logits(theta, e, b)
+
+    def item_embeddings(self, new_items: Tensor | np.ndarray | None = None) -> tuple[Tensor, Tensor]:
+        """(embeddings, biases) of the catalogue, followed by items added after training
+        (embedded from their features alone, with the median item bias)."""
+        bb = self.backbone
+        e, b = bb.items(), bb.item_bias
+        if new_items is not None and len(new_items) and bb.item_proj is not None:
+            x = torch.as_tensor(new_items, dtype=e.dtype, device=e.device)
+            e = torch.cat([e, bb.item_proj(x)])
+            b = torch.cat([b, b.median().expand(len(x))])
+        return e, b
+
+    @property
+    def scores_new_items(self) -> bool:
+        """Whether items added after training can be scored from their features."""
+        return self.backbone is not None and self.backbone.item_proj is not None
 
     def loss(self, ep: Episode) -> Tensor:
         theta, e, logits = self.forward_episode(ep)
@@ -134,11 +155,14 @@ class MetaLearner(Recommender, nn.Module):
         )
         return query_loss(logits, pred, ep, rate_weight, self.params["user_power"])
 
-    def score(self, batch: Batch, user_x: np.ndarray | None = None) -> np.ndarray:
+    def score(
+        self, batch: Batch, user_x: np.ndarray | None = None, new_items: np.ndarray | None = None
+    ) -> np.ndarray:
+        """(B, N) scores, or (B, N + M) with the feature rows of M items added after training."""
         self._check_fitted("backbone")
         self.eval()
         with torch.no_grad():
-            _, _, logits = self.forward_episode(self.episode(batch, user_x))
+            _, _, logits = self.forward_episode(self.episode(batch, user_x), new_items)
         return logits.float().cpu().numpy()
 
     def predict(self, batch: Batch, items: np.ndarray, user_x: np.ndarray | None = None) -> np.ndarray:

@@ -207,3 +207,24 @@ def test_evaluate_a_log_file_leaves_the_store_alone(store, tmp_path):
     assert "ndcg@10" in res.stdout
     with session_scope(engine) as s:
         assert stats(s)["interactions"] == before
+
+
+def test_items_added_after_training_are_scored_from_their_features(tmp_path):
+    db = str(tmp_path / "n.db")
+    syn = tmp_path / "syn"
+    runner.invoke(app, ["data", "synth", "--out", str(syn), "--users", "80", "--items", "30"])
+    for kind in ("items", "users", "interactions"):
+        assert cli(db, "ingest", kind, str(syn / f"{kind}.csv")).exit_code == 0
+    res = cli(
+        db, "train", "-m", "protonet", "-m", "popular", "--epochs", "1", "--models-dir", str(tmp_path / "m")
+    )
+    assert res.exit_code == 0, res.output
+    new = tmp_path / "new.csv"
+    new.write_text("item,title,genres,year\nfresh,Fresh Item,action|comedy,2020\n")
+    assert cli(db, "ingest", "items", str(new)).exit_code == 0
+    out = json.loads(cli(db, "recommend", "--user", "3", "--model", "protonet", "-n", "40", "--json").stdout)
+    assert "fresh" in {i["item"] for i in out["items"]}
+    assert any("scored from their features" in w for w in out["warnings"])
+    pop = json.loads(cli(db, "recommend", "--user", "3", "--model", "popular", "-n", "40", "--json").stdout)
+    assert "fresh" not in {i["item"] for i in pop["items"]}
+    assert any("cannot be recommended by this model" in w for w in pop["warnings"])
