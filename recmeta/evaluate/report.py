@@ -118,6 +118,7 @@ def plot(result: EvalResult, metric: str, path: Path) -> Path:
         ax.fill_between(
             m.shots, m["mean"] - m["std"], m["mean"] + m["std"], alpha=0.15, color=line.get_color()
         )
+    ax.set_xticks(sorted(s.shots.unique()))
     ax.set_xlabel("support interactions per test user (K)")
     ax.set_ylabel(metric)
     ax.set_title(
