@@ -8,6 +8,9 @@ popularity order through a 1e-6 popularity term.
 from __future__ import annotations
 
 import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import scipy.sparse as sp
@@ -20,6 +23,17 @@ from recmeta.tasks import Batch, Sequences, make_batch, positive_threshold
 
 log = logging.getLogger("recmeta")
 TIE_BREAK = 1e-6
+
+
+@contextmanager
+def quiet_blas() -> Iterator[None]:
+    """One BLAS thread (implicit's advice for its own parallel loops) and none of implicit's
+    warnings about matrix formats it converts internally."""
+    from implicit.utils import ParameterWarning
+
+    with threadpool_limits(1, "blas"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ParameterWarning)
+        yield
 
 
 def liked_matrix(train: Interactions, threshold: float) -> sp.csr_matrix:
@@ -99,7 +113,7 @@ class ItemKNN(_FromLiked):
 
         liked = self._prepare(train)
         model = CosineRecommender(K=self.params["neighbours"])
-        with threadpool_limits(1, "blas"):
+        with quiet_blas():
             model.fit(liked, show_progress=False)
         self.similarity_ = model.similarity.tocsr().astype(np.float32)
         return self
@@ -158,14 +172,14 @@ class ALS(_FromLiked):
         from implicit.cpu.als import AlternatingLeastSquares
 
         p = self.params
-        model = AlternatingLeastSquares(
-            factors=p["factors"],
-            regularization=p["regularization"],
-            alpha=p["alpha"],
-            iterations=p["iterations"],
-            random_state=seed,
-        )
-        with threadpool_limits(1, "blas"):
+        with quiet_blas():
+            model = AlternatingLeastSquares(
+                factors=p["factors"],
+                regularization=p["regularization"],
+                alpha=p["alpha"],
+                iterations=p["iterations"],
+                random_state=seed,
+            )
             model.fit(liked, show_progress=False)
         self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
 
