@@ -175,48 +175,29 @@ def ingest_interactions(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Load an interaction log (user, item, value, time). Re-ingesting adds nothing twice."""
-    from recmeta.ingest.pipeline import ingest_file, ingest_log, ingest_movielens
-    from recmeta.ingest.readers import LogSpec
+    from recmeta.ingest.pipeline import ingest_file, ingest_path
 
+    spec = dict(
+        user_col=user_col,
+        item_col=item_col,
+        value_col=value_col,
+        time_col=time_col,
+        implicit=implicit,
+        encoding=encoding,
+        time_unit=time_unit,
+        sep=sep,
+        header=header,
+    )
     eng = engine()
     with rows_progress(f"ingesting {path.name}") as bar:
         task = bar.add_task("ingest", total=None)
         tick = functools.partial(_set_completed, bar, task)
-        if fmt in (LogFormat.movielens_100k, LogFormat.movielens):
-            reports = ingest_file(eng, lambda s: ingest_movielens(s, path, fmt.value, tick))
-        else:
-            names = None
-            if not header:
-                names = tuple(
-                    c
-                    for c in (
-                        user_col or "user",
-                        item_col or "item",
-                        value_col or "value",
-                        time_col or "timestamp",
-                    )
-                )
-            spec = LogSpec(
-                path=path,
-                user_col=user_col,
-                item_col=item_col,
-                value_col=value_col,
-                time_col=time_col,
-                implicit=implicit,
-                encoding=encoding,
-                time_unit=time_unit,
-                sep=sep or {"tsv": "\t", "csv": ","}.get(fmt.value),
-                header=header,
-                names=names,
-            )
-            reports = [
-                ingest_file(
-                    eng,
-                    lambda s: ingest_log(
-                        s, spec, on_error=on_error.value, rejects_path=rejects, progress=tick
-                    ),
-                )
-            ]
+        reports = ingest_file(
+            eng,
+            lambda s: ingest_path(
+                s, path, fmt.value, on_error=on_error.value, rejects_path=rejects, progress=tick, **spec
+            ),
+        )
     _report_table(reports, as_json)
 
 

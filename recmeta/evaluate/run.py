@@ -9,8 +9,7 @@ from sqlalchemy import Engine
 
 from recmeta import snapshot
 from recmeta.evaluate.protocol import EvalConfig, EvalResult, Progress, evaluate
-from recmeta.ingest.pipeline import ingest_file, ingest_log, ingest_movielens
-from recmeta.ingest.readers import LogSpec
+from recmeta.ingest.pipeline import ingest_file, ingest_path
 from recmeta.store import make_engine
 
 
@@ -30,11 +29,7 @@ def evaluate_log(
     never touched."""
     with tempfile.TemporaryDirectory(prefix="recmeta-eval-") as tmp:
         engine = make_engine(f"sqlite:///{Path(tmp) / 'eval.db'}")
-        if fmt in ("movielens-100k", "movielens"):
-            ingest_file(engine, lambda s: ingest_movielens(s, Path(path), fmt))
-        else:
-            sep = {"tsv": "\t", "csv": ","}.get(fmt)
-            ingest_file(engine, lambda s: ingest_log(s, LogSpec(path=Path(path), implicit=implicit, sep=sep)))
+        ingest_file(engine, lambda s: ingest_path(s, Path(path), fmt, implicit=implicit))
         data = snapshot.load(engine)
         engine.dispose()
     return evaluate(data, cfg, progress)

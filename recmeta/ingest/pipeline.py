@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from sqlalchemy import Engine
@@ -227,6 +228,37 @@ def ingest_movielens(
         reports.append(ingest_metadata(session, User, users, str(directory / "users")))
     reports.insert(0, ingest_log(session, spec, progress=progress))
     return reports
+
+
+def ingest_path(
+    session: Session,
+    path: Path,
+    fmt: str = "auto",
+    *,
+    on_error: str = "fail",
+    rejects_path: Path | None = None,
+    progress: Progress | None = None,
+    **spec: Any,
+) -> list[IngestReport]:
+    """Ingest a log in any supported layout: a MovieLens folder (`fmt` movielens-100k or
+    movielens) or a CSV/TSV/Parquet file described by `spec` (LogSpec's fields).
+
+    A headerless file without `names` gets the columns user, item, value, timestamp.
+    """
+    if fmt in movielens.FORMATS:
+        return ingest_movielens(session, Path(path), fmt, progress)
+    if fmt not in ("auto", "csv", "tsv", "parquet"):
+        raise DataError(
+            f"unknown format {fmt!r}; choose auto, csv, tsv, parquet or {', '.join(movielens.FORMATS)}"
+        )
+    spec.setdefault("sep", {"tsv": "\t", "csv": ","}.get(fmt))
+    if not spec.get("header", True) and not spec.get("names"):
+        spec["names"] = tuple(
+            spec.get(f"{r}_col") or d
+            for r, d in (("user", "user"), ("item", "item"), ("value", "value"), ("time", "timestamp"))
+        )
+    log_spec = LogSpec(path=Path(path), **spec)
+    return [ingest_log(session, log_spec, on_error=on_error, rejects_path=rejects_path, progress=progress)]
 
 
 def ingest_file(engine: Engine, fn: Callable[[Session], IngestReport | list[IngestReport]]):

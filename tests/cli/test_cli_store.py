@@ -61,3 +61,10 @@ def test_db_upgrade_and_version(tmp_path):
 def test_unreachable_database_is_a_clear_error():
     res = invoke("postgresql://nobody@127.0.0.1:1/none", "stats")
     assert res.exit_code == 1 and "cannot open the database" in res.stderr
+
+
+def test_headerless_tsv_with_format(tmp_path):
+    path = write(tmp_path / "log.txt", "u1\ti1\t5\t881250949\nu2\ti1\t4\t881250950\n")
+    res = invoke(str(tmp_path / "h.db"), "ingest", "interactions", str(path), "--format", "tsv", "--no-header", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)[0]["inserted"] == 2
