@@ -251,7 +251,7 @@ def ingest_path(
         raise DataError(
             f"unknown format {fmt!r}; choose auto, csv, tsv, parquet or {', '.join(movielens.FORMATS)}"
         )
-    spec.setdefault("sep", {"tsv": "\t", "csv": ","}.get(fmt))
+    spec["sep"] = spec.get("sep") or {"tsv": "\t", "csv": ","}.get(fmt)
     if not spec.get("header", True) and not spec.get("names"):
         spec["names"] = tuple(
             spec.get(f"{r}_col") or d
