@@ -51,10 +51,6 @@ class Interactions:
     def user_index(self) -> dict[str, int]:
         return {u: i for i, u in enumerate(self.user_ids)}
 
-    @cached_property
-    def item_index(self) -> dict[str, int]:
-        return {u: i for i, u in enumerate(self.item_ids)}
-
     def user_rows(self, u: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(items, values, times) of dense user u ordered by (timestamp, item)."""
         lo, hi = self.values.indptr[u], self.values.indptr[u + 1]

@@ -6,7 +6,6 @@ Every array here is numpy; the learners turn them into tensors. Nothing here tou
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 
@@ -109,10 +108,6 @@ class Batch:
     query_items: np.ndarray | None = None
     query_values: np.ndarray | None = None
     query_mask: np.ndarray | None = None
-
-    @cached_property
-    def support_lengths(self) -> np.ndarray:
-        return self.support_mask.sum(1)
 
     def support_only(self) -> Batch:
         """The same users with their supports alone: what a model may see of them."""

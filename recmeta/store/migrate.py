@@ -37,10 +37,6 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
-def is_current(engine: Engine) -> bool:
-    return current_revision(engine) == head_revision()
-
-
 def upgrade(engine: Engine, revision: str = "head") -> None:
     command.upgrade(alembic_config(engine), revision)
 
