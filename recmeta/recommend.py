@@ -143,8 +143,12 @@ class Recommender:
             return cold, f"prior: no interactions yet, {cold}'s population prior"
         if threshold is not None and n_rows >= threshold:
             return warm, f"warm: {n_rows} interactions >= {threshold}, served by {warm}"
-        limit = f" < {threshold}" if threshold is not None else ""
-        return cold, f"cold: {n_rows} interactions{limit}, served by meta-learner {cold}"
+        if threshold is None:
+            return cold, (
+                f"meta-learner {cold} for {n_rows} interactions (on validation no baseline "
+                "beat it at any history length)"
+            )
+        return cold, f"cold: {n_rows} interactions < {threshold}, served by meta-learner {cold}"
 
     # ------------------------------------------------------------ requests
     def user_history(self, user: str) -> History:
