@@ -610,12 +610,12 @@ def recommend(
 
     Examples: recmeta recommend --user 1;  recmeta recommend --with 50:5 --with 181:5 --explain
     """
-    from recmeta.recommend import Recommender, read_users_file, write_recs
+    from recmeta.recommend import RecommendationService, read_users_file, write_recs
 
     if more and not with_items:
         raise typer.BadParameter(f"unexpected {more[0]!r}; interactions follow --with")
     with_items = [*(with_items or []), *(more or [])]
-    rec = Recommender(engine())
+    rec = RecommendationService(engine())
     if users_file is not None:
         if out_path is None:
             raise typer.BadParameter("--users-file needs --out FILE (.parquet, .csv or .jsonl)")

@@ -85,7 +85,7 @@ class Served:
         return model.score(batch) if self.new_x is None else model.score(batch, new_items=self.new_x)
 
 
-class Recommender:
+class RecommendationService:
     """Serves recommendations from the store's active checkpoints.
 
     Checkpoints load lazily and once; the catalogue and a user's rows are read per request.
