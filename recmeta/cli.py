@@ -70,7 +70,7 @@ def root(
         typer.Option(
             "--db",
             envvar="RECMETA_DB",
-            help="Database URL or SQLite file [default: ./recmeta.db]. "
+            help="Database URL or SQLite file (default: ./recmeta.db). "
             "PostgreSQL: postgresql://user@host/dbname",
         ),
     ] = None,
@@ -160,7 +160,7 @@ def ingest_interactions(
     value_col: Annotated[str | None, typer.Option(help="Rating or count column.")] = None,
     time_col: Annotated[str | None, typer.Option(help="Timestamp column (unix or ISO date).")] = None,
     implicit: Annotated[bool, typer.Option(help="A click/count log: every row is positive.")] = False,
-    sep: Annotated[str | None, typer.Option(help="Field separator [default: by extension].")] = None,
+    sep: Annotated[str | None, typer.Option(help="Field separator (default: by extension).")] = None,
     header: Annotated[bool, typer.Option(help="The first line names the columns.")] = True,
     time_unit: Annotated[str, typer.Option(help="Unit of numeric timestamps: s or ms.")] = "s",
     encoding: Annotated[str, typer.Option(help="Text encoding.")] = "utf-8",
@@ -490,14 +490,14 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON."
 def evaluate(
     model: Annotated[
         list[str] | None,
-        typer.Option("--models", "-m", help="Models to compare; repeatable [default: all six]."),
+        typer.Option("--models", "-m", help="Models to compare; repeatable (default: all six)."),
     ] = None,
     shots: Annotated[
         list[int] | None,
-        typer.Option("--shots", help="Support sizes K; repeatable [default: 0 1 3 5 10 20]."),
+        typer.Option("--shots", help="Support sizes K; repeatable (default: 0 1 3 5 10 20)."),
     ] = None,
     seeds: Annotated[
-        list[int] | None, typer.Option("--seeds", help="Seeds; repeatable [default: 0 1 2].")
+        list[int] | None, typer.Option("--seeds", help="Seeds; repeatable (default: 0 1 2).")
     ] = None,
     split: Annotated[str, typer.Option(help="random or temporal (newest users as test).")] = "random",
     n: Annotated[int, typer.Option("-n", help="Cutoff N of ndcg@N, recall@N, hr@N, mrr@N.")] = 10,
@@ -608,7 +608,7 @@ def recommend(
     """Recommend for a user in the store, for a new person from a few interactions, or for a
     file of users. Items the user already has are never recommended.
 
-    Examples: recmeta recommend --user 1;  recmeta recommend --with 50:5 --with 181:5 --explain
+    Examples: recmeta recommend --user 1;  recmeta recommend --with 50:5 181:5 172:4 --explain
     """
     from recmeta.recommend import RecommendationService, read_users_file, write_recs
 
