@@ -507,6 +507,10 @@ def evaluate(
     ] = None,
     fmt: Annotated[LogFormat, typer.Option("--format", "-f", help="Layout of --log.")] = LogFormat.auto,
     implicit: Annotated[bool, typer.Option(help="--log is a click/count log.")] = False,
+    user_col: Annotated[str | None, typer.Option(help="--log's user id column.")] = None,
+    item_col: Annotated[str | None, typer.Option(help="--log's item id column.")] = None,
+    value_col: Annotated[str | None, typer.Option(help="--log's rating or count column.")] = None,
+    time_col: Annotated[str | None, typer.Option(help="--log's timestamp column.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Most meta-training epochs per fit.")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for report.json and the PNG plots.")] = Path(
         "reports"
@@ -548,8 +552,14 @@ def evaluate(
             bar.update(task, advance=1, description=what)
 
         if log_path is not None:
-            spec = dict(fmt=fmt.value, implicit=implicit)
-            result = evaluate_log(log_path, cfg, tick, **spec)
+            spec = dict(
+                implicit=implicit,
+                user_col=user_col,
+                item_col=item_col,
+                value_col=value_col,
+                time_col=time_col,
+            )
+            result = evaluate_log(log_path, cfg, tick, fmt=fmt.value, **spec)
         else:
             result = evaluate_store(engine(), cfg, tick)
     paths = write_all(result, out_dir)

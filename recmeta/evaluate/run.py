@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -23,13 +24,13 @@ def evaluate_log(
     progress: Progress | None = None,
     *,
     fmt: str = "auto",
-    implicit: bool = False,
+    **spec: Any,
 ) -> EvalResult:
-    """Ingest `path` into a throw-away SQLite store and evaluate it; the default store is
-    never touched."""
+    """Ingest `path` (`spec`: LogSpec fields such as implicit, user_col) into a throw-away
+    SQLite store and evaluate it; the default store is never touched."""
     with tempfile.TemporaryDirectory(prefix="recmeta-eval-") as tmp:
         engine = make_engine(f"sqlite:///{Path(tmp) / 'eval.db'}")
-        ingest_file(engine, lambda s: ingest_path(s, Path(path), fmt, implicit=implicit))
+        ingest_file(engine, lambda s: ingest_path(s, Path(path), fmt, **spec))
         data = snapshot.load(engine)
         engine.dispose()
     return evaluate(data, cfg, progress)

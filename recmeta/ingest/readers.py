@@ -20,7 +20,18 @@ CHUNK_ROWS = 200_000
 MAX_UNIX_SECONDS = 4_102_444_800  # 2100-01-01: later timestamps are taken as impossible
 
 ALIASES = {
-    "user": ("user", "user_id", "userid", "uid", "customer_id", "visitorid", "visitor_id"),
+    "user": (
+        "user",
+        "user_id",
+        "userid",
+        "uid",
+        "customer",
+        "customer_id",
+        "visitor",
+        "visitorid",
+        "visitor_id",
+        "session_id",
+    ),
     "item": (
         "item",
         "item_id",

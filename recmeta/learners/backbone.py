@@ -91,6 +91,7 @@ class Backbone(nn.Module):
         nn.init.normal_(self.prior.weight, std=0.01)
         nn.init.zeros_(self.prior.bias)
         self.register_buffer("stats", torch.tensor([*time_range, mu, sd], dtype=torch.float64))
+        self._cache: dict[str, Tensor] = {}  # derived tensors while recommending; not state
 
     @property
     def mu(self) -> float:
@@ -104,18 +105,18 @@ class Backbone(nn.Module):
         """(N, d) embeddings of the whole catalogue; computed once while recommending (eval
         mode, no gradient), on every call while training."""
         if self.training or torch.is_grad_enabled():
-            self._items = None
+            self._cache.clear()
             return self._encode()
-        if getattr(self, "_items", None) is None:
-            self._items = self._encode()
-        return self._items
+        if "items" not in self._cache:
+            self._cache["items"] = self._encode().detach()  # a plain tensor, never a Parameter
+        return self._cache["items"]
 
     def _encode(self) -> Tensor:
         e = self.item_emb.weight
         return e + self.item_proj(self.item_x) if self.item_proj is not None else e
 
     def _load_from_state_dict(self, *args, **kwargs) -> None:
-        self._items = None
+        self._cache.clear()
         super()._load_from_state_dict(*args, **kwargs)
 
     def context(self, ep: Episode) -> Tensor:

@@ -65,6 +65,47 @@ def test_unreachable_database_is_a_clear_error():
 
 def test_headerless_tsv_with_format(tmp_path):
     path = write(tmp_path / "log.txt", "u1\ti1\t5\t881250949\nu2\ti1\t4\t881250950\n")
-    res = invoke(str(tmp_path / "h.db"), "ingest", "interactions", str(path), "--format", "tsv", "--no-header", "--json")
+    res = invoke(
+        str(tmp_path / "h.db"),
+        "ingest",
+        "interactions",
+        str(path),
+        "--format",
+        "tsv",
+        "--no-header",
+        "--json",
+    )
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)[0]["inserted"] == 2
+
+
+def test_evaluate_a_log_with_its_own_column_names(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    rows = "\n".join(f"v{rng.integers(0, 60)},p{rng.integers(0, 30)}" for _ in range(3000))
+    path = write(tmp_path / "clicks.csv", "who,what\n" + rows + "\n")
+    res = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--log",
+            str(path),
+            "--implicit",
+            "--user-col",
+            "who",
+            "--item-col",
+            "what",
+            "-m",
+            "popular",
+            "--shots",
+            "3",
+            "--seeds",
+            "0",
+            "--out",
+            str(tmp_path / "r"),
+            "--json",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["config"]["dataset"]["implicit"] is True

@@ -112,3 +112,28 @@ def test_checkpoint_write_is_atomic(small, tmp_path, monkeypatch):
         ck.save(fitted("popular", small), path, small)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
+
+
+@pytest.mark.parametrize("kind", ["maml", "protonet", "metalstm"])
+def test_meta_learners_without_item_features(kind):
+    """A bare click log (no metadata, no timestamps): validation during fit and the state
+    hold only learned tensors (regression: a cached embedding once became a parameter)."""
+    import pandas as pd
+
+    from recmeta import snapshot
+
+    rng = np.random.default_rng(0)
+    n = 3000
+    log = pd.DataFrame(
+        {"user_id": rng.integers(1, 121, n), "item_id": rng.integers(1, 41, n), "value": 1.0, "timestamp": 0}
+    )
+    users = pd.DataFrame({"id": range(1, 121), "external_id": [str(u) for u in range(1, 121)]})
+    items = pd.DataFrame({"id": range(1, 41), "external_id": [str(i) for i in range(1, 41)]})
+    data = snapshot.from_frames(log, users, items, implicit=True)
+    assert data.item_features.shape == (40, 0)
+    model = fitted(kind, data)
+    config, tensors = model.state()
+    assert not any("_items" in k or "cache" in k for k in tensors)
+    rebuilt = type(model).from_state(config, tensors)
+    batch = batch_of(data, 3)
+    np.testing.assert_allclose(rebuilt.score(batch), model.score(batch), rtol=1e-5, atol=1e-5)
