@@ -120,6 +120,13 @@ class LogFormat(str, Enum):
     movielens = "movielens"
 
 
+UserCol = Annotated[str | None, typer.Option(help="User id column.")]
+ItemCol = Annotated[str | None, typer.Option(help="Item id column.")]
+ValueCol = Annotated[str | None, typer.Option(help="Rating or count column.")]
+TimeCol = Annotated[str | None, typer.Option(help="Timestamp column (unix or ISO date).")]
+Implicit = Annotated[bool, typer.Option(help="A click/count log: every row is positive.")]
+
+
 class OnError(str, Enum):
     fail = "fail"
     skip = "skip"
@@ -155,11 +162,11 @@ def _report_table(reports, as_json: bool) -> None:
 def ingest_interactions(
     path: Annotated[Path, typer.Argument(help="A CSV/TSV/Parquet log, or a MovieLens folder.")],
     fmt: Annotated[LogFormat, typer.Option("--format", "-f", help="File layout.")] = LogFormat.auto,
-    user_col: Annotated[str | None, typer.Option(help="User id column.")] = None,
-    item_col: Annotated[str | None, typer.Option(help="Item id column.")] = None,
-    value_col: Annotated[str | None, typer.Option(help="Rating or count column.")] = None,
-    time_col: Annotated[str | None, typer.Option(help="Timestamp column (unix or ISO date).")] = None,
-    implicit: Annotated[bool, typer.Option(help="A click/count log: every row is positive.")] = False,
+    user_col: UserCol = None,
+    item_col: ItemCol = None,
+    value_col: ValueCol = None,
+    time_col: TimeCol = None,
+    implicit: Implicit = False,
     sep: Annotated[str | None, typer.Option(help="Field separator (default: by extension).")] = None,
     header: Annotated[bool, typer.Option(help="The first line names the columns.")] = True,
     time_unit: Annotated[str, typer.Option(help="Unit of numeric timestamps: s or ms.")] = "s",
@@ -506,11 +513,11 @@ def evaluate(
         Path | None, typer.Option("--log", help="Evaluate a log file in a temporary store instead of --db.")
     ] = None,
     fmt: Annotated[LogFormat, typer.Option("--format", "-f", help="Layout of --log.")] = LogFormat.auto,
-    implicit: Annotated[bool, typer.Option(help="--log is a click/count log.")] = False,
-    user_col: Annotated[str | None, typer.Option(help="--log's user id column.")] = None,
-    item_col: Annotated[str | None, typer.Option(help="--log's item id column.")] = None,
-    value_col: Annotated[str | None, typer.Option(help="--log's rating or count column.")] = None,
-    time_col: Annotated[str | None, typer.Option(help="--log's timestamp column.")] = None,
+    implicit: Implicit = False,
+    user_col: UserCol = None,
+    item_col: ItemCol = None,
+    value_col: ValueCol = None,
+    time_col: TimeCol = None,
     epochs: Annotated[int | None, typer.Option(help="Most meta-training epochs per fit.")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for report.json and the PNG plots.")] = Path(
         "reports"

@@ -27,7 +27,6 @@ DEFAULTS: dict[str, Any] = {
     "max_support": 20,
     "support_sampling": "log",  # small supports drawn more often; or "uniform" over 0..max_support
     "patience": 8,
-    "select_by": "ndcg",  # the epoch kept: best validation "ndcg" (mean over val_shots) or "loss"
     "rate_weight": 0.5,
     "user_power": 0.0,
     "val_shots": [0, 1, 5, 10],
@@ -219,12 +218,7 @@ class MetaLearner(Recommender, nn.Module):
                 tasks += len(chunk)
             elapsed = time.perf_counter() - start
             per_shot = self.validation_scores(val_batches)
-            if not per_shot:
-                val = -float(np.mean(losses))
-            elif p["select_by"] == "loss":
-                val = -self.validation_loss(val_batches)
-            else:
-                val = float(np.mean(list(per_shot.values())))
+            val = float(np.mean(list(per_shot.values()))) if per_shot else -float(np.mean(losses))
             if val > best[0]:
                 best, bad_epochs = (val, copy.deepcopy(self.state_dict()), epoch), 0
             else:
@@ -264,12 +258,6 @@ class MetaLearner(Recommender, nn.Module):
             if len(users):
                 out[k] = make_batch(seq, users, k, validation.n_items, self.threshold)
         return out
-
-    def validation_loss(self, batches: dict[int, Batch]) -> float:
-        """Mean query loss over the validation shots: smoother than ndcg on few users."""
-        self.eval()
-        with torch.no_grad():
-            return float(np.mean([self.loss(self.episode(b)).item() for b in batches.values()]))
 
     def validation_scores(self, batches: dict[int, Batch]) -> dict[int, float]:
         """ndcg@10 at each validation shot (support items removed); their mean selects the epoch."""
