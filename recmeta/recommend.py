@@ -1,5 +1,9 @@
 """Recommend: load the active checkpoints, route each user, adapt, score the catalogue in one
-batched call, drop what the user has, and explain."""
+batched call, drop what the user has, and explain.
+
+One request imports no pandas (the batch and file helpers import it themselves): a whole
+`recmeta recommend` process must finish in under 3 s, and pandas costs about half a second.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,9 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from sqlalchemy import Engine
 
 from recmeta import checkpoint, snapshot
@@ -22,6 +25,9 @@ from recmeta.store import repository as repo
 from recmeta.store import session_scope
 from recmeta.store.models import Item as ItemRow
 from recmeta.tasks import Batch, history_batch
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 EXPLAIN_SUPPORT = 50  # explanations weigh at most this many of the user's latest rows
 
@@ -56,12 +62,11 @@ class History:
     times: list[int]
 
     @classmethod
-    def from_frame(cls, frame: pd.DataFrame) -> History:
-        return cls(
-            frame["item"].astype(str).tolist(),
-            frame["value"].astype(float).tolist(),
-            frame["timestamp"].astype(int).tolist(),
-        )
+    def from_rows(cls, rows: list[tuple[str, float, int]]) -> History:
+        return cls([str(r[0]) for r in rows], [float(r[1]) for r in rows], [int(r[2]) for r in rows])
+
+    def rows(self) -> list[tuple[str, float, int]]:
+        return list(zip(self.items, self.values, self.times, strict=True))
 
     def __len__(self) -> int:
         return len(self.items)
@@ -97,7 +102,7 @@ class RecommendationService:
             self.registry = repo.active_models(session)
             self.catalogue = repo.catalogue(session)
             self.top_value = repo.max_value(session) or 1.0
-        if self.catalogue.empty:
+        if not self.catalogue:
             raise DataError("the store holds no items; run `recmeta ingest` first")
         self._served: dict[str, Served] = {}
         router = self.registry.get("router")
@@ -114,12 +119,12 @@ class RecommendationService:
                     + (f" (trained: {', '.join(trained)})" if trained else "")
                     + f"; run `recmeta train --model {name}`"
                 )
-            self._served[name] = self._serve(checkpoint.load(Path(row.path), set(self.catalogue["item"])))
+            self._served[name] = self._serve(checkpoint.load(Path(row.path), self.catalogue.keys()))
         return self._served[name]
 
     def _serve(self, loaded: checkpoint.Loaded) -> Served:
         known = set(loaded.item_ids)
-        new_ids = [i for i in self.catalogue["item"] if i not in known]
+        new_ids = [i for i in self.catalogue if i not in known]
         spec = loaded.manifest.get("item_feature_spec")
         if not new_ids or not spec or not getattr(loaded.model, "scores_new_items", False):
             return Served(loaded, list(loaded.item_ids))
@@ -153,13 +158,13 @@ class RecommendationService:
     # ------------------------------------------------------------ requests
     def user_history(self, user: str) -> History:
         with session_scope(self.engine) as session:
-            frame = repo.user_interactions(session, str(user))
-        if frame is None:
+            rows = repo.user_interactions(session, str(user))
+        if rows is None:
             raise UnknownUserError(
                 f"user {user!r} is not in the store; to recommend for someone new, pass their "
                 "first interactions with --with ITEM[:VALUE] ..."
             )
-        return History.from_frame(frame)
+        return History.from_rows(rows)
 
     def for_user(self, user: str, n: int = 10, model: str = "auto", explain: bool = False) -> Recommendations:
         return self.for_history(self.user_history(user), n=n, model=model, explain=explain, user=str(user))
@@ -196,13 +201,12 @@ class RecommendationService:
         with session_scope(self.engine) as session:
             if repo.user_interactions(session, user) is not None:
                 raise DataError(f"user {user!r} exists already; --remember takes a new user id")
-            rows = pd.DataFrame({"item": history.items, "value": history.values, "timestamp": history.times})
-            return repo.add_user_interactions(session, user, rows)
+            return repo.add_user_interactions(session, user, history.rows())
 
     def parse_with(self, pairs: list[str]) -> History:
         """`ITEM[:VALUE]` strings into a history stamped now, in order; an item without a value
         counts as the store's top value (a like)."""
-        known = set(self.catalogue["item"])
+        known = self.catalogue
         items, values = [], []
         for raw in pairs:
             item, _, value = str(raw).partition(":")
@@ -223,11 +227,13 @@ class RecommendationService:
         self, users: list[str], n: int = 10, model: str = "auto", progress=None, chunk: int = 256
     ) -> pd.DataFrame:
         """Top-n for many users, batched by route: a frame (user, rank, item, title, score, route)."""
+        import pandas as pd
+
         histories = {}
         with session_scope(self.engine) as session:
             for u in users:
-                frame = repo.user_interactions(session, str(u))
-                histories[u] = History.from_frame(frame) if frame is not None else None
+                rows = repo.user_interactions(session, str(u))
+                histories[u] = History.from_rows(rows) if rows is not None else None
         missing = [u for u, h in histories.items() if h is None]
         if missing:
             warnings.warn(f"{len(missing)} unknown user(s) skipped, e.g. {missing[0]!r}", stacklevel=2)
@@ -264,9 +270,7 @@ class RecommendationService:
 
     # ------------------------------------------------------------ internals
     def _title(self, item: str) -> str | None:
-        if not hasattr(self, "_titles"):
-            self._titles = dict(zip(self.catalogue["item"], self.catalogue["title"], strict=True))
-        t = self._titles.get(item)
+        t = self.catalogue.get(item)
         return t if isinstance(t, str) else None
 
     def _batch(
@@ -394,6 +398,8 @@ class RecommendationService:
 
 def read_users_file(path: Path) -> list[str]:
     """User ids from a text file (one per line) or a CSV/Parquet with a `user` column."""
+    import pandas as pd
+
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     if path.suffix.lower() in (".parquet", ".pq"):

@@ -3,21 +3,28 @@
 Built in one pass from SQL into pandas/scipy. Repeated events of one (user, item) pair
 fold into one entry: the latest value (explicit logs) or the summed count (implicit logs),
 at the time of the first event.
+
+pandas and scipy are imported by the functions that build matrices, not with the module:
+`recmeta recommend` imports this module but builds no snapshot, and must start in well
+under 3 s.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-import scipy.sparse as sp
 from sqlalchemy import Engine
 
 from recmeta.store import repository as repo
 from recmeta.store import session_scope
 from recmeta.store.models import Item, User
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import scipy.sparse as sp
 
 MAX_CATEGORIES = 32  # one-hot levels kept per categorical feature; the rest share 'other'
 
@@ -74,6 +81,9 @@ def from_frames(
 ) -> Interactions:
     """Build an `Interactions` from an interaction frame (user_id, item_id, value, timestamp)
     and the users and items tables (id, external_id, [title, genres, year], features)."""
+    import pandas as pd
+    import scipy.sparse as sp
+
     users = users.sort_values("id").reset_index(drop=True)
     items = items.sort_values("id").reset_index(drop=True)
     u_pos = pd.Series(np.arange(len(users)), index=users["id"].to_numpy())
@@ -131,6 +141,8 @@ def item_feature_matrix(items: pd.DataFrame, spec: dict | None = None) -> tuple[
     feature levels) and returned as a JSON-able spec; with it, items added later are encoded
     exactly as the training catalogue was.
     """
+    import pandas as pd
+
     fitting = spec is None
     genres = items["genres"] if "genres" in items else pd.Series([None] * len(items), dtype=object)
     years = (
@@ -167,6 +179,8 @@ def featurize(
     """JSON feature dicts -> numbers: numeric keys standardised, text keys one-hot (the most
     frequent MAX_CATEGORIES levels). Returns the matrix, column names and the fitted spec;
     pass the spec back to encode new rows the same way."""
+    import pandas as pd
+
     n = len(features)
     table = pd.DataFrame([f if isinstance(f, dict) else {} for f in features], index=range(n))
     if spec is None:
@@ -220,6 +234,8 @@ def _standardise(values: pd.Series, moments: list[float]) -> tuple[np.ndarray, n
 
 def restrict(data: Interactions, users: np.ndarray) -> Interactions:
     """The same catalogue and users, keeping only the rows of `users` (others become empty)."""
+    import scipy.sparse as sp
+
     keep = np.zeros(data.n_users, dtype=np.float32)
     keep[np.asarray(users, dtype=np.int64)] = 1.0
     rows = np.repeat(np.arange(data.n_users), np.diff(data.values.indptr))

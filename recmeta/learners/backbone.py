@@ -13,6 +13,7 @@ A meta-learner differs only in how it turns a support set into theta.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -91,21 +92,27 @@ class Backbone(nn.Module):
         nn.init.normal_(self.prior.weight, std=0.01)
         nn.init.zeros_(self.prior.bias)
         self.register_buffer("stats", torch.tensor([*time_range, mu, sd], dtype=torch.float64))
-        self._cache: dict[str, Tensor] = {}  # derived tensors while recommending; not state
+        self._cache: dict[str, Any] = {}  # derived values while recommending; not state
+
+    def _stats(self) -> tuple[float, ...]:
+        """(first time, last time, mu, sd) as Python floats (read once, not per request)."""
+        if "stats" not in self._cache:
+            self._cache["stats"] = tuple(self.stats.tolist())
+        return self._cache["stats"]
 
     @property
     def mu(self) -> float:
-        return float(self.stats[2])
+        return self._stats()[2]
 
     @property
     def sd(self) -> float:
-        return float(self.stats[3])
+        return self._stats()[3]
 
     def items(self) -> Tensor:
         """(N, d) embeddings of the whole catalogue; computed once while recommending (eval
         mode, no gradient), on every call while training."""
         if self.training or torch.is_grad_enabled():
-            self._cache.clear()
+            self._cache.pop("items", None)
             return self._encode()
         if "items" not in self._cache:
             self._cache["items"] = self._encode().detach()  # a plain tensor, never a Parameter
@@ -121,7 +128,7 @@ class Backbone(nn.Module):
 
     def context(self, ep: Episode) -> Tensor:
         """(B, d) user context: user features and the time of the first support row."""
-        lo, hi = float(self.stats[0]), float(self.stats[1])
+        lo, hi = self._stats()[:2]
         first = ep.times[:, 0]
         frac = ((first - lo) / max(hi - lo, 1.0)).clamp(0, 1)
         bucket = 1 + (frac * (TIME_BUCKETS - 1)).round().long()
@@ -141,10 +148,13 @@ class Backbone(nn.Module):
         return (values - self.mu) / self.sd
 
 
-def sq_distances(p: Tensor, e: Tensor) -> Tensor:
-    """(B, N) squared Euclidean distances of prototypes p (B, d) to items e (N, d), as
-    |e|^2 - 2 e.p + |p|^2 (one matrix product)."""
-    return (e * e).sum(1) - 2 * p @ e.T + (p * p).sum(1, keepdim=True)
+def weighted_sq_distances(e: Tensor, *terms: tuple[Tensor, Tensor]) -> Tensor:
+    """(B, N) sum over (p, w) in `terms` of w * |e_i - p_b|^2, for prototypes p (B, d) and
+    items e (N, d), in one matrix product: |e|^2 sum(w) - 2 e.(sum w p) + sum w |p|^2."""
+    ws = sum(w for _, w in terms)
+    wp = sum(w * p for p, w in terms)
+    wpp = sum(w * (p * p).sum(1, keepdim=True) for p, w in terms)
+    return ws * (e * e).sum(1) - 2 * wp @ e.T + wpp
 
 
 def rank_logits(theta: Theta, e: Tensor, b: Tensor) -> Tensor:

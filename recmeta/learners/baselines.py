@@ -3,6 +3,9 @@
 The CF baselines learn from the training users' positive rows and score a user from the
 positive rows of their support; ties (a support with no positive row) fall back to
 popularity order through a 1e-6 popularity term.
+
+scipy and implicit are imported where a baseline is built, so that serving a meta-learner
+(whose module imports this one through the registry) does not pay for them.
 """
 
 from __future__ import annotations
@@ -11,15 +14,18 @@ import logging
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 from threadpoolctl import threadpool_limits
 
 from recmeta.learners.base import Progress, Recommender, batch_csr, validation_ndcg
 from recmeta.snapshot import Interactions
 from recmeta.tasks import Batch, Sequences, make_batch, positive_threshold
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
 log = logging.getLogger("recmeta")
 TIE_BREAK = 1e-6
@@ -133,6 +139,8 @@ class ItemKNN(_FromLiked):
         }
 
     def _load(self, tensors):
+        import scipy.sparse as sp
+
         n = len(self.counts_)
         self.similarity_ = sp.csr_matrix(
             (tensors["data"].numpy(), tensors["indices"].numpy(), tensors["indptr"].numpy()), shape=(n, n)
@@ -224,9 +232,12 @@ class ALS(_FromLiked):
 
         v = self.item_factors_
         if getattr(self, "_folder_for", None) is not v:
-            model = AlternatingLeastSquares(
-                factors=v.shape[1], regularization=self.params["regularization"], alpha=self.params["alpha"]
-            )
+            with quiet_blas():  # implicit checks the BLAS threads when a model is made
+                model = AlternatingLeastSquares(
+                    factors=v.shape[1],
+                    regularization=self.params["regularization"],
+                    alpha=self.params["alpha"],
+                )
             model.item_factors = v
             model.user_factors = np.zeros((1, v.shape[1]), np.float32)
             self._folder_model, self._folder_for = model, v

@@ -144,6 +144,11 @@ class MetaLearner(Recommender, nn.Module):
         """Whether items added after training can be scored from their features."""
         return self.backbone is not None and self.backbone.item_proj is not None
 
+    def _serving(self) -> None:
+        """Eval mode (a no-op when already there: `eval()` walks every submodule)."""
+        if self.training:
+            self.eval()
+
     def loss(self, ep: Episode) -> Tensor:
         theta, e, logits = self.forward_episode(ep)
         rate_weight = 0.0 if self.params["shapes"]["implicit"] else self.params["rate_weight"]
@@ -159,15 +164,15 @@ class MetaLearner(Recommender, nn.Module):
     ) -> np.ndarray:
         """(B, N) scores, or (B, N + M) with the feature rows of M items added after training."""
         self._check_fitted("backbone")
-        self.eval()
-        with torch.no_grad():
+        self._serving()
+        with torch.inference_mode():
             _, _, logits = self.forward_episode(self.episode(batch, user_x), new_items)
         return logits.float().cpu().numpy()
 
     def predict(self, batch: Batch, items: np.ndarray, user_x: np.ndarray | None = None) -> np.ndarray:
         self._check_fitted("backbone")
-        self.eval()
-        with torch.no_grad():
+        self._serving()
+        with torch.inference_mode():
             ep = self.episode(batch, user_x)
             theta, e, _ = self.forward_episode(ep)
             idx = torch.as_tensor(items, dtype=torch.long, device=self.device)

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from recmeta.learners.backbone import Episode, Theta, sq_distances
+from recmeta.learners.backbone import Episode, Theta, weighted_sq_distances
 from recmeta.learners.meta import MetaLearner
 
 
@@ -57,7 +57,7 @@ class ProtoNet(MetaLearner):
 
     def logits(self, theta: Theta, e: Tensor, b: Tensor) -> Tensor:
         tau = F.softplus(self.raw_tau)
-        return b - tau[0] * sq_distances(theta["like"], e) + tau[1] * sq_distances(theta["dislike"], e)
+        return b + weighted_sq_distances(e, (theta["like"], -tau[0]), (theta["dislike"], tau[1]))
 
     def prototypes(self, ep: Episode) -> Theta:
         """The prototypes of each user of an episode (for explanations)."""

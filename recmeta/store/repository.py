@@ -1,16 +1,23 @@
-"""Bulk repository functions over the store. Each takes a keyword-only `session`."""
+"""Repository functions over the store. Each takes the session first.
+
+The bulk functions build pandas frames and import pandas themselves: the request path of
+`recmeta recommend` (a user's rows, the catalogue, the registry) stays pandas-free so that
+the command starts fast.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from recmeta.store.models import IngestBatch, Interaction, Item, Model, User
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _IN_CHUNK = 5_000  # ids per IN (...) lookup: well under every backend's variable limit
 
@@ -28,6 +35,8 @@ def ensure_entities(
     known: dict[str, int],
 ) -> dict[str, int]:
     """Create the users (or items) of `external_ids` not in `known`; update and return `known`."""
+    import pandas as pd
+
     unique = pd.unique(
         pd.Series(
             list(external_ids) if not isinstance(external_ids, pd.Series) else external_ids, dtype=object
@@ -46,6 +55,8 @@ def ensure_entities(
 
 def lookup(known: dict[str, int], external_ids: pd.Series) -> np.ndarray:
     """Row ids of `external_ids` (all must be in `known`), vectorised."""
+    import pandas as pd
+
     index = pd.Index(list(known.keys()))
     ids = np.fromiter(known.values(), dtype=np.int64, count=len(known))
     return ids[index.get_indexer(external_ids)]
@@ -149,6 +160,8 @@ def log_is_implicit(session: Session) -> bool:
 def interactions_frame(session: Session, block: int = 500_000) -> pd.DataFrame:
     """Every interaction as columns user_id, item_id, value, timestamp (one query, fetched
     in blocks straight from the driver's cursor into numpy)."""
+    import pandas as pd
+
     cursor = session.connection().connection.dbapi_connection.cursor()  # plain tuples, no Row objects
     cursor.execute("SELECT user_id, item_id, value, timestamp FROM interactions")
     parts = []
@@ -168,6 +181,8 @@ def interactions_frame(session: Session, block: int = 500_000) -> pd.DataFrame:
 
 def entities_frame(session: Session, entity: type[User] | type[Item]) -> pd.DataFrame:
     """Every user (or item) with its metadata columns."""
+    import pandas as pd
+
     cols = [c for c in entity.__table__.columns]
     rows = session.execute(select(*cols)).all()
     return pd.DataFrame(rows, columns=[c.name for c in cols])
@@ -200,8 +215,9 @@ def list_models(session: Session, *, active_only: bool = False) -> list[Model]:
     return list(session.scalars(stmt))
 
 
-def user_interactions(session: Session, external_id: str) -> pd.DataFrame | None:
-    """One user's rows (item external id, value, timestamp), or None for an unknown user."""
+def user_interactions(session: Session, external_id: str) -> list[tuple[str, float, int]] | None:
+    """One user's rows (item external id, value, timestamp) in time order, or None for an
+    unknown user."""
     user_id = session.scalar(select(User.id).where(User.external_id == external_id))
     if user_id is None:
         return None
@@ -211,7 +227,7 @@ def user_interactions(session: Session, external_id: str) -> pd.DataFrame | None
         .where(Interaction.user_id == user_id)
         .order_by(Interaction.timestamp, Item.id)
     )
-    return pd.DataFrame(session.execute(stmt).all(), columns=["item", "value", "timestamp"])
+    return [tuple(r) for r in session.execute(stmt)]
 
 
 COLD_THRESHOLDS = (1, 5, 10, 20)
@@ -263,22 +279,23 @@ def max_value(session: Session) -> float | None:
     return session.scalar(select(func.max(Interaction.value)))
 
 
-def catalogue(session: Session) -> pd.DataFrame:
-    """Every item's external id and title, in row-id order."""
-    rows = session.execute(select(Item.external_id, Item.title).order_by(Item.id)).all()
-    return pd.DataFrame(rows, columns=["item", "title"])
+def catalogue(session: Session) -> dict[str, str | None]:
+    """Every item's external id -> title, in row-id order."""
+    return dict(session.execute(select(Item.external_id, Item.title).order_by(Item.id)).all())
 
 
-def add_user_interactions(session: Session, external_id: str, rows: pd.DataFrame) -> int:
-    """Store rows (item, value, timestamp) for one user, creating the user if new."""
+def add_user_interactions(session: Session, external_id: str, rows: Sequence[tuple[str, float, int]]) -> int:
+    """Store rows (item external id, value, timestamp) for one user, creating the user if new."""
+    import pandas as pd
+
     users = ensure_entities(session, User, [external_id], {})
-    items = ensure_entities(session, Item, rows["item"], {})
+    items = ensure_entities(session, Item, [r[0] for r in rows], {})
     frame = pd.DataFrame(
         {
             "user_id": users[external_id],
-            "item_id": rows["item"].map(items),
-            "value": rows["value"].astype(float),
-            "timestamp": rows["timestamp"],
+            "item_id": [items[r[0]] for r in rows],
+            "value": [float(r[1]) for r in rows],
+            "timestamp": [int(r[2]) for r in rows],
             "batch_id": None,
         }
     )

@@ -52,7 +52,7 @@ def test_recommend_filters_seen_items_and_says_the_route(store):
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     with session_scope(make_engine(db)) as s:
-        seen = set(user_interactions(s, "7")["item"])
+        seen = {r[0] for r in user_interactions(s, "7")}
     assert len(out["items"]) == 15 and not seen & {i["item"] for i in out["items"]}
     assert out["route"] and out["model"]
 
@@ -91,7 +91,7 @@ def test_request_time_writes_nothing_and_remember_stores(store):
     assert res.exit_code == 0, res.output
     assert n_rows() == before + 2
     with session_scope(engine) as s:
-        assert sorted(user_interactions(s, "newbie")["item"]) == ["4", "9"]
+        assert sorted(r[0] for r in user_interactions(s, "newbie")) == ["4", "9"]
 
 
 def test_stdin_json_list(store):
@@ -228,3 +228,28 @@ def test_items_added_after_training_are_scored_from_their_features(tmp_path):
     pop = json.loads(cli(db, "recommend", "--user", "3", "--model", "popular", "-n", "40", "--json").stdout)
     assert "fresh" not in {i["item"] for i in pop["items"]}
     assert any("cannot be recommended by this model" in w for w in pop["warnings"])
+
+
+@pytest.mark.parametrize("model", ["maml", "protonet", "metalstm", "als"])
+def test_recommend_imports_only_what_it_needs(store, model):
+    """A `recommend` process loads no pandas, no scipy for a meta-learner and no torch compiler
+    stack (MAML adapts with its closed-form gradient): imports are most of its wall time."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    db, _, _ = store
+    script = (
+        "import sys\n"
+        "from recmeta.cli import app\n"
+        f"try: app(['--db', {db!r}, 'recommend', '--user', '7', '--model', {model!r}, '--json'])\n"
+        "except SystemExit as e: assert not e.code, e.code\n"
+        "heavy = ('pandas', 'scipy', 'torch._dynamo', 'implicit')\n"
+        "print(sorted(m for m in heavy if m in sys.modules), file=sys.stderr)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=root, check=True)
+    loaded = out.stderr.strip().splitlines()[-1]
+    want = "['implicit', 'scipy']" if model == "als" else "[]"
+    assert loaded == want, out.stderr
+    assert json.loads(out.stdout)["model"] == model

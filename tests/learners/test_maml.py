@@ -1,4 +1,5 @@
-"""MAML: the vmap inner loop equals a plain per-task loop, and adaptation lowers the support loss."""
+"""MAML: the vmap inner loop equals a plain per-task loop, the closed-form inner gradient used
+when recommending equals torch.func's, and adaptation lowers the support loss."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 import torch
 
 from recmeta.learners.backbone import Episode
-from recmeta.learners.maml import MAML, maml_update, support_loss
+from recmeta.learners.maml import MAML, maml_update, support_grad, support_loss
 from recmeta.tasks import Sequences, make_batch
 from tests.learners.conftest import rng_users, split_views
 
@@ -113,3 +114,36 @@ def test_meta_sgd_learns_per_element_rates(small):
     model = MAML(epochs=1, meta_sgd=True, dim=8, device="cpu").fit(train, val)
     assert model.log_lr["u"].shape == (8,)
     assert model.inner_rates()["u"].shape == (8,)
+
+
+@pytest.mark.parametrize("rate_weight", [0.0, 0.5])
+def test_closed_form_inner_gradient_equals_torch_func(maml_and_episode, rate_weight):
+    model, ep = maml_and_episode
+    bb = model.backbone
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        e = bb.items()
+        theta = {
+            k: v + 0.3 * torch.randn(v.shape, generator=gen) for k, v in bb.theta0(bb.context(ep)).items()
+        }
+    args = (e, bb.item_bias, bb.rate_bias, bb.mu, ep.items, ep.values, ep.mask, ep.liked, rate_weight)
+    auto = torch.func.vmap(
+        torch.func.grad(support_loss), in_dims=(0, None, None, None, None, 0, 0, 0, 0, None)
+    )(theta, *args)
+    closed = support_grad(theta, *args)
+    assert ep.mask.sum(1).min() == 0  # an empty support is among the users: its gradient is 0
+    for k in theta:
+        torch.testing.assert_close(closed[k], auto[k], rtol=1e-4, atol=1e-6)
+
+
+def test_recommending_adapts_exactly_as_training_does(maml_and_episode):
+    """score() (no gradient, closed form) gives the theta of the torch.func inner loop."""
+    model, ep = maml_and_episode
+    model.eval()
+    bb = model.backbone
+    with torch.enable_grad():
+        trained = model.theta(ep, bb._encode(), bb.context(ep))
+    with torch.inference_mode():
+        served = model.theta(ep, bb.items(), bb.context(ep))
+    for k in trained:
+        torch.testing.assert_close(served[k], trained[k].detach(), rtol=1e-4, atol=1e-5)

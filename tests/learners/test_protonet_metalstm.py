@@ -3,10 +3,19 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from recmeta.learners.backbone import weighted_sq_distances
 from recmeta.learners.metalstm import MetaLSTM
 from recmeta.learners.protonet import ProtoNet
 from recmeta.tasks import history_batch
 from tests.learners.conftest import split_views
+
+
+def test_weighted_sq_distances_match_cdist():
+    gen = torch.Generator().manual_seed(0)
+    e, p, q = (torch.randn(n, 8, generator=gen) for n in (50, 3, 3))
+    got = weighted_sq_distances(e, (p, torch.tensor(-1.5)), (q, torch.tensor(0.5)))
+    want = -1.5 * torch.cdist(p, e) ** 2 + 0.5 * torch.cdist(q, e) ** 2
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
 
 
 def test_prototypes_are_means_of_the_embedded_support(small):
