@@ -658,7 +658,8 @@ def recommend(
         print_json(result.as_dict())
         return
     who = f"user {result.user}" if result.user else "new user"
-    t = Table("#", "item", "title", "score", *(["why"] if explain else []), title=f"{who}: {result.route}")
+    why = ["why"] if explain else []
+    t = Table("#", "item", "title", "score", *why, title=f"{who} · route: {result.route}")
     for rank, it in enumerate(result.items, start=1):
         t.add_row(
             str(rank),

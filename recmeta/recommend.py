@@ -186,7 +186,7 @@ class RecommendationService:
             Item(item=served.ids[i], title=self._title(served.ids[i]), score=float(scores[i])) for i in top
         ]
         if explain:
-            self._explain(items, top, batch, served, route)
+            self._explain(items, top, batch, served)
         return Recommendations(
             user=user,
             model=name,
@@ -330,16 +330,15 @@ class RecommendationService:
         top: np.ndarray,
         batch: Batch,
         served: Served,
-        route: str,
     ) -> None:
         """Reasons per item: the support rows whose removal lowers its score most (one batched
-        call over leave-one-out supports), the nearest prototype for ProtoNet, the route."""
+        call over leave-one-out supports) and the nearest prototype for ProtoNet. The route,
+        the same for every item, is said once by `Recommendations.route`."""
         model = served.loaded.model
         s = int(batch.support_mask[0].sum())
-        base_reason = f"route: {route}"
         if s == 0:
             for it in items:
-                it.reasons = ["liked by many users like you (no interactions yet)", base_reason]
+                it.reasons = ["liked by many users like you (no interactions yet)"]
             return
         first = max(0, s - EXPLAIN_SUPPORT)
         cols = np.arange(first, s)
@@ -370,7 +369,6 @@ class RecommendationService:
                 reasons.append("popular overall; none of your items pushed it up")
             if j in protos:
                 reasons.append(protos[j])
-            reasons.append(base_reason)
             it.reasons = reasons
 
     @staticmethod
@@ -385,15 +383,18 @@ class RecommendationService:
             e = model.item_embeddings(new_x)[0][torch.as_tensor(top)]
             d_like = torch.cdist(theta["like"], e)[0]
             d_dislike = torch.cdist(theta["dislike"], e)[0]
-        return {
-            j: (
-                "nearer your liked prototype than your disliked one"
-                if d_like[j] < d_dislike[j]
-                else "far from your disliked prototype"
+        # without a disliked support row the disliked prototype is the population's prior
+        disliked = "your" if float((ep.mask - ep.liked).sum()) > 0 else "the usual"
+        out = {}
+        for j in range(len(top)):
+            like, dislike = float(d_like[j]), float(d_dislike[j])
+            out[j] = (
+                f"close to what you liked (distance {like:.2f} to your liked prototype, "
+                f"{dislike:.2f} to {disliked} disliked one)"
+                if like < dislike
+                else f"nearer {disliked} disliked prototype ({dislike:.2f}) than your liked one ({like:.2f})"
             )
-            + f" (distance {float(d_like[j]):.2f} vs {float(d_dislike[j]):.2f})"
-            for j in range(len(top))
-        }
+        return out
 
 
 def read_users_file(path: Path) -> list[str]:
