@@ -639,9 +639,11 @@ def recommend(
         users = read_users_file(users_file)
         with rows_progress("recommending") as bar:
             task = bar.add_task("users", total=len(users))
-            frame = rec.batch_users(users, n=n, model=model, progress=lambda k: bar.advance(task, k))
+            frame, unknown = rec.batch_users(users, n=n, model=model, progress=lambda k: bar.advance(task, k))
         write_recs(frame, out_path)
         out.print(f"{frame.user.nunique():,} users, {len(frame):,} rows -> {out_path}")
+        if unknown:
+            err.print(f"[yellow]note:[/yellow] {len(unknown):,} unknown user(s) skipped, e.g. {unknown[0]!r}")
         return
     if with_items:
         pairs = json.load(sys.stdin) if with_items == ["-"] else _split_pairs(with_items)

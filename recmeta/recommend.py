@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -225,18 +224,17 @@ class RecommendationService:
 
     def batch_users(
         self, users: list[str], n: int = 10, model: str = "auto", progress=None, chunk: int = 256
-    ) -> pd.DataFrame:
-        """Top-n for many users, batched by route: a frame (user, rank, item, title, score, route)."""
+    ) -> tuple[pd.DataFrame, list[str]]:
+        """Top-n for many users, batched by route: a frame (user, rank, item, title, score,
+        model) and the ids that are not in the store (skipped)."""
         import pandas as pd
 
-        histories = {}
         with session_scope(self.engine) as session:
-            for u in users:
-                rows = repo.user_interactions(session, str(u))
-                histories[u] = History.from_rows(rows) if rows is not None else None
+            found = repo.user_histories(session, users)
+        histories = {u: History.from_rows(found[u]) if u in found else None for u in map(str, users)}
         missing = [u for u, h in histories.items() if h is None]
-        if missing:
-            warnings.warn(f"{len(missing)} unknown user(s) skipped, e.g. {missing[0]!r}", stacklevel=2)
+        if progress and missing:
+            progress(len(missing))
         groups: dict[str, list[str]] = {}
         routes = {}
         for u, h in histories.items():
@@ -266,7 +264,7 @@ class RecommendationService:
                             )
                 if progress:
                     progress(len(part))
-        return pd.DataFrame(out, columns=["user", "rank", "item", "title", "score", "model"])
+        return pd.DataFrame(out, columns=["user", "rank", "item", "title", "score", "model"]), missing
 
     # ------------------------------------------------------------ internals
     def _title(self, item: str) -> str | None:
@@ -399,16 +397,17 @@ class RecommendationService:
 
 def read_users_file(path: Path) -> list[str]:
     """User ids from a text file (one per line) or a CSV/Parquet with a `user` column."""
-    import pandas as pd
-
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    if path.suffix.lower() in (".parquet", ".pq"):
-        frame = pd.read_parquet(path)
-    elif path.suffix.lower() in (".csv", ".tsv"):
-        frame = pd.read_csv(path, dtype=str, sep="\t" if path.suffix.lower() == ".tsv" else ",")
-    else:
+    suffix = path.suffix.lower()
+    if suffix not in (".parquet", ".pq", ".csv", ".tsv"):
         return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    import pandas as pd
+
+    if suffix in (".parquet", ".pq"):
+        frame = pd.read_parquet(path)
+    else:
+        frame = pd.read_csv(path, dtype=str, sep="\t" if suffix == ".tsv" else ",")
     col = next((c for c in frame.columns if c.lower() in ("user", "user_id", "userid")), None)
     if col is None:
         raise DataError(f"{path}:1: no user column; the file has {list(frame.columns)}")

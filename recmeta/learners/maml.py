@@ -51,14 +51,14 @@ def support_grad(theta: Theta, *args: Any) -> Theta:
     from the rating residuals."""
     e, b, rb, mu, items, values, mask, liked, rate_weight = args
     p = torch.softmax(b + theta["u"] @ e.T, dim=1)
-    es = e[items]  # (B, S, d)
+    es = e[items]  # (B, S, d); the sums over support rows below are batched matrix products
     n_liked = liked.sum(1, keepdim=True)
-    g = {"u": (n_liked * (p @ e) - (liked[..., None] * es).sum(1)) / n_liked.clamp(min=1.0)}
+    g = {"u": (n_liked * (p @ e) - torch.bmm(liked[:, None], es)[:, 0]) / n_liked.clamp(min=1.0)}
     if rate_weight == 0:
         return {**g, "v": torch.zeros_like(theta["v"]), "bu": torch.zeros_like(theta["bu"])}
-    pred = mu + rb[items] + theta["bu"][:, None] + (es * theta["v"][:, None, :]).sum(-1)
+    pred = mu + rb[items] + theta["bu"][:, None] + torch.bmm(es, theta["v"][:, :, None])[..., 0]
     resid = (pred - values) * mask * (2 * rate_weight / mask.sum(1, keepdim=True).clamp(min=1.0))
-    return {**g, "v": (resid[..., None] * es).sum(1), "bu": resid.sum(1)}
+    return {**g, "v": torch.bmm(resid[:, None], es)[:, 0], "bu": resid.sum(1)}
 
 
 def maml_update(theta: Theta, grads: Theta, lrs: dict[str, Tensor], first_order: bool) -> Theta:

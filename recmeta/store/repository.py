@@ -218,16 +218,28 @@ def list_models(session: Session, *, active_only: bool = False) -> list[Model]:
 def user_interactions(session: Session, external_id: str) -> list[tuple[str, float, int]] | None:
     """One user's rows (item external id, value, timestamp) in time order, or None for an
     unknown user."""
-    user_id = session.scalar(select(User.id).where(User.external_id == external_id))
-    if user_id is None:
-        return None
-    stmt = (
-        select(Item.external_id, Interaction.value, Interaction.timestamp)
-        .join(Item, Item.id == Interaction.item_id)
-        .where(Interaction.user_id == user_id)
-        .order_by(Interaction.timestamp, Item.id)
-    )
-    return [tuple(r) for r in session.execute(stmt)]
+    return user_histories(session, [external_id]).get(external_id)
+
+
+def user_histories(session: Session, external_ids: Sequence[str]) -> dict[str, list[tuple[str, float, int]]]:
+    """The rows (item external id, value, timestamp) of every known user among
+    `external_ids`, each in time order; unknown users are left out. One query per
+    `_IN_CHUNK` users."""
+    out: dict[str, list[tuple[str, float, int]]] = {}
+    ids = list(dict.fromkeys(str(e) for e in external_ids))
+    for start in range(0, len(ids), _IN_CHUNK):
+        part = ids[start : start + _IN_CHUNK]
+        users = session.execute(select(User.id, User.external_id).where(User.external_id.in_(part))).all()
+        rows = {uid: out.setdefault(ext, []) for uid, ext in users}
+        stmt = (
+            select(Interaction.user_id, Item.external_id, Interaction.value, Interaction.timestamp)
+            .join(Item, Item.id == Interaction.item_id)
+            .where(Interaction.user_id.in_(list(rows)))
+            .order_by(Interaction.user_id, Interaction.timestamp, Item.id)
+        )
+        for uid, item, value, ts in session.execute(stmt):
+            rows[uid].append((item, value, ts))
+    return out
 
 
 COLD_THRESHOLDS = (1, 5, 10, 20)

@@ -154,6 +154,23 @@ def test_batch_recommend(store, tmp_path):
     assert sorted(frame.user.unique()) == [7, 8, 9] and (frame.groupby("user").size() == 5).all()
 
 
+@pytest.mark.parametrize("model", ["maml", "als"])
+def test_batch_gives_each_user_what_a_single_request_gives(store, tmp_path, model):
+    db, _, _ = store
+    users = tmp_path / "users.txt"
+    users.write_text("7\nno-such-user\n12\n30\n")
+    out = tmp_path / "recs.jsonl"
+    res = cli(db, "recommend", "--users-file", str(users), "--out", str(out), "-n", "4", "--model", model)
+    assert res.exit_code == 0, res.output
+    assert "1 unknown user(s) skipped" in res.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    for user in ("7", "12", "30"):
+        single = json.loads(
+            cli(db, "recommend", "--user", user, "-n", "4", "--model", model, "--json").stdout
+        )
+        assert [r["item"] for r in rows if r["user"] == user] == [it["item"] for it in single["items"]]
+
+
 def test_evaluate_small(store, tmp_path):
     db, _, _ = store
     res = cli(
