@@ -158,6 +158,27 @@ def process_wall(repeat: int = 5) -> dict:
                 "above_floor_s": statistics.median(w) - floor,
             }
             print("process", name, json.dumps(out[name]), flush=True)
+        out["service_batch"] = service_batch(db)
+    return out
+
+
+def service_batch(db: str) -> dict:
+    """`RecommendationService.batch_users` (what `recommend --users-file` runs) over all 943
+    ML-100K users with their whole histories, in-process: store reads, routing, adaptation
+    in batches of 256, top-10 and the output frame."""
+    from recmeta.recommend import RecommendationService
+    from recmeta.store import make_engine
+
+    service = RecommendationService(make_engine(db))
+    users = [str(u) for u in range(1, 944)]
+    out = {}
+    for model in ("auto", *MODELS):
+        service.batch_users(users[:10], model=model)  # loads the checkpoint
+        t = time.perf_counter()
+        frame, _ = service.batch_users(users, model=model)
+        wall = time.perf_counter() - t
+        out[model] = {"seconds": wall, "users_per_s": frame.user.nunique() / wall}
+        print("service batch", model, json.dumps(out[model]), flush=True)
     return out
 
 

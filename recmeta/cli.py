@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -440,21 +441,20 @@ def train(
         )
         return
     shots = sorted({k for r in results for k in r.validation}, key=lambda k: int(k[1:]))
-    t = Table(
-        "model",
-        *[s.replace("K", "K=") for s in shots],
-        "seconds",
-        "checkpoint",
-        title="validation ndcg@10 by support size",
-    )
+    t = Table(title="validation ndcg@10 by support size", box=box.SIMPLE_HEAD, padding=0, pad_edge=False)
+    t.add_column("model", no_wrap=True)
+    for k in shots:
+        t.add_column(k.replace("K", "K="), justify="right")
+    t.add_column("fit s", justify="right")
     for r in results:
         t.add_row(
             r.kind,
             *[f"{r.validation[k]:.3f}" if k in r.validation else "-" for k in shots],
             f"{r.seconds:.1f}",
-            str(r.path),
         )
     out.print(t)
+    if results:
+        out.print(f"checkpoints in {results[0].path.parent}; `recmeta models` lists them")
 
 
 @app.command()

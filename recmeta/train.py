@@ -23,7 +23,9 @@ from recmeta.store import session_scope
 from recmeta.tasks import Sequences, make_batch, split_users
 
 ALL = (*META_LEARNERS, *BASELINES)
-VAL_SHOTS = (0, 1, 3, 5, 10, 20)
+VAL_SHOTS = (0, 1, 3, 5, 10, 20, 50, 100)  # support sizes validated; 50 and 100 place the warm route
+MIN_VAL_USERS = 20  # a support size with fewer validation users than this is too noisy to use
+COLD_SHOTS = 20  # the cold model is the best meta-learner up to this many rows (PROTOCOL.md's range)
 ProgressFactory = Callable[[str], Callable[[dict[str, Any]], None]]
 
 
@@ -49,7 +51,8 @@ class Trained:
 def validation_table(
     model: Recommender, validation: Interactions, threshold: float, shots=VAL_SHOTS
 ) -> dict[str, float]:
-    """ndcg@10 of `model` on the validation users at each number of support rows."""
+    """ndcg@10 of `model` on the validation users at each number of support rows; sizes past
+    COLD_SHOTS count only when at least MIN_VAL_USERS validation users have more rows."""
     seq = Sequences.from_data(validation)
     counts = validation.counts_per_user()
     out = {}
@@ -57,26 +60,33 @@ def validation_table(
         if k == 0 and model.needs_support:
             continue
         users = np.flatnonzero(counts > k)
-        if len(users):
+        if len(users) and (k <= COLD_SHOTS or len(users) >= MIN_VAL_USERS):
             batch = make_batch(seq, users, k, validation.n_items, threshold)
             out[f"K{k}"] = round(validation_ndcg(model, batch), 5)
     return out
 
 
 def routing(results: list[Trained]) -> dict[str, Any]:
-    """From validation: the best meta-learner serves cold users; from the smallest number of
-    interactions at which a baseline beats it for good, the best baseline serves."""
+    """From validation: the best meta-learner up to COLD_SHOTS rows serves cold users; the
+    baseline best from 10 rows up serves users with at least `threshold` rows, the smallest
+    support size from which it beats the cold model at every larger size validated."""
     metas = [r for r in results if r.kind in META_LEARNERS]
     others = [r for r in results if r.kind not in META_LEARNERS]
     if not metas and not others:
         return {}
-    mean = lambda r: float(np.mean(list(r.validation.values())))  # noqa: E731
-    cold = max(metas or others, key=mean)
-    warm = max(others, key=mean) if others else cold
+
+    def mean(r: Trained, keep: Callable[[int], bool]) -> float:
+        vals = [v for k, v in r.validation.items() if keep(int(k[1:]))]
+        return float(np.mean(vals)) if vals else -1.0
+
+    cold = max(metas or others, key=lambda r: mean(r, lambda k: k <= COLD_SHOTS))
+    warm = max(others, key=lambda r: mean(r, lambda k: k >= 10)) if others else cold
     threshold = None
     for k in reversed(VAL_SHOTS[1:]):
         key = f"K{k}"
-        if key in warm.validation and warm.validation[key] > cold.validation.get(key, -1):
+        if key not in warm.validation or key not in cold.validation:
+            continue
+        if warm.validation[key] > cold.validation[key]:
             threshold = k
         else:
             break

@@ -18,7 +18,7 @@ def prototype(e_support: Tensor, weights: Tensor, prior: Tensor, strength: Tenso
 
     With no support row it is the prior; with many it is the plain mean.
     """
-    total = (e_support * weights[..., None]).sum(1) + strength * prior
+    total = torch.bmm(weights[:, None], e_support)[:, 0] + strength * prior
     return total / (weights.sum(1, keepdim=True) + strength)
 
 
@@ -51,7 +51,7 @@ class ProtoNet(MetaLearner):
         dev = (ep.values - bb.mu - bb.rate_bias[ep.items]) * ep.mask
         n = ep.mask.sum(1)
         # rating-deviation prototype: deviations weigh the embedded items, over the row count
-        v = ((es * dev[..., None]).sum(1) + strength[2] * prior["v"]) / (n[:, None] + strength[2])
+        v = (torch.bmm(dev[:, None], es)[:, 0] + strength[2] * prior["v"]) / (n[:, None] + strength[2])
         bu = (dev.sum(1) + strength[2] * prior["bu"]) / (n + strength[2])
         return {"like": like, "dislike": dislike, "v": v, "bu": bu}
 

@@ -237,7 +237,7 @@ def user_histories(session: Session, external_ids: Sequence[str]) -> dict[str, l
             .where(Interaction.user_id.in_(list(rows)))
             .order_by(Interaction.user_id, Interaction.timestamp, Item.id)
         )
-        for uid, item, value, ts in session.execute(stmt):
+        for uid, item, value, ts in session.connection().execute(stmt).all():  # Core rows, no ORM
             rows[uid].append((item, value, ts))
     return out
 
