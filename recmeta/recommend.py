@@ -24,6 +24,7 @@ from recmeta.store import repository as repo
 from recmeta.store import session_scope
 from recmeta.store.models import Item as ItemRow
 from recmeta.tasks import Batch, history_batch
+from recmeta.train import served_by
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -142,11 +143,12 @@ class RecommendationService:
             if not trained:
                 raise CheckpointError("no trained model in this store; run `recmeta train`")
             return trained[0], f"{trained[0]} (no routing trained; run `recmeta train --model all`)"
-        cold, warm, threshold = self.router["cold"], self.router["warm"], self.router["threshold"]
+        cold, threshold = self.router["cold"], self.router["threshold"]
+        name = served_by(self.router, n_rows)
         if n_rows == 0:
-            return cold, f"prior: no interactions yet, {cold}'s population prior"
-        if threshold is not None and n_rows >= threshold:
-            return warm, f"warm: {n_rows} interactions >= {threshold}, served by {warm}"
+            return name, f"prior: no interactions yet, {name}'s population prior"
+        if name != cold:
+            return name, f"warm: {n_rows} interactions >= {threshold}, served by {name}"
         if threshold is None:
             return cold, (
                 f"meta-learner {cold} for {n_rows} interactions (on validation no baseline "

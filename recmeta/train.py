@@ -66,36 +66,43 @@ def validation_table(
     return out
 
 
-def routing(results: list[Trained]) -> dict[str, Any]:
-    """From validation: the best meta-learner up to COLD_SHOTS rows serves cold users; the
-    baseline best from 10 rows up serves users with at least `threshold` rows, the smallest
-    support size from which it beats the cold model at every larger size validated."""
-    metas = [r for r in results if r.kind in META_LEARNERS]
-    others = [r for r in results if r.kind not in META_LEARNERS]
-    if not metas and not others:
+def routing(validation: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """From each model's validation ndcg@10 by support size ({"K5": ...}): the best
+    meta-learner up to COLD_SHOTS rows serves cold users; the baseline best from 10 rows up
+    serves users with at least `threshold` rows, the smallest support size from which it
+    beats the cold model at every larger size validated."""
+    metas = [k for k in validation if k in META_LEARNERS]
+    others = [k for k in validation if k not in META_LEARNERS]
+    if not validation:
         return {}
 
-    def mean(r: Trained, keep: Callable[[int], bool]) -> float:
-        vals = [v for k, v in r.validation.items() if keep(int(k[1:]))]
+    def mean(kind: str, keep: Callable[[int], bool]) -> float:
+        vals = [v for k, v in validation[kind].items() if keep(int(k[1:]))]
         return float(np.mean(vals)) if vals else -1.0
 
-    cold = max(metas or others, key=lambda r: mean(r, lambda k: k <= COLD_SHOTS))
-    warm = max(others, key=lambda r: mean(r, lambda k: k >= 10)) if others else cold
+    cold = max(metas or others, key=lambda m: mean(m, lambda k: k <= COLD_SHOTS))
+    warm = max(others, key=lambda m: mean(m, lambda k: k >= 10)) if others else cold
     threshold = None
     for k in reversed(VAL_SHOTS[1:]):
         key = f"K{k}"
-        if key not in warm.validation or key not in cold.validation:
+        if key not in validation[warm] or key not in validation[cold]:
             continue
-        if warm.validation[key] > cold.validation[key]:
+        if validation[warm][key] > validation[cold][key]:
             threshold = k
         else:
             break
     return {
-        "cold": cold.kind,
-        "warm": warm.kind if threshold is not None else cold.kind,
+        "cold": cold,
+        "warm": warm if threshold is not None else cold,
         "threshold": threshold,
-        "validation": {r.kind: r.validation for r in results},
+        "validation": validation,
     }
+
+
+def served_by(route: dict[str, Any], n_rows: int) -> str:
+    """The model that `route` sends a user with `n_rows` interactions to."""
+    threshold = route["threshold"]
+    return route["warm"] if threshold is not None and n_rows >= threshold else route["cold"]
 
 
 def train(engine: Engine, cfg: TrainConfig, progress: ProgressFactory | None = None) -> list[Trained]:
@@ -151,7 +158,7 @@ def train(engine: Engine, cfg: TrainConfig, progress: ProgressFactory | None = N
                 },
             )
         results.append(Trained(kind, model, path, seconds, val))
-    route = routing(results)
+    route = routing({r.kind: r.validation for r in results})
     if route:
         path = cfg.models_dir / f"routing-{stamp}.json"
         path.write_text(json.dumps(route, indent=2))

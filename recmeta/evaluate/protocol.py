@@ -16,8 +16,11 @@ from recmeta.learners import BASELINES, META_LEARNERS, REGISTRY, Recommender, cr
 from recmeta.metrics import graded_ndcg, ranking_metrics, rating_errors, top_n
 from recmeta.snapshot import Interactions
 from recmeta.tasks import Batch, Sequences, make_batch, positive_threshold, split_users
+from recmeta.train import routing, served_by, validation_table
 
 SCORE_CHUNK = 512  # users scored at once
+RATING_METRICS = ("mae", "rmse", "qndcg@3")
+ROUTED = "auto"  # the row of what `recmeta recommend --model auto` would serve
 
 
 @dataclass
@@ -50,14 +53,17 @@ Progress = Callable[[dict[str, Any]], None]
 
 
 def evaluate(data: Interactions, cfg: EvalConfig, progress: Progress | None = None) -> EvalResult:
-    """Run the protocol over every seed, model and number of shots."""
+    """Run the protocol over every seed, model and number of shots. With several models, the
+    row "auto" is the routed system: per seed, the router that `recmeta train` would store
+    is chosen on the validation users, and each test user gets the cold or warm model's
+    list by their number of support rows."""
     unknown = [m for m in cfg.models if m not in REGISTRY]
     if unknown:
         raise ValueError(f"unknown model(s) {unknown}; choose from {', '.join(REGISTRY)}")
     start = time.perf_counter()
     threshold = positive_threshold(data, cfg.threshold)
     seq = Sequences.from_data(data)
-    records, fit_seconds = [], {m: [] for m in cfg.models}
+    records, fit_seconds, routes = [], {m: [] for m in cfg.models}, {}
     for seed in cfg.seeds:
         split = split_users(data, seed=seed, how=cfg.split, min_interactions=cfg.min_interactions)
         train = snapshot.restrict(data, split.train)
@@ -65,6 +71,7 @@ def evaluate(data: Interactions, cfg: EvalConfig, progress: Progress | None = No
         batches = {
             k: make_batch(seq, split.test, k, data.n_items, threshold, max_query=None) for k in cfg.shots
         }
+        cells, validated = {}, {}
         for kind in cfg.models:
             if progress:
                 progress({"seed": seed, "model": kind, "stage": "fit"})
@@ -72,17 +79,28 @@ def evaluate(data: Interactions, cfg: EvalConfig, progress: Progress | None = No
             t0 = time.perf_counter()
             model.fit(train, validation, seed=seed)
             fit_seconds[kind].append(time.perf_counter() - t0)
+            validated[kind] = validation_table(model, validation, threshold)
             for k, batch in batches.items():
                 if progress:
                     progress({"seed": seed, "model": kind, "stage": "score", "shots": k})
                 if k == 0 and model.needs_support:
                     continue
-                records.append(score_cell(model, batch, data, n=cfg.n).assign(seed=seed, model=kind, shots=k))
+                cell = score_cell(model, batch, data, n=cfg.n)
+                cells[kind, k] = cell.assign(seed=seed, model=kind, shots=k)
+        if len(cfg.models) > 1:
+            route = routing(validated)
+            routes[seed] = {key: route[key] for key in ("cold", "warm", "threshold")}
+            for k in cfg.shots:
+                if (served_by(route, k), k) in cells:  # ranking only: recommend predicts no ratings
+                    ranked = cells[served_by(route, k), k].drop(columns=list(RATING_METRICS), errors="ignore")
+                    cells[ROUTED, k] = ranked.assign(model=ROUTED)
+        records.extend(cells.values())
     recs = pd.concat(records, ignore_index=True) if records else pd.DataFrame()
     return EvalResult(
         config={
             **asdict(cfg),
             "threshold_used": threshold,
+            "routes": routes,
             "dataset": {
                 "users": data.n_users,
                 "items": data.n_items,

@@ -9,16 +9,19 @@ import numpy as np
 import pandas as pd
 from rich.table import Table
 
-from recmeta.evaluate.protocol import EvalResult
+from recmeta.evaluate.protocol import ROUTED, EvalResult
 
 
 def grid(summary: pd.DataFrame, models: list[str], metric: str) -> tuple[list[int], list[tuple[str, list]]]:
     """(shots, [(model, [(text, is_best) or None per shot])]) for one metric: mean ± std over
-    seeds, the best of each column flagged (lowest for errors, highest otherwise)."""
+    seeds, the best model of each column flagged (lowest for errors, highest otherwise; the
+    routed row repeats one of the models' figures and is never flagged)."""
     s = summary[summary.metric == metric]
     shots = [int(k) for k in sorted(s.shots.unique())]
-    pick = s.groupby("shots")["mean"]
-    best = s.loc[pick.idxmin() if metric in ("mae", "rmse") else pick.idxmax()]
+    models = [*models, ROUTED] if ROUTED in set(s.model) and ROUTED not in models else models
+    own = s[s.model != ROUTED]
+    pick = own.groupby("shots")["mean"]
+    best = own.loc[pick.idxmin() if metric in ("mae", "rmse") else pick.idxmax()]
     best_of = dict(zip(best.shots, best.model, strict=True))
     rows = []
     for model in models:
@@ -41,7 +44,7 @@ def table(result: EvalResult, metric: str = "ndcg@10") -> Table:
     shots, rows = grid(result.summary, cfg["models"], metric)
     t = Table(
         title=f"{metric} (mean ± std over seeds {list(cfg['seeds'])}, {cfg['split']} split)",
-        caption=_caption(result.summary),
+        caption=_caption(result.summary) + _routes(result.config),
     )
     t.add_column("model")
     for k in shots:
@@ -81,6 +84,19 @@ def _caption(s: pd.DataFrame) -> str:
     return "users per cell (per seed): " + ", ".join(parts)
 
 
+def _routes(cfg: dict) -> str:
+    routes = cfg.get("routes") or {}
+    if not routes:
+        return ""
+    said = {
+        f"{r['cold']}" + (f", {r['warm']} from {r['threshold']} rows" if r["threshold"] is not None else "")
+        for r in routes.values()
+    }
+    return f"\n{ROUTED}: what `recommend --model auto` serves, routed on validation users: " + "; ".join(
+        sorted(said)
+    )
+
+
 def write_json(result: EvalResult, path: Path) -> Path:
     """Every number: the configuration, the summary, fit times and the per-user records."""
     payload = {
@@ -110,11 +126,12 @@ def plot(result: EvalResult, metric: str, path: Path) -> Path:
 
     s = result.summary[result.summary.metric == metric]
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    for model in result.config["models"]:
+    for model in [*result.config["models"], ROUTED]:
         m = s[s.model == model].sort_values("shots")
         if m.empty:
             continue
-        (line,) = ax.plot(m.shots, m["mean"], marker="o", label=model)
+        style = {"color": "black", "linestyle": "--", "marker": "x"} if model == ROUTED else {"marker": "o"}
+        (line,) = ax.plot(m.shots, m["mean"], label=model, **style)
         ax.fill_between(
             m.shots, m["mean"] - m["std"], m["mean"] + m["std"], alpha=0.15, color=line.get_color()
         )

@@ -80,7 +80,7 @@ def batch_csr(batch: Batch, n_items: int, weights: np.ndarray | None = None):
 def validation_ndcg(model: Recommender, batch: Batch, n: int = 10) -> float:
     """Mean ndcg@n over the users of a batch with query targets (support items removed)."""
     keep = batch.query_pos.sum(1) > 0
-    scores = model.score(batch).astype(np.float64)
+    scores = model.score(batch.support_only()).astype(np.float64)  # the model never sees the query
     rows = np.arange(len(scores))[:, None]
     scores[rows, batch.support_items] = np.where(
         batch.support_mask, -np.inf, scores[rows, batch.support_items]

@@ -196,7 +196,7 @@ def test_evaluate_small(store, tmp_path):
     )
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
-    assert {c["model"] for c in out["summary"]} == {"popular", "protonet"}
+    assert {c["model"] for c in out["summary"]} == {"popular", "protonet", "auto"}
     assert (tmp_path / "ndcg.png").is_file() and (tmp_path / "report.json").is_file()
 
 

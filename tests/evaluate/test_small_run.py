@@ -28,8 +28,14 @@ def test_small_protocol_run(tmp_path: Path):
     cfg = EvalConfig(shots=(1, 5), seeds=(0,), params={m: {"max_time": 20} for m in metas})
     result = evaluate(data, cfg)
     ndcg = result.metric_table("ndcg@10")["mean"]
-    assert set(ndcg.index) == {*metas, "als", "itemknn", "popular"}
+    assert set(ndcg.index) == {*metas, "als", "itemknn", "popular", "auto"}
     assert np.isfinite(ndcg.to_numpy()).all()
+    route = result.config["routes"][0]  # chosen on validation users: a test user with K rows
+    for k in (1, 5):  # gets the list of the model the router sends K rows to
+        served = (
+            route["warm"] if route["threshold"] is not None and k >= route["threshold"] else route["cold"]
+        )
+        assert ndcg.loc["auto", k] == ndcg.loc[served, k]
     if folder is not None:  # the baselines reproduce the reference figures of PROTOCOL.md's run
         assert abs(ndcg.loc["popular", 1] - 0.36) < 0.03
         best_meta = max(ndcg.loc[m, 5] for m in metas)
