@@ -156,6 +156,8 @@ def _report_table(reports, as_json: bool) -> None:
             out.print(f"[yellow]{r.rejected:,} row(s) rejected[/yellow]; see {r.rejects_path}")
         if r.seen_before and r.inserted == 0:
             out.print(f"{r.source} was ingested before; nothing new.")
+        for note in r.notes:
+            out.print(f"[yellow]note:[/yellow] {r.source}: {note}")
 
 
 @ingest_app.command("interactions")
@@ -660,13 +662,16 @@ def recommend(
         print_json(result.as_dict())
         return
     who = f"user {result.user}" if result.user else "new user"
+    titled = any(it.title for it in result.items)  # a catalogue without titles gets no column
     why = ["why"] if explain else []
-    t = Table("#", "item", "title", "score", *why, title=f"{who} · route: {result.route}")
+    t = Table(
+        "#", "item", *(["title"] if titled else []), "score", *why, title=f"{who} · route: {result.route}"
+    )
     for rank, it in enumerate(result.items, start=1):
         t.add_row(
             str(rank),
             it.item,
-            it.title or "",
+            *([it.title or ""] if titled else []),
             f"{it.score:.3f}",
             *(["; ".join(it.reasons)] if explain else []),
         )

@@ -102,6 +102,7 @@ class RecommendationService:
             self.registry = repo.active_models(session)
             self.catalogue = repo.catalogue(session)
             self.top_value = repo.max_value(session) or 1.0
+            self.implicit = repo.log_is_implicit(session)
         if not self.catalogue:
             raise DataError("the store holds no items; run `recmeta ingest` first")
         self._served: dict[str, Served] = {}
@@ -355,7 +356,9 @@ class RecommendationService:
         without = served.raw_scores(loo)
         delta = full[None, top] - without[:, top]  # (support rows, recommended items)
         protos = (
-            self._prototype_reasons(model, batch, top, served.new_x) if isinstance(model, ProtoNet) else {}
+            self._prototype_reasons(model, batch, top, served.new_x, self.implicit)
+            if isinstance(model, ProtoNet)
+            else {}
         )
         for j, it in enumerate(items):
             order = np.argsort(-delta[:, j])[:2]
@@ -363,8 +366,12 @@ class RecommendationService:
             for o in order:
                 if delta[o, j] > 0:
                     src = served.ids[its[cols[o]]]
-                    title = self._title(src) or src
-                    reasons.append(f"because you rated {title} {vals[cols[o]]:g}")
+                    title = self._title(src) or f"item {src}"
+                    reasons.append(
+                        f"because you have {title}"
+                        if self.implicit
+                        else f"because you rated {title} {vals[cols[o]]:g}"
+                    )
             if not reasons:
                 reasons.append("popular overall; none of your items pushed it up")
             if j in protos:
@@ -373,7 +380,7 @@ class RecommendationService:
 
     @staticmethod
     def _prototype_reasons(
-        model: ProtoNet, batch: Batch, top: np.ndarray, new_x: np.ndarray | None
+        model: ProtoNet, batch: Batch, top: np.ndarray, new_x: np.ndarray | None, implicit: bool
     ) -> dict[int, str]:
         import torch
 
@@ -388,6 +395,9 @@ class RecommendationService:
         out = {}
         for j in range(len(top)):
             like, dislike = float(d_like[j]), float(d_dislike[j])
+            if implicit:  # a click log has no dislikes to compare with
+                out[j] = f"close to what you have (distance {like:.2f} to your prototype)"
+                continue
             out[j] = (
                 f"close to what you liked (distance {like:.2f} to your liked prototype, "
                 f"{dislike:.2f} to {disliked} disliked one)"

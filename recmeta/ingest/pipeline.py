@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ class IngestReport:
     items_created: int = 0
     rejects_path: str | None = None
     seen_before: bool = False
+    notes: list[str] = field(default_factory=list)
 
     @property
     def duplicates(self) -> int:
@@ -76,6 +78,14 @@ def ingest_log(
     report = IngestReport(source=str(path))
     digest = file_hash(path)
     report.seen_before = repo.batch_seen(session, digest)
+    chunks = read_raw(spec)
+    first = next(chunks, None)
+    if first is None:
+        raise DataError(f"{path}: the file holds no rows")
+    cols = resolve_columns(spec, list(first.columns))
+    if cols["value"] is None and not spec.implicit:  # only user, item (and time) columns
+        spec = replace(spec, implicit=True)
+        report.notes.append("no value column: read as an implicit log, one event per row")
     batch = repo.start_batch(
         session, source=str(path), kind="implicit" if spec.implicit else "explicit", content_hash=digest
     )
@@ -83,9 +93,7 @@ def ingest_log(
     n_users, n_items = len(users), len(items)
     rejects_path = rejects_path or default_rejects_path(path)
     wrote_rejects = False
-    cols = None
-    for raw in read_raw(spec):
-        cols = cols or resolve_columns(spec, list(raw.columns))
+    for raw in itertools.chain([first], chunks):
         chunk = validate(raw, cols, spec)
         report.rows_read += chunk.rows_read
         if len(chunk.rejects):
@@ -120,8 +128,6 @@ def ingest_log(
         report.inserted += repo.insert_interactions(session, frame)
         if progress:
             progress(report.rows_read)
-    if cols is None:
-        raise DataError(f"{path}: the file holds no rows")
     report.users_created = len(users) - n_users
     report.items_created = len(items) - n_items
     report.rejects_path = str(rejects_path) if wrote_rejects else None

@@ -204,12 +204,13 @@ def resolve_columns(spec: LogSpec, columns: list[str]) -> dict[str, str | None]:
                 f"{spec.path}:1: no {role} column; the file has {columns}. "
                 f"Pass --{role}-col NAME{_delimiter_hint(spec, columns)}"
             )
-    if out["value"] is None and not spec.implicit:
+    unused = [c for c in columns if c not in out.values()]
+    if out["value"] is None and not spec.implicit and unused:
         raise DataError(
             f"{spec.path}:1: no value (rating) column; the file has {columns}. "
             "Pass --value-col NAME, or --implicit for a click or count log"
         )
-    return out
+    return out  # no value column and nothing else in the file: a click log (see ingest_log)
 
 
 def _delimiter_hint(spec: LogSpec, columns: list[str]) -> str:

@@ -271,3 +271,25 @@ def test_recommend_imports_only_what_it_needs(store, model):
     want = "['implicit', 'scipy']" if model == "als" else "[]"
     assert loaded == want, out.stderr
     assert json.loads(out.stdout)["model"] == model
+
+
+def test_a_click_log_end_to_end(tmp_path):
+    """user,item only: read as implicit, trained, explained without ratings or dislikes."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    rows = {(f"u{u}", f"i{i}") for u in range(60) for i in rng.choice(40, 8, replace=False) + (u % 2) * 20}
+    log = tmp_path / "clicks.csv"
+    log.write_text("user,item\n" + "".join(f"{u},{i}\n" for u, i in sorted(rows)))
+    db = str(tmp_path / "c.db")
+    res = cli(db, "ingest", "interactions", str(log))
+    assert res.exit_code == 0 and "implicit" in res.output, res.output
+    res = cli(
+        db, "train", "-m", "protonet", "-m", "popular", "--epochs", "1", "--models-dir", str(tmp_path / "m")
+    )
+    assert res.exit_code == 0, res.output
+    res = cli(db, "recommend", "--with", "i1", "i3", "--model", "protonet", "--explain", "--json")
+    assert res.exit_code == 0, res.output
+    reasons = " ".join(r for it in json.loads(res.stdout)["items"] for r in it["reasons"])
+    assert "because you have item i" in reasons or "close to what you have" in reasons
+    assert "rated" not in reasons and "dislike" not in reasons

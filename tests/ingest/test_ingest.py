@@ -173,9 +173,18 @@ def test_missing_file_is_a_clear_error(sqlite_url, tmp_path):
         run(make_engine(sqlite_url), LogSpec(path=tmp_path / "nope.csv"))
 
 
-def test_explicit_log_without_values_asks_for_implicit(sqlite_url, tmp_path):
-    path = write(tmp_path / "clicks.csv", "user,item\na,x\n")
-    with pytest.raises(DataError, match="--implicit"):
+def test_a_log_of_only_users_items_and_times_is_read_as_clicks(sqlite_url, tmp_path):
+    engine = make_engine(sqlite_url)
+    path = write(tmp_path / "clicks.csv", "user,item,timestamp\na,x,1\na,y,2\nb,x,3\n")
+    report = run(engine, LogSpec(path=path))
+    assert report.inserted == 3 and "implicit" in report.notes[0]
+    with session_scope(engine) as s:
+        assert stats(s)["implicit"]
+
+
+def test_an_unrecognised_extra_column_asks_for_the_value_column(sqlite_url, tmp_path):
+    path = write(tmp_path / "log.csv", "user,item,stars\na,x,5\n")
+    with pytest.raises(DataError, match="--value-col NAME, or --implicit"):
         run(make_engine(sqlite_url), LogSpec(path=path))
 
 
