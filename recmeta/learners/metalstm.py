@@ -3,6 +3,7 @@ user's parameters in one forward pass; no gradient steps when recommending."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import torch
@@ -10,6 +11,24 @@ from torch import Tensor, nn
 
 from recmeta.learners.backbone import Episode, Theta
 from recmeta.learners.meta import MetaLearner
+
+
+def latest_rows(ep: Episode, m: int) -> Episode:
+    """The episode's supports cut to each user's latest `m` rows (rows are left-aligned)."""
+    width = ep.items.shape[1]
+    if width <= m:
+        return ep
+    start = (ep.mask.sum(1).long() - m).clamp(min=0)
+    idx = start[:, None] + torch.arange(m, device=start.device)
+    take = lambda t: t.gather(1, idx)  # noqa: E731
+    return replace(
+        ep,
+        items=take(ep.items),
+        values=take(ep.values),
+        liked=take(ep.liked),
+        mask=take(ep.mask),
+        times=take(ep.times),
+    )
 
 
 class MetaLSTM(MetaLearner):
@@ -26,7 +45,12 @@ class MetaLSTM(MetaLearner):
         nn.init.zeros_(self.generate.bias)
 
     def read(self, ep: Episode, e: Tensor) -> Tensor:
-        """(B, hidden) state after each user's last support row (zeros for an empty support)."""
+        """(B, hidden) state after each user's last support row (zeros for an empty support).
+
+        It reads a user's latest `max_support` rows: the lengths it was meta-trained on (on
+        ML-100K validation users with 50 or 100 rows, reading all of them was no better).
+        """
+        ep = latest_rows(ep, self.params["max_support"])
         gaps = torch.diff(ep.times, dim=1, prepend=ep.times[:, :1]).clamp(min=0)
         x = torch.cat(
             [

@@ -57,3 +57,27 @@ def test_metalstm_generates_per_support_weights(small):
     torch.testing.assert_close(theta["u"][0], theta["u"][1])
     assert not torch.allclose(theta["u"][0], theta["u"][2])
     assert not torch.allclose(theta["bu"][0], theta["bu"][2])
+
+
+def test_metalstm_reads_the_latest_rows_it_was_trained_on(small):
+    _, train, val = split_views(small)
+    model = MetaLSTM(epochs=1, dim=16, hidden=16, max_support=4, device="cpu").fit(train, val)
+    rng = np.random.default_rng(0)
+    items, values, times = (
+        rng.choice(small.n_items, 9, replace=False),
+        rng.integers(1, 6, 9),
+        np.arange(9) * 60,
+    )
+    batch = history_batch(
+        [items, items[-4:], items[:3]],
+        [values.astype(np.float32), values[-4:].astype(np.float32), values[:3].astype(np.float32)],
+        [times, times[-4:], times[:3]],
+    )
+    with torch.no_grad():
+        h = model.read(model.episode(batch), model.backbone.items())
+        short = model.read(
+            model.episode(history_batch([items[:3]], [values[:3].astype(np.float32)], [times[:3]])),
+            model.backbone.items(),
+        )
+    torch.testing.assert_close(h[0], h[1])  # 9 rows read as their latest 4
+    torch.testing.assert_close(h[2], short[0])  # a shorter support in the same batch is untouched
