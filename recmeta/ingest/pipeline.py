@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from recmeta.errors import DataError
 from recmeta.ingest import movielens
-from recmeta.ingest.readers import LogSpec, read_raw, resolve_columns, validate
+from recmeta.ingest.readers import COUNT_COLUMNS, LogSpec, read_raw, resolve_columns, validate
 from recmeta.store import repository as repo
 from recmeta.store import session_scope
 from recmeta.store.models import Item, User
@@ -86,6 +86,12 @@ def ingest_log(
     if cols["value"] is None and not spec.implicit:  # only user, item (and time) columns
         spec = replace(spec, implicit=True)
         report.notes.append("no value column: read as an implicit log, one event per row")
+    elif not spec.implicit and spec.value_col is None and cols["value"].lower() in COUNT_COLUMNS:
+        spec = replace(spec, implicit=True)
+        report.notes.append(
+            f"column {cols['value']!r} holds counts: read as an implicit log "
+            f"(pass --value-col {cols['value']} to read it as ratings)"
+        )
     batch = repo.start_batch(
         session, source=str(path), kind="implicit" if spec.implicit else "explicit", content_hash=digest
     )

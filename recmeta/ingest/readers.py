@@ -31,6 +31,11 @@ ALIASES = {
         "visitorid",
         "visitor_id",
         "session_id",
+        "reviewer_id",
+        "reviewerid",
+        "member_id",
+        "account_id",
+        "client_id",
     ),
     "item": (
         "item",
@@ -44,10 +49,38 @@ ALIASES = {
         "track_id",
         "song_id",
         "article_id",
+        "artist_id",
+        "book_id",
+        "isbn",
+        "asin",
+        "anime_id",
+        "business_id",
+        "video_id",
+        "sku",
     ),
-    "value": ("value", "rating", "score", "count", "plays", "clicks", "weight"),
+    "value": (
+        "value",
+        "rating",
+        "score",
+        "stars",
+        "weight",
+        "count",
+        "plays",
+        "play_count",
+        "playcount",
+        "listens",
+        "clicks",
+        "views",
+        "quantity",
+    ),
     "time": ("timestamp", "time", "ts", "datetime", "date", "event_time", "created_at"),
 }
+
+
+# A value column found under one of these names holds counts: the log is read as implicit
+COUNT_COLUMNS = frozenset(
+    {"count", "plays", "play_count", "playcount", "listens", "clicks", "views", "quantity"}
+)
 
 
 @dataclass(frozen=True)

@@ -182,8 +182,21 @@ def test_a_log_of_only_users_items_and_times_is_read_as_clicks(sqlite_url, tmp_p
         assert stats(s)["implicit"]
 
 
+def test_a_count_column_makes_an_implicit_log_unless_named_as_the_value(sqlite_url, tmp_path):
+    path = write(tmp_path / "plays.csv", "user_id,artist_id,plays\na,x,120\na,y,3\nb,x,40\n")
+    engine = make_engine(sqlite_url)
+    report = run(engine, LogSpec(path=path))
+    assert "'plays' holds counts" in report.notes[0]
+    with session_scope(engine) as s:
+        assert stats(s)["implicit"] and stats(s)["value_max"] == 120
+    engine = make_engine(f"sqlite:///{tmp_path / 'explicit.db'}")
+    assert not run(engine, LogSpec(path=path, value_col="plays")).notes
+    with session_scope(engine) as s:
+        assert not stats(s)["implicit"]
+
+
 def test_an_unrecognised_extra_column_asks_for_the_value_column(sqlite_url, tmp_path):
-    path = write(tmp_path / "log.csv", "user,item,stars\na,x,5\n")
+    path = write(tmp_path / "log.csv", "user,item,grade\na,x,5\n")
     with pytest.raises(DataError, match="--value-col NAME, or --implicit"):
         run(make_engine(sqlite_url), LogSpec(path=path))
 
