@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from recmeta import snapshot
+from recmeta.errors import DataError
 from recmeta.learners import BASELINES, META_LEARNERS, REGISTRY, Recommender, create
 from recmeta.metrics import graded_ndcg, ranking_metrics, rating_errors, top_n
 from recmeta.snapshot import Interactions
@@ -66,6 +67,12 @@ def evaluate(data: Interactions, cfg: EvalConfig, progress: Progress | None = No
     records, fit_seconds, routes = [], {m: [] for m in cfg.models}, {}
     for seed in cfg.seeds:
         split = split_users(data, seed=seed, how=cfg.split, min_interactions=cfg.min_interactions)
+        if len(split.test) == 0:
+            eligible = int((data.counts_per_user() >= cfg.min_interactions).sum())
+            raise DataError(
+                f"{eligible} user(s) have at least {cfg.min_interactions} interactions: too few for "
+                "10 % test users; lower --min-interactions (PROTOCOL.md uses 20) or add data"
+            )
         train = snapshot.restrict(data, split.train)
         validation = snapshot.restrict(data, split.validation)
         batches = {

@@ -125,3 +125,10 @@ def test_users_without_positive_query_are_skipped_and_counted():
     skipped = result.records.skipped
     row = result.summary[result.summary.metric == "ndcg@10"].iloc[0]
     assert row.users + row.skipped == len(result.records) and row.skipped == skipped.sum()
+
+
+def test_too_few_eligible_users_is_a_clear_error(data):
+    from recmeta.errors import DataError
+
+    with pytest.raises(DataError, match="lower --min-interactions"):
+        evaluate(data, EvalConfig(models=("popular",), shots=(1,), seeds=(0,), min_interactions=10_000))
