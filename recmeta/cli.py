@@ -411,7 +411,7 @@ def train(
 
     Each checkpoint is written atomically and registered; `recmeta models` lists them.
     """
-    from recmeta.train import TrainConfig
+    from recmeta.train import VAL_MIN_ROWS, TrainConfig
     from recmeta.train import train as run_train
 
     cfg = TrainConfig(
@@ -457,6 +457,11 @@ def train(
     out.print(t)
     if results:
         out.print(f"checkpoints in {results[0].path.parent}; `recmeta models` lists them")
+    if results and not any(r.validation for r in results):
+        err.print(
+            f"[yellow]note:[/yellow] no validation users (none has {VAL_MIN_ROWS}+ interactions): "
+            "the models ran every epoch and routing sends everyone to the first meta-learner"
+        )
 
 
 @app.command()

@@ -25,6 +25,7 @@ from recmeta.tasks import Sequences, make_batch, split_users
 ALL = (*META_LEARNERS, *BASELINES)
 VAL_SHOTS = (0, 1, 3, 5, 10, 20, 50, 100)  # support sizes validated; 50 and 100 place the warm route
 MIN_VAL_USERS = 20  # a support size with fewer validation users than this is too noisy to use
+VAL_MIN_ROWS = 6  # a user needs this many rows to be held out for validation
 COLD_SHOTS = 20  # the cold model is the best meta-learner up to this many rows (PROTOCOL.md's range)
 ProgressFactory = Callable[[str], Callable[[dict[str, Any]], None]]
 
@@ -114,7 +115,7 @@ def train(engine: Engine, cfg: TrainConfig, progress: ProgressFactory | None = N
     data = snapshot.load(engine)
     if data.values.nnz == 0:
         raise DataError("the store holds no interactions; run `recmeta ingest` first")
-    split = split_users(data, seed=cfg.seed, fractions=(0.1, 0.0), min_interactions=6)
+    split = split_users(data, seed=cfg.seed, fractions=(0.1, 0.0), min_interactions=VAL_MIN_ROWS)
     train_data = snapshot.restrict(data, split.train)
     val_data = snapshot.restrict(data, split.validation)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
