@@ -20,7 +20,7 @@ from recmeta.learners.base import validation_ndcg
 from recmeta.snapshot import Interactions
 from recmeta.store import repository as repo
 from recmeta.store import session_scope
-from recmeta.tasks import Sequences, make_batch, split_users
+from recmeta.tasks import Sequences, make_batch, positive_threshold, split_users
 
 ALL = (*META_LEARNERS, *BASELINES)
 VAL_SHOTS = (0, 1, 3, 5, 10, 20, 50, 100)  # support sizes validated; 50 and 100 place the warm route
@@ -127,12 +127,11 @@ def train(engine: Engine, cfg: TrainConfig, progress: ProgressFactory | None = N
                 params["epochs"] = cfg.epochs
             if cfg.max_time is not None:
                 params["max_time"] = cfg.max_time
-        model = create(kind, **params)
+        model = create(kind, fitted={r.kind: r.model for r in results}, **params)
         start = time.perf_counter()
         model.fit(train_data, val_data, progress=progress(kind) if progress else None, seed=cfg.seed)
         seconds = time.perf_counter() - start
-        threshold = model.params.get("threshold") or model.params.get("shapes", {}).get("threshold")
-        val = validation_table(model, val_data, threshold)
+        val = validation_table(model, val_data, positive_threshold(train_data, model.params.get("threshold")))
         path = cfg.models_dir / f"{kind}-{stamp}.safetensors"
         checkpoint.save(
             model,

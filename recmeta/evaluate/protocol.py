@@ -78,13 +78,13 @@ def evaluate(data: Interactions, cfg: EvalConfig, progress: Progress | None = No
         batches = {
             k: make_batch(seq, split.test, k, data.n_items, threshold, max_query=None) for k in cfg.shots
         }
-        cells, validated = {}, {}
+        cells, validated, models = {}, {}, {}
         for kind in cfg.models:
             if progress:
                 progress({"seed": seed, "model": kind, "stage": "fit"})
-            model = create(kind, **{"threshold": cfg.threshold, **cfg.params.get(kind, {})})
+            model = create(kind, fitted=models, **{"threshold": cfg.threshold, **cfg.params.get(kind, {})})
             t0 = time.perf_counter()
-            model.fit(train, validation, seed=seed)
+            models[kind] = model.fit(train, validation, seed=seed)
             fit_seconds[kind].append(time.perf_counter() - t0)
             validated[kind] = validation_table(model, validation, threshold)
             for k, batch in batches.items():

@@ -39,7 +39,15 @@ def cli(db, *args, input=None):
 
 def test_train_registers_every_model(store):
     db, _, trained = store
-    assert {t["model"] for t in trained} == {"maml", "protonet", "metalstm", "als", "itemknn", "popular"}
+    assert {t["model"] for t in trained} == {
+        "maml",
+        "protonet",
+        "metalstm",
+        "ensemble",
+        "als",
+        "itemknn",
+        "popular",
+    }
     assert all("K5" in t["validation_ndcg@10"] for t in trained)
     listed = json.loads(cli(db, "models", "--json").stdout)
     assert {m["name"] for m in listed if m["active"]} >= {"maml", "router", "als"}

@@ -76,7 +76,7 @@ def test_implicit_logs_work(kind, small_implicit):
     assert np.isfinite(scores).all()
 
 
-@pytest.mark.parametrize("kind", ["maml", "protonet", "metalstm"])
+@pytest.mark.parametrize("kind", ["maml", "protonet", "metalstm", "ensemble"])
 def test_meta_learners_predict_ratings_on_the_scale(kind, small):
     model = fitted(kind, small)
     batch = batch_of(small, 5)
