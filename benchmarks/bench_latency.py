@@ -30,7 +30,13 @@ from recmeta.learners import create
 from recmeta.snapshot import Interactions
 from recmeta.tasks import history_batch, split_users
 
-MODELS = {"maml": {"epochs": 1}, "protonet": {"epochs": 1}, "metalstm": {"epochs": 1}, "als": {"factors": 64}}
+MODELS = {
+    "maml": {"epochs": 1},
+    "protonet": {"epochs": 1},
+    "metalstm": {"epochs": 1},
+    "ensemble": {"epochs": 1},
+    "als": {"factors": 64},
+}
 
 
 def synthetic_catalogue(n_items: int = 100_000, n_users: int = 3_000, seed: int = 0) -> Interactions:

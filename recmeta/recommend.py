@@ -355,11 +355,9 @@ class RecommendationService:
         full = served.raw_scores(batch)[0]
         without = served.raw_scores(loo)
         delta = full[None, top] - without[:, top]  # (support rows, recommended items)
-        protos = (
-            self._prototype_reasons(model, batch, top, served.new_x, self.implicit)
-            if isinstance(model, ProtoNet)
-            else {}
-        )
+        # ProtoNet, alone or as a member of the ensemble, also says which prototype is nearer
+        proto = model if isinstance(model, ProtoNet) else getattr(model, "models", {}).get("protonet")
+        protos = self._prototype_reasons(proto, batch, top, served.new_x, self.implicit) if proto else {}
         for j, it in enumerate(items):
             order = np.argsort(-delta[:, j])[:2]
             reasons = []
