@@ -504,7 +504,7 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON."
 def evaluate(
     model: Annotated[
         list[str] | None,
-        typer.Option("--models", "-m", help="Models to compare; repeatable (default: all six)."),
+        typer.Option("--models", "-m", help="Models to compare; repeatable (default: all seven)."),
     ] = None,
     shots: Annotated[
         list[int] | None,
