@@ -256,7 +256,7 @@ def test_items_added_after_training_are_scored_from_their_features(tmp_path):
     assert any("cannot be recommended by this model" in w for w in pop["warnings"])
 
 
-@pytest.mark.parametrize("model", ["maml", "protonet", "metalstm", "als"])
+@pytest.mark.parametrize("model", ["maml", "protonet", "metalstm", "ensemble", "als"])
 def test_recommend_imports_only_what_it_needs(store, model):
     """A `recommend` process loads no pandas, no scipy for a meta-learner and no torch compiler
     stack (MAML adapts with its closed-form gradient): imports are most of its wall time."""
