@@ -396,7 +396,12 @@ def train(
     model: Annotated[
         list[str] | None,
         typer.Option(
-            "--model", "-m", help="maml, protonet, metalstm, als, itemknn, popular or all; repeatable."
+            "--model",
+            "-m",
+            help=(
+                "maml, protonet, metalstm, ensemble, als, itemknn, popular or all (default); "
+                "repeatable. The ensemble reuses the members trained in the same run."
+            ),
         ),
     ] = None,
     epochs: Annotated[
