@@ -9,6 +9,7 @@ one of them from about 90 validation users cannot promise.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -38,12 +39,18 @@ class Ensemble(Recommender):
     kind = "ensemble"
     predicts_ratings = True
 
-    def __init__(self, members: list[str] | tuple[str, ...] = tuple(MEMBERS), fitted=None, **params: Any):
+    def __init__(
+        self,
+        members: Sequence[str] = tuple(MEMBERS),
+        fitted: Mapping[str, Recommender] | None = None,
+        **params: Any,
+    ) -> None:
         unknown = [m for m in members if m not in MEMBERS]
         if unknown or not members:
             raise ValueError(f"ensemble members must be among {', '.join(MEMBERS)}, not {list(members)}")
         super().__init__(members=list(members), **params)
-        self.models: dict[str, Recommender] = {m: (fitted or {})[m] for m in members if m in (fitted or {})}
+        fitted = fitted or {}
+        self.models: dict[str, Recommender] = {m: fitted[m] for m in members if m in fitted}
         self.fitted_: bool | None = None
 
     def fit(
