@@ -110,6 +110,37 @@ def latency(data: Interactions, repeat: int) -> dict:
     return out
 
 
+def inner_step(data: Interactions, repeat: int) -> dict:
+    """One MAML inner step for one cold user: `vmap(grad(support_loss))` (training's way)
+    against the closed-form `support_grad` that serving uses, in the same run."""
+    from torch.func import grad, vmap
+
+    from recmeta.learners.maml import support_grad, support_loss
+
+    split = split_users(data, seed=0, min_interactions=10)
+    model = create("maml", epochs=1).fit(snapshot.restrict(data, split.train), seed=0)
+    bb, ep = model.backbone, model.episode(one_user(data.n_items))
+    with torch.inference_mode():
+        theta = bb.theta0(bb.context(ep))
+        args = (bb.items(), bb.item_bias, bb.rate_bias, bb.mu, ep.items, ep.values, ep.mask, ep.liked, 0.5)
+        ways = {
+            "vmap_grad": vmap(grad(support_loss), in_dims=(0, None, None, None, None, 0, 0, 0, 0, None)),
+            "closed_form": support_grad,
+        }
+        out = {}
+        for name, step in ways.items():
+            step(theta, *args)
+            times = []
+            for _ in range(repeat):
+                t = time.perf_counter()
+                step(theta, *args)
+                times.append((time.perf_counter() - t) * 1000)
+            out[f"{name}_p50_ms"] = statistics.median(times)
+    out["speedup"] = out["vmap_grad_p50_ms"] / out["closed_form_p50_ms"]
+    print("inner step", json.dumps(out), flush=True)
+    return out
+
+
 def process_wall(repeat: int = 5) -> dict:
     """`recmeta recommend` as a whole process (median of `repeat` runs) after training on
     ML-100K: each model for user 1, the routed defaults, and `import torch` alone as the floor."""
@@ -195,6 +226,7 @@ def main() -> None:
     args = ap.parse_args()
     results = {"machine": machine(), "torch_threads": torch.get_num_threads()}
     if not args.process_only:
+        results["maml_inner_step"] = inner_step(load_ml100k(), args.repeat)
         results["ml100k_1682_items"] = latency(load_ml100k(), args.repeat)
         results["synthetic_100k_items"] = latency(synthetic_catalogue(), max(20, args.repeat // 10))
     results["process_wall"] = process_wall()
