@@ -98,8 +98,9 @@ def evaluate(data: Interactions, cfg: EvalConfig, progress: Progress | None = No
             route = routing(validated)
             routes[seed] = {key: route[key] for key in ("cold", "warm", "threshold")}
             for k in cfg.shots:
-                if (served_by(route, k), k) in cells:  # ranking only: recommend predicts no ratings
-                    ranked = cells[served_by(route, k), k].drop(columns=list(RATING_METRICS), errors="ignore")
+                cell = cells.get((served_by(route, k), k))
+                if cell is not None:  # ranking only: recommend predicts no ratings
+                    ranked = cell.drop(columns=list(RATING_METRICS), errors="ignore")
                     cells[ROUTED, k] = ranked.assign(model=ROUTED)
         records.extend(cells.values())
     recs = pd.concat(records, ignore_index=True) if records else pd.DataFrame()
