@@ -29,6 +29,7 @@ from recmeta import snapshot
 from recmeta.learners import create
 from recmeta.snapshot import Interactions
 from recmeta.tasks import history_batch, split_users
+from recmeta.training import fit
 
 MODELS = {
     "maml": {"epochs": 1},
@@ -87,7 +88,7 @@ def latency(data: Interactions, repeat: int) -> dict:
     train = snapshot.restrict(data, split.train)
     out = {}
     for kind, params in MODELS.items():
-        model = create(kind, **params).fit(train, seed=0)
+        model = fit(create(kind, **params), train, seed=0)
         batch = one_user(data.n_items)
         model.score(batch)  # warm-up (first-call imports and allocations)
         times = []
@@ -118,7 +119,7 @@ def inner_step(data: Interactions, repeat: int) -> dict:
     from recmeta.learners.maml import support_grad, support_loss
 
     split = split_users(data, seed=0, min_interactions=10)
-    model = create("maml", epochs=1).fit(snapshot.restrict(data, split.train), seed=0)
+    model = fit(create("maml", epochs=1), snapshot.restrict(data, split.train), seed=0)
     bb, ep = model.backbone, model.episode(one_user(data.n_items))
     with torch.inference_mode():
         theta = bb.theta0(bb.context(ep))

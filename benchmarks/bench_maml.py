@@ -25,6 +25,7 @@ from recmeta import snapshot
 from recmeta.learners.backbone import Episode, ratings
 from recmeta.learners.maml import MAML, maml_update, support_loss
 from recmeta.tasks import Sequences, make_batch, split_users
+from recmeta.training import fit
 
 
 def l2l_loss(model: MAML, ep: Episode) -> torch.Tensor:
@@ -79,7 +80,7 @@ def main() -> None:
     data = load_ml100k()
     split = split_users(data, seed=0)
     train = snapshot.restrict(data, split.train)
-    model = MAML(epochs=1, inner_steps=args.steps, device="cpu").fit(train, seed=0)
+    model = fit(MAML(epochs=1, inner_steps=args.steps, device="cpu"), train, seed=0)
     seq = Sequences.from_data(train)
     rng = np.random.default_rng(0)
     users = np.flatnonzero(train.counts_per_user() >= 21)

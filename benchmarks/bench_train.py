@@ -19,11 +19,12 @@ from ml100k import load_ml100k
 from recmeta import snapshot
 from recmeta.learners import create
 from recmeta.tasks import split_users
+from recmeta.training import fit
 data = load_ml100k()
 split = split_users(data, seed=0, fractions=(0.1, 0.0), min_interactions=6)
 train, val = snapshot.restrict(data, split.train), snapshot.restrict(data, split.validation)
 t = time.perf_counter()
-model = create({kind!r}).fit(train, val, seed=0)
+model = fit(create({kind!r}), train, val, seed=0)
 print(json.dumps({{"seconds": time.perf_counter() - t, "best_epoch": getattr(model, "best_epoch_", None)}}))
 """
 

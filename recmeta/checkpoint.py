@@ -11,7 +11,7 @@ import os
 import platform
 import tempfile
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from safetensors.torch import save_file
 from recmeta import __version__
 from recmeta.errors import CheckpointError
 from recmeta.learners import REGISTRY, Recommender
+from recmeta.learners.meta import OPTIM
 from recmeta.snapshot import Interactions
 
 SCHEMA = 1
@@ -38,6 +39,7 @@ class Loaded:
 
     model: Recommender
     manifest: dict[str, Any]
+    optimizer: dict[str, torch.Tensor] = field(default_factory=dict)  # optimiser state, if saved
 
     @property
     def item_ids(self) -> list[str]:
@@ -62,9 +64,18 @@ def versions() -> dict[str, str]:
     }
 
 
-def save(model: Recommender, path: Path, data: Interactions, **extra: Any) -> Path:
-    """Write `model` to `path` atomically (temporary file, then rename)."""
+def save(
+    model: Recommender,
+    path: Path,
+    data: Interactions,
+    *,
+    optimizer: dict[str, torch.Tensor] | None = None,
+    **extra: Any,
+) -> Path:
+    """Write `model` to `path` atomically (temporary file, then rename); `optimizer` (named
+    tensors under "optim/") lets `recmeta train --continue` start where training stopped."""
     config, tensors = model.state()
+    tensors = {**tensors, **(optimizer or {})}
     manifest = {
         "schema": SCHEMA,
         "kind": model.kind,
@@ -131,12 +142,13 @@ def load(path: Path, catalogue: Collection[str] | None = None) -> Loaded:
     try:
         with safe_open(str(path), framework="pt") as fh:
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
+        optimizer = {k: tensors.pop(k) for k in [k for k in tensors if k.startswith(OPTIM)]}
         model = REGISTRY[manifest["kind"]].from_state(dict(manifest["config"]), tensors)
     except (KeyError, RuntimeError, ValueError) as exc:
         raise CheckpointError(
             f"{path}: does not match this version of {manifest['kind']} ({exc}); retrain with `recmeta train`"
         ) from exc
-    return Loaded(model=model, manifest=manifest)
+    return Loaded(model=model, manifest=manifest, optimizer=optimizer)
 
 
 def check_catalogue(manifest: dict[str, Any], known: Collection[str], path: Path) -> None:

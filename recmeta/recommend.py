@@ -20,11 +20,11 @@ from recmeta import checkpoint, snapshot
 from recmeta.errors import CheckpointError, DataError, UnknownItemError, UnknownUserError
 from recmeta.learners.protonet import ProtoNet
 from recmeta.metrics import top_n
+from recmeta.routing import served_by
 from recmeta.store import repository as repo
 from recmeta.store import session_scope
 from recmeta.store.models import Item as ItemRow
 from recmeta.tasks import Batch, history_batch
-from recmeta.train import served_by
 
 if TYPE_CHECKING:
     import pandas as pd

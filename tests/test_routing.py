@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from recmeta.train import routing, served_by
+from recmeta.routing import routing, served_by
 
 
 def test_a_baseline_that_wins_from_some_history_length_on_serves_from_there():

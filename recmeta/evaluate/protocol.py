@@ -15,9 +15,10 @@ from recmeta import snapshot
 from recmeta.errors import DataError
 from recmeta.learners import BASELINES, META_LEARNERS, REGISTRY, Recommender, create
 from recmeta.metrics import graded_ndcg, ranking_metrics, rating_errors, top_n
+from recmeta.routing import routing, served_by, validation_table
 from recmeta.snapshot import Interactions
 from recmeta.tasks import Batch, Sequences, make_batch, positive_threshold, split_users
-from recmeta.train import routing, served_by, validation_table
+from recmeta.training import fit
 
 SCORE_CHUNK = 512  # users scored at once
 RATING_METRICS = ("mae", "rmse", "qndcg@3")
@@ -84,7 +85,7 @@ def evaluate(data: Interactions, cfg: EvalConfig, progress: Progress | None = No
                 progress({"seed": seed, "model": kind, "stage": "fit"})
             model = create(kind, fitted=models, **{"threshold": cfg.threshold, **cfg.params.get(kind, {})})
             t0 = time.perf_counter()
-            models[kind] = model.fit(train, validation, seed=seed)
+            models[kind] = fit(model, train, validation, seed=seed)
             fit_seconds[kind].append(time.perf_counter() - t0)
             validated[kind] = validation_table(model, validation, threshold)
             for k, batch in batches.items():

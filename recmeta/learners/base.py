@@ -11,7 +11,6 @@ import torch
 
 from recmeta.errors import NotFittedError
 from recmeta.metrics import ranking_metrics, top_n
-from recmeta.snapshot import Interactions
 from recmeta.tasks import Batch
 
 Progress = Callable[[dict[str, Any]], None]
@@ -20,10 +19,11 @@ Progress = Callable[[dict[str, Any]], None]
 class Recommender(ABC):
     """Scores the whole catalogue for users known only by their support rows.
 
-    `fit(train, validation)` learns from the training users' rows (`train` holds no other
-    user's rows) and may use `validation` (validation users' rows) for early stopping and
-    tuning. `score(batch)` returns a (users, items) array for the supports in `batch`;
-    the caller removes the support items. State round-trips through `state()` and
+    Fitting: a baseline's `fit(train, validation)` learns from the training users' rows
+    (`train` holds no other user's rows) and may use `validation` (validation users' rows)
+    for tuning; a meta-learner holds only the math, and `recmeta.training.fit` fits either
+    kind. `score(batch)` returns a (users, items) array for the supports in `batch`; the
+    caller removes the support items. State round-trips through `state()` and
     `from_state()` as plain JSON config plus tensors, so checkpoints never unpickle code.
     """
 
@@ -33,17 +33,6 @@ class Recommender(ABC):
 
     def __init__(self, **params: Any) -> None:
         self.params = params
-
-    @abstractmethod
-    def fit(
-        self,
-        train: Interactions,
-        validation: Interactions | None = None,
-        *,
-        progress: Progress | None = None,
-        seed: int = 0,
-    ) -> Recommender:
-        """Learn from `train`; returns self."""
 
     @abstractmethod
     def score(self, batch: Batch) -> np.ndarray:

@@ -15,11 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from recmeta.learners.base import Progress, Recommender
+from recmeta.learners.base import Recommender
 from recmeta.learners.maml import MAML
 from recmeta.learners.metalstm import MetaLSTM
 from recmeta.learners.protonet import ProtoNet
-from recmeta.snapshot import Interactions
 from recmeta.tasks import Batch
 
 MEMBERS: dict[str, type[Recommender]] = {cls.kind: cls for cls in (MAML, ProtoNet, MetaLSTM)}
@@ -33,8 +32,9 @@ def standardise(scores: np.ndarray) -> np.ndarray:
 
 class Ensemble(Recommender):
     """Members are meta-learners (MAML, ProtoNet, Meta-LSTM by default). `fitted` hands over
-    members already fitted on the same data, which `fit` then keeps instead of refitting;
-    other parameters (epochs, max_time, threshold, device) go to the members it fits."""
+    members already fitted on the same data, which `recmeta.training.fit` then keeps
+    instead of refitting; other parameters (epochs, max_time, threshold, device) go to the
+    members it fits."""
 
     kind = "ensemble"
     predicts_ratings = True
@@ -53,23 +53,19 @@ class Ensemble(Recommender):
         self.models: dict[str, Recommender] = {m: fitted[m] for m in members if m in fitted}
         self.fitted_: bool | None = None
 
-    def fit(
-        self,
-        train: Interactions,
-        validation: Interactions | None = None,
-        *,
-        progress: Progress | None = None,
-        seed: int = 0,
-    ) -> Ensemble:
-        member_params = {k: v for k, v in self.params.items() if k != "members"}
-        for kind in self.params["members"]:
-            if kind not in self.models:
-                report = (lambda d, k=kind: progress({"member": k, **d})) if progress else None
-                self.models[kind] = MEMBERS[kind](**member_params).fit(
-                    train, validation, progress=report, seed=seed
-                )
+    def assemble(self, fitted: Mapping[str, Recommender]) -> Ensemble:
+        """Take the members from `fitted` (each fitted on the same data); returns self."""
+        missing = [m for m in self.params["members"] if m not in fitted]
+        if missing:
+            raise ValueError(f"ensemble members not fitted: {', '.join(missing)}")
+        self.models = {m: fitted[m] for m in self.params["members"]}
         self.fitted_ = True
         return self
+
+    @property
+    def member_params(self) -> dict[str, Any]:
+        """Parameters handed to members the ensemble has to have fitted."""
+        return {k: v for k, v in self.params.items() if k != "members"}
 
     def _members(self) -> list[Recommender]:
         self._check_fitted("fitted_")

@@ -1,11 +1,9 @@
-"""What the three meta-learners share: construction from the data, episodic meta-training with
-early stopping on validation users, batched scoring, and state for checkpoints."""
+"""What the three meta-learners share: construction from the data, the episode loss the
+trainer (recmeta.training) minimises, growth to new items and users, batched scoring, and
+state for checkpoints. No training loop lives here."""
 
 from __future__ import annotations
 
-import copy
-import math
-import time
 from typing import Any, ClassVar
 
 import numpy as np
@@ -13,9 +11,11 @@ import torch
 from torch import Tensor, nn
 
 from recmeta.learners.backbone import Backbone, Episode, Theta, query_loss, rank_logits, ratings
-from recmeta.learners.base import Progress, Recommender, validation_ndcg
+from recmeta.learners.base import Recommender
 from recmeta.snapshot import Interactions
-from recmeta.tasks import Batch, Sequences, make_batch, positive_threshold
+from recmeta.tasks import Batch, positive_threshold
+
+OPTIM = "optim/"  # checkpoint tensors under this prefix are the optimiser's state, not the model's
 
 DEFAULTS: dict[str, Any] = {
     "dim": 64,
@@ -35,17 +35,6 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def support_sizes(rng: np.random.Generator, n: int, most: int, how: str) -> np.ndarray:
-    """Support sizes of a meta-batch: uniform over 0..most, or log-uniform (more small ones)."""
-    if how == "log":
-        return np.floor(np.exp(rng.uniform(0, np.log(most + 2), n))).astype(np.int64) - 1
-    return rng.integers(0, most + 1, n)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 class MetaLearner(Recommender, nn.Module):
@@ -179,72 +168,25 @@ class MetaLearner(Recommender, nn.Module):
             pred = ratings(theta, e, self.backbone.rate_bias, self.backbone.mu, idx)
         return pred.float().cpu().numpy()
 
-    # --------------------------------------------------------------- training
-    def fit(
-        self,
-        train: Interactions,
-        validation: Interactions | None = None,
-        *,
-        progress: Progress | None = None,
-        seed: int = 0,
-    ) -> MetaLearner:
-        """Episodic meta-training: every step is a meta-batch of training users, each with a
-        time-ordered support of random size (0..max_support) and the rest as query."""
-        p = self.params
-        torch.manual_seed(seed)
-        rng = np.random.default_rng(seed)
-        shapes = self._shapes(train)
-        self._construct(shapes, torch.from_numpy(train.item_features), torch.from_numpy(train.user_features))
-        self.to(pick_device(p["device"]))
+    # --------------------------------------------------------------- set-up and growth
+    item_tables: ClassVar[tuple[str, ...]] = (
+        "backbone.item_emb.weight",
+        "backbone.item_bias",
+        "backbone.rate_bias",
+    )  # parameters with one row per item, in catalogue order
+
+    def setup(self, train: Interactions) -> MetaLearner:
+        """Build the modules for `train`'s catalogue and users; item biases start as
+        log-popularity of the positive rows. The trainer then fits it."""
+        self._construct(
+            self._shapes(train), torch.from_numpy(train.item_features), torch.from_numpy(train.user_features)
+        )
         self._init_item_bias(train)
-        seq = Sequences.from_data(train)
-        users = np.flatnonzero(seq.lengths(np.arange(train.n_users)) >= 2)
-        if len(users) == 0:
-            raise ValueError("no training user has two or more interactions")
-        val_batches = self._validation_batches(validation)
-        opt = torch.optim.Adam(self.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
-        best = (-math.inf, copy.deepcopy(self.state_dict()), 0)
-        start, bad_epochs, tasks = time.perf_counter(), 0, 0
-        for epoch in range(1, p["epochs"] + 1):
-            self.train()
-            order = rng.permutation(users)
-            losses = []
-            for lo in range(0, len(order), p["batch_size"]):
-                chunk = order[lo : lo + p["batch_size"]]
-                n = seq.lengths(chunk)
-                k = np.minimum(support_sizes(rng, len(chunk), p["max_support"], p["support_sampling"]), n - 1)
-                batch = make_batch(seq, chunk, k, train.n_items, shapes["threshold"], rng=rng)
-                loss = self.loss(self.episode(batch))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(self.parameters(), 10.0)
-                opt.step()
-                losses.append(loss.item())
-                tasks += len(chunk)
-            elapsed = time.perf_counter() - start
-            per_shot = self.validation_scores(val_batches)
-            val = float(np.mean(list(per_shot.values()))) if per_shot else -float(np.mean(losses))
-            if val > best[0]:
-                best, bad_epochs = (val, copy.deepcopy(self.state_dict()), epoch), 0
-            else:
-                bad_epochs += 1
-            if progress:
-                progress(
-                    {
-                        "epoch": epoch,
-                        "loss": float(np.mean(losses)),
-                        "val_ndcg@10": val,
-                        **{f"val_K{k}": v for k, v in per_shot.items() if k == 5},
-                        "best": best[0],
-                        "tasks_per_s": tasks / max(elapsed, 1e-9),
-                    }
-                )
-            if bad_epochs >= p["patience"] or (p["max_time"] and elapsed > p["max_time"]):
-                break
-        self.load_state_dict(best[1])
-        self.best_epoch_, self.val_score_ = best[2], best[0]
-        self.eval()
         return self
+
+    @property
+    def n_items(self) -> int:
+        return self.params["shapes"]["n_items"]
 
     def _init_item_bias(self, train: Interactions) -> None:
         liked = train.values.data >= self.threshold
@@ -253,20 +195,31 @@ class MetaLearner(Recommender, nn.Module):
         with torch.no_grad():
             self.backbone.item_bias.copy_(torch.as_tensor(b - b.mean(), dtype=torch.float32))
 
-    def _validation_batches(self, validation: Interactions | None) -> dict[int, Batch]:
-        if validation is None or validation.values.nnz == 0:
-            return {}
-        seq = Sequences.from_data(validation)
-        out = {}
-        for k in self.params["val_shots"]:
-            users = np.flatnonzero(validation.counts_per_user() > k)
-            if len(users):
-                out[k] = make_batch(seq, users, k, validation.n_items, self.threshold)
-        return out
-
-    def validation_scores(self, batches: dict[int, Batch]) -> dict[int, float]:
-        """ndcg@10 at each validation shot (support items removed); their mean selects the epoch."""
-        return {k: validation_ndcg(self, b) for k, b in batches.items()}
+    def grow(self, item_index: np.ndarray, item_x: np.ndarray, user_x: np.ndarray) -> None:
+        """Re-index to a grown catalogue: new row j is old row `item_index[j]`, or a new item
+        (-1), whose id embedding is zero when it has features (it is then its projected
+        features) and the mean id embedding when not, with the median item biases. Feature
+        rows are replaced by `item_x` and `user_x` (encoded as at training time)."""
+        self._check_fitted("backbone")
+        bb = self.backbone
+        if item_x.shape[1] != bb.item_x.shape[1] or user_x.shape[1] != self.user_x_.shape[1]:
+            raise ValueError("features must be encoded with the checkpoint's feature spec")
+        index = torch.as_tensor(np.asarray(item_index, np.int64), device=self.device)
+        with torch.no_grad():
+            emb = bb.item_emb.weight
+            fill_emb = torch.zeros_like(emb[0]) if bb.item_proj is not None else emb.mean(0)
+            tables = {
+                "item_emb": remap_rows(emb, index, fill_emb),
+                "item_bias": remap_rows(bb.item_bias, index, bb.item_bias.median()),
+                "rate_bias": remap_rows(bb.rate_bias, index, bb.rate_bias.median()),
+            }
+        bb.item_emb = nn.Embedding.from_pretrained(tables["item_emb"], freeze=False)
+        bb.item_bias = nn.Parameter(tables["item_bias"])
+        bb.rate_bias = nn.Parameter(tables["rate_bias"])
+        bb.item_x = torch.as_tensor(item_x, dtype=torch.float32, device=self.device)
+        self.user_x_ = torch.as_tensor(user_x, dtype=torch.float32, device=self.device)
+        bb._cache.clear()
+        self.params["shapes"] = {**self.params["shapes"], "n_items": len(index), "n_users": len(user_x)}
 
     # --------------------------------------------------------------- state
     def state(self):
@@ -280,6 +233,14 @@ class MetaLearner(Recommender, nn.Module):
         model = cls(**config)
         model._construct(shapes, tensors["backbone.item_x"], tensors["user_x_"])
         model.load_state_dict(tensors)
-        model.to(pick_device(config.get("device", "auto")))
+        device = config.get("device", "auto")
+        model.to(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
         model.eval()
         return model
+
+
+def remap_rows(table: Tensor, index: Tensor, fill: Tensor) -> Tensor:
+    """Rows of `table` picked by `index`; -1 picks `fill` (a row, or a scalar for a vector)."""
+    out = table[index.clamp(min=0)].clone()
+    out[index < 0] = fill.to(out.dtype)
+    return out

@@ -9,6 +9,7 @@ from recmeta import checkpoint
 from recmeta.errors import CheckpointError, NotFittedError
 from recmeta.learners import REGISTRY, create
 from recmeta.tasks import Sequences, make_batch
+from recmeta.training import fit
 from tests.learners.conftest import rng_users, split_views
 
 FAST = {
@@ -22,7 +23,7 @@ KINDS = sorted(REGISTRY)
 
 def fitted(kind, data, seed=0):
     _, train, val = split_views(data)
-    return create(kind, **FAST.get(kind, {})).fit(train, val, seed=seed)
+    return fit(create(kind, **FAST.get(kind, {})), train, val, seed=seed)
 
 
 def batch_of(data, k, n=5):
@@ -39,7 +40,7 @@ def test_unfitted_model_refuses_to_score(kind, small):
 def test_fit_returns_self_and_scores_the_whole_catalogue(kind, small):
     model = create(kind, **FAST.get(kind, {}))
     _, train, val = split_views(small)
-    assert model.fit(train, val) is model
+    assert fit(model, train, val) is model
     for k in (0, 1, 5):
         if k == 0 and model.needs_support:
             continue

@@ -7,13 +7,14 @@ import numpy as np
 from recmeta.learners import create
 from recmeta.learners.ensemble import standardise
 from recmeta.tasks import Sequences, make_batch
+from recmeta.training import fit
 from tests.learners.conftest import rng_users, split_views
 
 
 def test_ensemble_of_fitted_members_is_the_mean_of_their_z_scores(small):
     _, train, val = split_views(small)
-    members = {k: create(k, epochs=1, dim=8).fit(train, val) for k in ("maml", "protonet")}
-    ensemble = create("ensemble", members=["maml", "protonet"], fitted=members).fit(train, val)
+    members = {k: fit(create(k, epochs=1, dim=8), train, val) for k in ("maml", "protonet")}
+    ensemble = fit(create("ensemble", members=["maml", "protonet"], fitted=members), train, val)
     assert all(ensemble.models[k] is members[k] for k in members)  # kept, not refitted
     batch = make_batch(Sequences.from_data(small), rng_users(small, 6), 3, small.n_items, 4.0).support_only()
     want = (standardise(members["maml"].score(batch)) + standardise(members["protonet"].score(batch))) / 2

@@ -10,13 +10,14 @@ import torch
 from recmeta.learners.backbone import Episode
 from recmeta.learners.maml import MAML, maml_update, support_grad, support_loss
 from recmeta.tasks import Sequences, make_batch
+from recmeta.training import fit
 from tests.learners.conftest import rng_users, split_views
 
 
 @pytest.fixture(scope="module")
 def maml_and_episode(small):
     _, train, val = split_views(small)
-    model = MAML(epochs=1, inner_steps=3, dim=16, device="cpu").fit(train, val, seed=0)
+    model = fit(MAML(epochs=1, inner_steps=3, dim=16, device="cpu"), train, val, seed=0)
     seq = Sequences.from_data(small)
     users = rng_users(small, 6)
     batch = make_batch(seq, users, np.array([0, 1, 3, 5, 8, 10]), small.n_items, model.threshold)
@@ -111,7 +112,7 @@ def test_adaptation_lowers_the_support_loss(maml_and_episode):
 
 def test_meta_sgd_learns_per_element_rates(small):
     _, train, val = split_views(small)
-    model = MAML(epochs=1, meta_sgd=True, dim=8, device="cpu").fit(train, val)
+    model = fit(MAML(epochs=1, meta_sgd=True, dim=8, device="cpu"), train, val)
     assert model.log_lr["u"].shape == (8,)
     assert model.inner_rates()["u"].shape == (8,)
 

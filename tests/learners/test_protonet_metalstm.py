@@ -7,6 +7,7 @@ from recmeta.learners.backbone import weighted_sq_distances
 from recmeta.learners.metalstm import MetaLSTM
 from recmeta.learners.protonet import ProtoNet
 from recmeta.tasks import history_batch
+from recmeta.training import fit
 from tests.learners.conftest import split_views
 
 
@@ -20,7 +21,7 @@ def test_weighted_sq_distances_match_cdist():
 
 def test_prototypes_are_means_of_the_embedded_support(small):
     _, train, val = split_views(small)
-    model = ProtoNet(epochs=1, dim=16, device="cpu").fit(train, val)
+    model = fit(ProtoNet(epochs=1, dim=16, device="cpu"), train, val)
     with torch.no_grad():
         model.raw_strength.fill_(-30.0)  # softplus ~ 0: no pull toward the population prototype
     items = [np.array([3, 5, 7, 11]), np.array([2])]
@@ -36,7 +37,7 @@ def test_prototypes_are_means_of_the_embedded_support(small):
 
 def test_empty_support_gets_the_population_prototypes(small):
     _, train, val = split_views(small)
-    model = ProtoNet(epochs=1, dim=16, device="cpu").fit(train, val)
+    model = fit(ProtoNet(epochs=1, dim=16, device="cpu"), train, val)
     batch = history_batch([np.array([], np.int64)], [np.array([], np.float32)], [np.array([], np.int64)])
     ep = model.episode(batch)
     theta = model.prototypes(ep)
@@ -47,7 +48,7 @@ def test_empty_support_gets_the_population_prototypes(small):
 
 def test_metalstm_generates_per_support_weights(small):
     _, train, val = split_views(small)
-    model = MetaLSTM(epochs=1, dim=16, hidden=16, device="cpu").fit(train, val)
+    model = fit(MetaLSTM(epochs=1, dim=16, hidden=16, device="cpu"), train, val)
     a = (np.array([1, 2, 3]), np.array([5, 4, 5], np.float32), np.array([0, 60, 120]))
     b = (np.array([9, 8, 7]), np.array([1, 2, 1], np.float32), np.array([0, 60, 120]))
     batch = history_batch([a[0], a[0], b[0]], [a[1], a[1], b[1]], [a[2], a[2], b[2]])
@@ -61,7 +62,7 @@ def test_metalstm_generates_per_support_weights(small):
 
 def test_metalstm_reads_the_latest_rows_it_was_trained_on(small):
     _, train, val = split_views(small)
-    model = MetaLSTM(epochs=1, dim=16, hidden=16, max_support=4, device="cpu").fit(train, val)
+    model = fit(MetaLSTM(epochs=1, dim=16, hidden=16, max_support=4, device="cpu"), train, val)
     rng = np.random.default_rng(0)
     items, values, times = (
         rng.choice(small.n_items, 9, replace=False),

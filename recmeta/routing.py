@@ -1,0 +1,76 @@
+"""Routing: which model serves a user with n interactions. `recmeta train` chooses the
+policy on validation users and stores it; recommend and evaluate read it. Nothing here
+trains."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from recmeta.learners import META_LEARNERS, Recommender
+from recmeta.learners.base import validation_ndcg
+from recmeta.snapshot import Interactions
+from recmeta.tasks import Sequences, make_batch
+
+VAL_SHOTS = (0, 1, 3, 5, 10, 20, 50, 100)  # support sizes validated; 50 and 100 place the warm route
+MIN_VAL_USERS = 20  # a support size with fewer validation users than this is too noisy to use
+COLD_SHOTS = 20  # the cold model is the best meta-learner up to this many rows (PROTOCOL.md's range)
+
+
+def validation_table(
+    model: Recommender, validation: Interactions, threshold: float, shots=VAL_SHOTS
+) -> dict[str, float]:
+    """ndcg@10 of `model` on the validation users at each number of support rows; sizes past
+    COLD_SHOTS count only when at least MIN_VAL_USERS validation users have more rows."""
+    seq = Sequences.from_data(validation)
+    counts = validation.counts_per_user()
+    out = {}
+    for k in shots:
+        if k == 0 and model.needs_support:
+            continue
+        users = np.flatnonzero(counts > k)
+        if len(users) and (k <= COLD_SHOTS or len(users) >= MIN_VAL_USERS):
+            batch = make_batch(seq, users, k, validation.n_items, threshold)
+            out[f"K{k}"] = round(validation_ndcg(model, batch), 5)
+    return out
+
+
+def routing(validation: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """From each model's validation ndcg@10 by support size ({"K5": ...}): the best
+    meta-learner up to COLD_SHOTS rows serves cold users; the baseline best from 10 rows up
+    serves users with at least `threshold` rows, the smallest support size from which it
+    beats the cold model at every larger size validated."""
+    metas = [k for k in validation if k in META_LEARNERS]
+    others = [k for k in validation if k not in META_LEARNERS]
+    if not validation:
+        return {}
+
+    def mean(kind: str, keep: Callable[[int], bool]) -> float:
+        vals = [v for k, v in validation[kind].items() if keep(int(k[1:]))]
+        return float(np.mean(vals)) if vals else -1.0
+
+    cold = max(metas or others, key=lambda m: mean(m, lambda k: k <= COLD_SHOTS))
+    warm = max(others, key=lambda m: mean(m, lambda k: k >= 10)) if others else cold
+    threshold = None
+    for k in reversed(VAL_SHOTS[1:]):
+        key = f"K{k}"
+        if key not in validation[warm] or key not in validation[cold]:
+            continue
+        if validation[warm][key] > validation[cold][key]:
+            threshold = k
+        else:
+            break
+    return {
+        "cold": cold,
+        "warm": warm if threshold is not None else cold,
+        "threshold": threshold,
+        "validation": validation,
+    }
+
+
+def served_by(route: dict[str, Any], n_rows: int) -> str:
+    """The model that `route` sends a user with `n_rows` interactions to."""
+    threshold = route["threshold"]
+    return route["warm"] if threshold is not None and n_rows >= threshold else route["cold"]

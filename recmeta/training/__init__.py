@@ -1,0 +1,39 @@
+"""Training: the episodic loop outside the models, replay memory, and the one `fit` that
+`recmeta train`, `recmeta evaluate` and the continual protocol all call."""
+
+from __future__ import annotations
+
+from recmeta.learners import Recommender, create
+from recmeta.learners.base import Progress
+from recmeta.learners.ensemble import Ensemble
+from recmeta.learners.meta import MetaLearner
+from recmeta.snapshot import Interactions
+from recmeta.training.loop import Outcome, Trainer, TrainState
+from recmeta.training.replay import Reservoir
+from recmeta.training.sampler import EpisodeSampler, Source
+
+__all__ = ["EpisodeSampler", "Outcome", "Reservoir", "Source", "TrainState", "Trainer", "fit"]
+
+
+def fit(
+    model: Recommender,
+    train: Interactions,
+    validation: Interactions | None = None,
+    *,
+    progress: Progress | None = None,
+    seed: int = 0,
+) -> Recommender:
+    """Fit any model on `train`, with `validation` users for early stopping and tuning;
+    returns the model. A meta-learner goes through the `Trainer`; an ensemble fits the
+    members it was not handed; a baseline fits itself."""
+    if isinstance(model, MetaLearner):
+        return Trainer(model, seed=seed, progress=progress).fit(train, validation)
+    if isinstance(model, Ensemble):
+        fitted = dict(model.models)
+        for kind in model.params["members"]:
+            if kind not in fitted:
+                report = (lambda d, k=kind: progress({"member": k, **d})) if progress else None
+                member = create(kind, **model.member_params)
+                fitted[kind] = fit(member, train, validation, progress=report, seed=seed)
+        return model.assemble(fitted)
+    return model.fit(train, validation, progress=progress, seed=seed)

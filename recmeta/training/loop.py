@@ -1,0 +1,261 @@
+"""The meta-training loop: optimiser, device, schedule, early stopping, pause and resume.
+
+A meta-learner holds the math (`setup`, `episode`, `loss`, its parameters); the trainer
+owns everything around it. Every random draw after initialisation comes from one numpy
+generator whose state, with the optimiser's moments, the epoch's task order and the best
+weights so far, is in `TrainState`: a run stopped after k steps and resumed from it
+continues exactly as if it had not stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from recmeta.learners.base import Progress, validation_ndcg
+from recmeta.learners.meta import OPTIM, MetaLearner
+from recmeta.snapshot import Interactions
+from recmeta.tasks import Batch, Sequences, make_batch
+from recmeta.training.sampler import EpisodeSampler, Source
+
+BEST = "best/"  # prefix of the best weights in a resume state
+ORDER = "order/"  # prefix of the task order of the epoch in progress
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@dataclass
+class TrainState:
+    """Everything a paused run needs to go on: JSON counters and tensors."""
+
+    config: dict[str, Any]
+    tensors: dict[str, Tensor]
+
+
+@dataclass
+class Outcome:
+    """What a fit did: for progress, cost accounting and the checkpoint."""
+
+    epochs: int = 0
+    steps: int = 0
+    tasks: int = 0
+    seconds: float = 0.0
+    best_epoch: int = 0
+    best_score: float = -math.inf
+    paused: bool = False
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def optimizer_tensors(opt: torch.optim.Optimizer, model: nn.Module) -> dict[str, Tensor]:
+    """Adam's moments and step counts by parameter name (no pickle)."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    return {
+        f"{OPTIM}{names[id(p)]}/{key}": value.detach().cpu().clone()
+        for p, state in opt.state.items()
+        for key, value in state.items()
+        if isinstance(value, Tensor)
+    }
+
+
+def load_optimizer(opt: torch.optim.Optimizer, model: nn.Module, tensors: dict[str, Tensor]) -> None:
+    """Restore what `optimizer_tensors` wrote; parameters it does not name start fresh."""
+    state: dict[int, dict[str, Tensor]] = {}
+    for i, (name, p) in enumerate(model.named_parameters()):
+        own = {
+            k[len(f"{OPTIM}{name}/") :]: v
+            for k, v in tensors.items()
+            if k.startswith(f"{OPTIM}{name}/") and "/" not in k[len(f"{OPTIM}{name}/") :]
+        }
+        if own and all(v.shape == p.shape for k, v in own.items() if k != "step"):
+            state[i] = {k: v.to(p.device) if k != "step" else v for k, v in own.items()}
+    full = opt.state_dict()
+    full["state"] = state
+    opt.load_state_dict(full)
+
+
+class Trainer:
+    """Fits a `MetaLearner` episodically: every step is a meta-batch of training users, each
+    with a time-ordered support of random size (0..max_support) and the rest as query;
+    validation users pick the epoch whose weights are kept."""
+
+    def __init__(
+        self,
+        model: MetaLearner,
+        *,
+        seed: int = 0,
+        progress: Progress | None = None,
+        max_steps: int | None = None,
+        frozen_items: np.ndarray | None = None,
+    ) -> None:
+        self.model, self.seed, self.progress = model, seed, progress
+        self.max_steps = max_steps
+        self.frozen_items = frozen_items
+        self.p = model.params
+        self.outcome = Outcome()
+        self.state_: TrainState | None = None
+
+    # ------------------------------------------------------------------ public
+    def fit(
+        self,
+        train: Interactions,
+        validation: Interactions | None = None,
+        *,
+        sources: list[Source] | None = None,
+        optimizer_state: dict[str, Tensor] | None = None,
+        resume: TrainState | None = None,
+    ) -> MetaLearner:
+        """Train from scratch on `train` (or on `sources`, which index `train`'s catalogue,
+        when the model was already built or grown), then keep the best epoch's weights.
+        `optimizer_state` warms Adam up; `resume` continues a paused run."""
+        p, model = self.p, self.model
+        torch.manual_seed(self.seed)
+        rng = np.random.default_rng(self.seed)
+        if model.backbone is None:
+            model.setup(train)
+        model.to(pick_device(p["device"]))
+        if sources is None:
+            sources = [Source.of(Sequences.from_data(train), np.arange(train.n_users), p["batch_size"])]
+        sampler = EpisodeSampler(
+            sources, model.n_items, model.threshold, p["max_support"], p["support_sampling"], rng
+        )
+        val_batches = self.validation_batches(validation)
+        opt = torch.optim.Adam(model.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
+        if optimizer_state:
+            load_optimizer(opt, model, optimizer_state)
+        frozen = self._frozen_rows()
+        out = self.outcome = Outcome()
+        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        epoch, bad_epochs, losses, fresh_epoch, elapsed0 = 1, 0, [], True, 0.0
+        if resume is not None:
+            c = self._restore(resume, opt, sampler)
+            best_state = {k[len(BEST) :]: v.clone() for k, v in resume.tensors.items() if k.startswith(BEST)}
+            epoch, bad_epochs, losses, fresh_epoch = c["epoch"], c["bad_epochs"], list(c["losses"]), False
+            elapsed0 = c["elapsed"]
+        start = time.perf_counter() - elapsed0
+        while epoch <= p["epochs"]:
+            model.train()
+            if fresh_epoch:
+                sampler.start_epoch()
+                losses = []
+            fresh_epoch = True
+            while not sampler.done():
+                batches = sampler.next_batches()
+                loss = self._step(opt, batches, frozen)
+                losses.append(loss)
+                out.steps += 1
+                out.tasks += sum(len(b.users) for b in batches)
+                if self.max_steps is not None and out.steps >= self.max_steps:
+                    out.paused = True
+                    self.state_ = self._pause(opt, sampler, epoch, bad_epochs, losses, best_state, start)
+                    out.epochs, out.seconds = epoch, time.perf_counter() - start
+                    return model
+            elapsed = time.perf_counter() - start
+            per_shot = self.validation_scores(val_batches)
+            val = float(np.mean(list(per_shot.values()))) if per_shot else -float(np.mean(losses))
+            if val > out.best_score:
+                out.best_score, out.best_epoch, bad_epochs = val, epoch, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                bad_epochs += 1
+            row = {
+                "epoch": epoch,
+                "loss": float(np.mean(losses)),
+                "val_ndcg@10": val,
+                **{f"val_K{k}": v for k, v in per_shot.items() if k == 5},
+                "best": out.best_score,
+                "tasks_per_s": out.tasks / max(elapsed, 1e-9),
+            }
+            out.history.append(row)
+            if self.progress:
+                self.progress(row)
+            out.epochs = epoch
+            if bad_epochs >= p["patience"] or (p["max_time"] and elapsed > p["max_time"]):
+                break
+            epoch += 1
+        out.seconds = time.perf_counter() - start
+        model.load_state_dict(best_state)
+        model.best_epoch_, model.val_score_ = out.best_epoch, out.best_score
+        self.optimizer_ = optimizer_tensors(opt, model)
+        model.eval()
+        return model
+
+    # ------------------------------------------------------------------ parts
+    def _step(self, opt: torch.optim.Optimizer, batches: list[Batch], frozen) -> float:
+        model = self.model
+        loss = sum(model.loss(model.episode(b)) for b in batches) / len(batches)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        opt.step()
+        if frozen:
+            with torch.no_grad():
+                for param, rows, values in frozen:
+                    param[rows] = values
+        return float(loss.item())
+
+    def _frozen_rows(self) -> list[tuple[Tensor, Tensor, Tensor]]:
+        """Item-table rows that must keep their values (items the new rows do not touch)."""
+        if self.frozen_items is None or len(self.frozen_items) == 0:
+            return []
+        params = dict(self.model.named_parameters())
+        rows = torch.as_tensor(self.frozen_items, dtype=torch.long, device=self.model.device)
+        return [
+            (params[name], rows, params[name].detach()[rows].clone()) for name in self.model.item_tables
+        ]
+
+    def _restore(self, resume: TrainState, opt, sampler: EpisodeSampler) -> dict[str, Any]:
+        c, t = resume.config, resume.tensors
+        self.model.load_state_dict({k: v for k, v in t.items() if "/" not in k})
+        load_optimizer(opt, self.model, t)
+        orders = {k[len(ORDER) :]: v.numpy() for k, v in t.items() if k.startswith(ORDER)}
+        sampler.restore(c["sampler"], orders)
+        out = self.outcome
+        out.steps, out.tasks, out.history = c["steps"], c["tasks"], list(c["history"])
+        out.best_score, out.best_epoch = c["best_score"], c["best_epoch"]
+        return c
+
+    def _pause(self, opt, sampler, epoch, bad_epochs, losses, best_state, start) -> TrainState:
+        s_json, s_arrays = sampler.state()
+        out = self.outcome
+        config = {
+            "epoch": epoch,
+            "bad_epochs": bad_epochs,
+            "losses": losses,
+            "steps": out.steps,
+            "tasks": out.tasks,
+            "elapsed": time.perf_counter() - start,
+            "best_score": out.best_score,
+            "best_epoch": out.best_epoch,
+            "history": out.history,
+            "sampler": s_json,
+        }
+        tensors = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+        tensors.update(optimizer_tensors(opt, self.model))
+        tensors.update({f"{BEST}{k}": v.detach().cpu().clone() for k, v in best_state.items()})
+        tensors.update({f"{ORDER}{k}": torch.from_numpy(np.asarray(v)) for k, v in s_arrays.items()})
+        return TrainState(config, tensors)
+
+    def validation_batches(self, validation: Interactions | None) -> dict[int, Batch]:
+        if validation is None or validation.values.nnz == 0:
+            return {}
+        seq = Sequences.from_data(validation)
+        out = {}
+        for k in self.p["val_shots"]:
+            users = np.flatnonzero(validation.counts_per_user() > k)
+            if len(users):
+                out[k] = make_batch(seq, users, k, validation.n_items, self.model.threshold)
+        return out
+
+    def validation_scores(self, batches: dict[int, Batch]) -> dict[int, float]:
+        """ndcg@10 at each validation shot (support items removed); their mean selects the epoch."""
+        return {k: validation_ndcg(self.model, b) for k, b in batches.items()}

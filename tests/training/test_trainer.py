@@ -1,0 +1,99 @@
+"""The trainer outside the models: resume, warm optimiser state, frozen rows, replay."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from recmeta import checkpoint
+from recmeta.learners import create
+from recmeta.tasks import Sequences
+from recmeta.training import Reservoir, Source, Trainer
+from recmeta.training.loop import OPTIM
+from tests.learners.conftest import split_views
+
+FAST = {"dim": 8, "epochs": 2, "batch_size": 16, "device": "cpu"}
+
+
+@pytest.mark.parametrize("kind", ["maml", "protonet", "metalstm"])
+def test_resumed_run_equals_uninterrupted_run(kind, small):
+    _, train, val = split_views(small)
+    whole = Trainer(create(kind, **FAST), seed=3).fit(train, val)
+    first = Trainer(create(kind, **FAST), seed=3, max_steps=7)
+    first.fit(train, val)
+    assert first.outcome.paused and first.state_ is not None
+    resumed = Trainer(create(kind, **FAST), seed=3).fit(train, val, resume=first.state_)
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+
+
+def test_optimizer_state_travels_in_the_checkpoint(small, tmp_path):
+    _, train, val = split_views(small)
+    trainer = Trainer(create("maml", **FAST), seed=0)
+    model = trainer.fit(train, val)
+    assert any(k.startswith(OPTIM) for k in trainer.optimizer_)
+    path = checkpoint.save(model, tmp_path / "m.safetensors", small, optimizer=trainer.optimizer_)
+    loaded = checkpoint.load(path)
+    assert set(loaded.optimizer) == set(trainer.optimizer_)
+    for k, v in trainer.optimizer_.items():
+        torch.testing.assert_close(loaded.optimizer[k], v)
+
+
+def test_frozen_items_keep_their_rows(small):
+    _, train, val = split_views(small)
+    model = Trainer(create("protonet", **FAST), seed=0).fit(train, val)
+    before = model.backbone.item_emb.weight.detach().clone()
+    frozen = np.arange(0, small.n_items, 2)
+    Trainer(model, seed=1, frozen_items=frozen).fit(train, val)
+    after = model.backbone.item_emb.weight.detach()
+    torch.testing.assert_close(after[frozen], before[frozen], rtol=0, atol=0)
+    assert not torch.equal(after[1::2], before[1::2])
+
+
+def test_grow_keeps_old_rows_and_initialises_new_ones(small):
+    _, train, val = split_views(small)
+    model = Trainer(create("maml", **FAST), seed=0).fit(train, val)
+    bb = model.backbone
+    old_emb, old_bias = bb.item_emb.weight.detach().clone(), bb.item_bias.detach().clone()
+    index = np.concatenate([np.arange(small.n_items), [-1, -1]])
+    item_x = np.concatenate([small.item_features, small.item_features[:2]])
+    user_x = np.concatenate([small.user_features, small.user_features[:1]])
+    model.grow(index, item_x, user_x)
+    emb = model.backbone.item_emb.weight.detach()
+    torch.testing.assert_close(emb[: small.n_items], old_emb, rtol=0, atol=0)
+    torch.testing.assert_close(model.backbone.item_bias.detach()[: small.n_items], old_bias, rtol=0, atol=0)
+    assert torch.all(emb[-2:] == 0)  # items with features: their embedding is the projected features
+    assert torch.allclose(model.backbone.item_bias.detach()[-2:], old_bias.median())
+    assert model.n_items == small.n_items + 2 and model.user_x_.shape[0] == small.n_users + 1
+    e, _ = model.item_embeddings()
+    torch.testing.assert_close(e[-2:], model.backbone.item_proj(model.backbone.item_x[-2:]))
+
+
+def test_two_sources_mix_new_and_replayed_users(small):
+    _, train, val = split_views(small)
+    seq = Sequences.from_data(train)
+    users = np.flatnonzero(train.counts_per_user() >= 2)
+    new, old = users[:10], users[10:]
+    model = create("protonet", **FAST)
+    model.setup(train)
+    trainer = Trainer(model, seed=0)
+    trainer.fit(train, val, sources=[Source.of(seq, new, 4), Source.of(seq, old, 4)])
+    # an epoch is a pass over the new users: 3 steps of 4 + 4 replayed users each
+    assert trainer.outcome.steps == 3 * trainer.outcome.epochs
+    assert trainer.outcome.tasks == (10 + 12) * trainer.outcome.epochs
+
+
+def test_reservoir_is_seeded_and_uniform():
+    a = Reservoir(5, seed=7).offer(np.arange(100)).offer(np.arange(100, 150))
+    b = Reservoir(5, seed=7).offer(np.arange(150))
+    assert a.seen == b.seen == 150 and len(a.sample) == 5
+    assert np.array_equal(Reservoir(5, seed=7).offer(np.arange(150)).sample, b.sample)
+    counts = np.zeros(20)
+    for seed in range(4000):
+        counts[Reservoir(4, seed=seed).offer(np.arange(20)).sample] += 1
+    # each of 20 items kept with probability 4/20: 800 of 4000 runs, binomial sd about 25
+    assert np.all(np.abs(counts - 800) < 120), counts
+    state, sample = a.state()
+    again = Reservoir.from_state(state, sample).offer(np.arange(150, 160))
+    assert np.array_equal(again.sample, Reservoir(5, seed=7).offer(np.arange(160)).sample)
