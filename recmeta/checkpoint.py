@@ -85,6 +85,7 @@ def save(
         "catalogue_sha256": catalogue_hash(data.item_ids),
         "implicit": data.implicit,
         "item_feature_spec": data.item_feature_spec,
+        "user_feature_spec": data.user_feature_spec,
         "watermark": data.watermark,
         "versions": versions(),
         **extra,

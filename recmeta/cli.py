@@ -410,17 +410,41 @@ def train(
     max_time: Annotated[float | None, typer.Option(help="Most seconds of meta-training per model.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed (split, initialisation, sampling).")] = 0,
     models_dir: Annotated[Path, typer.Option(help="Where checkpoints are written.")] = Path("models"),
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--continue",
+            help="Start each meta-learner from its active checkpoint and learn only what the store "
+            "holds since it (new users, items and rows), with replay; baselines are refitted.",
+        ),
+    ] = False,
+    replay: Annotated[
+        int | None,
+        typer.Option(
+            help="With --continue: rows of earlier data kept in the replay reservoir whose users' "
+            "episodes are mixed into every step; 0 is plain fine-tuning (default: the checkpoint's, "
+            "2000 for a first training).",
+            min=0,
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Train models on the store's log; 10% of users are held out for early stopping.
 
     Each checkpoint is written atomically and registered; `recmeta models` lists them.
+    `--continue` keeps a trained model current at a fraction of the cost of retraining.
     """
     from recmeta.train import VAL_MIN_ROWS, TrainConfig
     from recmeta.train import train as run_train
 
     cfg = TrainConfig(
-        models=_model_list(model or []), seed=seed, epochs=epochs, max_time=max_time, models_dir=models_dir
+        models=_model_list(model or []),
+        seed=seed,
+        epochs=epochs,
+        max_time=max_time,
+        models_dir=models_dir,
+        resume=resume,
+        replay=replay,
     )
     with _progress_bar() as bar:
 
@@ -434,6 +458,10 @@ def train(
             return update
 
         results = run_train(engine(), cfg, factory)
+    if resume and not results:
+        message = "nothing new in the store since the active checkpoints; nothing changed"
+        print_json({"changed": False, "message": message}) if as_json else out.print(message)
+        return
     if as_json:
         print_json(
             [
@@ -442,6 +470,9 @@ def train(
                     "path": str(r.path),
                     "seconds": r.seconds,
                     "validation_ndcg@10": r.validation,
+                    "parent_id": r.parent,
+                    "new_rows": r.new_rows,
+                    "steps": r.steps,
                 }
                 for r in results
             ]
@@ -460,6 +491,9 @@ def train(
             f"{r.seconds:.1f}",
         )
     out.print(t)
+    if resume:
+        rows = max(r.new_rows for r in results)
+        out.print(f"continued from the active checkpoints with {rows:,} new interaction(s)")
     if results:
         out.print(f"checkpoints in {results[0].path.parent}; `recmeta models` lists them")
     if results and not any(r.validation for r in results):
@@ -486,6 +520,9 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON."
                 "path": m.path,
                 "created": m.created_at.isoformat(timespec="seconds"),
                 "validation": m.metrics.get("validation_ndcg@10", {}),
+                "parent_id": m.metrics.get("parent_id"),
+                "watermark_range": m.metrics.get("watermark_range"),
+                "new_rows": m.metrics.get("new_rows"),
                 "config": m.config,
             }
             for m in list_models(session)
@@ -496,11 +533,12 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON."
     if not rows:
         out.print("no models yet; run `recmeta train`")
         return
-    t = Table("", "id", "name", "created", "val ndcg@10 (K=1/5/10)", "path", title="models")
+    t = Table("", "id", "name", "created", "val ndcg@10 (K=1/5/10)", "continues", "path", title="models")
     for r in rows:
         v = r["validation"]
         val = "/".join(f"{v[k]:.3f}" if k in v else "-" for k in ("K1", "K5", "K10")) if v else "-"
-        t.add_row("*" if r["active"] else "", str(r["id"]), r["name"], r["created"], val, r["path"])
+        lineage = f"#{r['parent_id']} +{r['new_rows']:,} rows" if r["parent_id"] is not None else ""
+        t.add_row("*" if r["active"] else "", str(r["id"]), r["name"], r["created"], val, lineage, r["path"])
     out.print(t)
 
 

@@ -45,6 +45,7 @@ class Interactions:
     implicit: bool = False
     watermark: dict = field(default_factory=dict)
     item_feature_spec: dict = field(default_factory=dict)  # encodes items added later alike
+    user_feature_spec: list = field(default_factory=list)  # and users, for `train --continue`
 
     @property
     def n_users(self) -> int:
@@ -71,6 +72,36 @@ class Interactions:
         return np.diff(self.values.indptr)
 
 
+def dense_rows(log: pd.DataFrame, users: pd.DataFrame, items: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Dense (user, item) positions of the log's rows; users and items are in row-id order."""
+    import pandas as pd
+
+    u_pos = pd.Series(np.arange(len(users)), index=np.sort(users["id"].to_numpy()))
+    i_pos = pd.Series(np.arange(len(items)), index=np.sort(items["id"].to_numpy()))
+    return (
+        u_pos.reindex(log["user_id"].to_numpy()).to_numpy(),
+        i_pos.reindex(log["item_id"].to_numpy()).to_numpy(),
+    )
+
+
+def matrices(
+    u: np.ndarray, i: np.ndarray, v: np.ndarray, t: np.ndarray, shape: tuple[int, int], implicit: bool
+) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """(values, times) CSRs of rows (u, i, v, t); repeats of a (user, item) pair fold into
+    the summed count (implicit) or the latest value (explicit), at the first event's time."""
+    import pandas as pd
+    import scipy.sparse as sp
+
+    frame = pd.DataFrame({"u": u, "i": i, "v": np.asarray(v, np.float32), "t": np.asarray(t, np.int64)})
+    frame = frame.sort_values(["u", "i", "t"], kind="stable")
+    grouped = frame.groupby(["u", "i"], sort=True)
+    folded = grouped.agg(v=("v", "sum" if implicit else "last"), t=("t", "first")).reset_index()
+    coo_rows, coo_cols = folded["u"].to_numpy(), folded["i"].to_numpy()
+    values = sp.csr_matrix((folded["v"].to_numpy(np.float32), (coo_rows, coo_cols)), shape=shape)
+    times = sp.csr_matrix((folded["t"].to_numpy(np.int64), (coo_rows, coo_cols)), shape=shape)
+    return values, times
+
+
 def from_frames(
     log: pd.DataFrame,
     users: pd.DataFrame,
@@ -78,35 +109,25 @@ def from_frames(
     *,
     implicit: bool,
     watermark: dict | None = None,
+    spec: dict | None = None,
 ) -> Interactions:
     """Build an `Interactions` from an interaction frame (user_id, item_id, value, timestamp)
-    and the users and items tables (id, external_id, [title, genres, year], features)."""
+    and the users and items tables (id, external_id, [title, genres, year], features).
+    `spec` ({"item": ..., "user": ...}, from a checkpoint) encodes features as they were
+    encoded when that model was trained."""
     import pandas as pd
-    import scipy.sparse as sp
 
     users = users.sort_values("id").reset_index(drop=True)
     items = items.sort_values("id").reset_index(drop=True)
-    u_pos = pd.Series(np.arange(len(users)), index=users["id"].to_numpy())
-    i_pos = pd.Series(np.arange(len(items)), index=items["id"].to_numpy())
-    rows = u_pos.reindex(log["user_id"].to_numpy()).to_numpy()
-    cols = i_pos.reindex(log["item_id"].to_numpy()).to_numpy()
-    frame = pd.DataFrame(
-        {
-            "u": rows,
-            "i": cols,
-            "v": log["value"].to_numpy(np.float32),
-            "t": log["timestamp"].to_numpy(np.int64),
-        }
+    rows, cols = dense_rows(log, users, items)
+    values, times = matrices(
+        rows, cols, log["value"].to_numpy(), log["timestamp"].to_numpy(), (len(users), len(items)), implicit
     )
-    frame = frame.sort_values(["u", "i", "t"], kind="stable")
-    grouped = frame.groupby(["u", "i"], sort=True)
-    folded = grouped.agg(v=("v", "sum" if implicit else "last"), t=("t", "first")).reset_index()
-    shape = (len(users), len(items))
-    coo_rows, coo_cols = folded["u"].to_numpy(), folded["i"].to_numpy()
-    values = sp.csr_matrix((folded["v"].to_numpy(np.float32), (coo_rows, coo_cols)), shape=shape)
-    times = sp.csr_matrix((folded["t"].to_numpy(np.int64), (coo_rows, coo_cols)), shape=shape)
-    item_feats, item_names, item_spec = item_feature_matrix(items)
-    user_feats, user_names, _ = featurize(users.get("features", pd.Series([None] * len(users))))
+    spec = spec or {}
+    item_feats, item_names, item_spec = item_feature_matrix(items, spec.get("item"))
+    user_feats, user_names, user_spec = featurize(
+        users.get("features", pd.Series([None] * len(users))), spec.get("user")
+    )
     return Interactions(
         user_ids=users["external_id"].astype(str).to_numpy(),
         item_ids=items["external_id"].astype(str).to_numpy(),
@@ -120,18 +141,50 @@ def from_frames(
         implicit=implicit,
         watermark=watermark or {},
         item_feature_spec=item_spec,
+        user_feature_spec=user_spec,
     )
 
 
-def load(engine: Engine) -> Interactions:
+def load(engine: Engine, *, spec: dict | None = None) -> Interactions:
     """Load the whole store in one pass (three SELECTs, no per-row queries)."""
+    return _load(engine, None, spec)[0]
+
+
+def load_since(
+    engine: Engine, after_id: int, *, spec: dict | None = None
+) -> tuple[Interactions, Interactions, Interactions]:
+    """(the whole store, its rows up to interaction row `after_id`, the rows after it):
+    three views of the same users and items, the last being what a checkpoint whose
+    watermark is `after_id` has not seen."""
+    data, old, new = _load(engine, after_id, spec)
+    return data, old, new  # type: ignore[return-value]  (both views exist when after_id is given)
+
+
+def _load(
+    engine: Engine, after_id: int | None, spec: dict | None
+) -> tuple[Interactions, Interactions | None, Interactions | None]:
     with session_scope(engine) as session:
-        log = repo.interactions_frame(session)
+        mark = repo.watermark(session)
+        log = repo.interactions_frame(session, with_ids=after_id is not None, upto=mark["max_interaction_id"])
         users = repo.entities_frame(session, User)
         items = repo.entities_frame(session, Item)
         implicit = repo.log_is_implicit(session)
-        mark = repo.watermark(session)
-    return from_frames(log, users, items, implicit=implicit, watermark=mark)
+    data = from_frames(log, users, items, implicit=implicit, watermark=mark, spec=spec)
+    if after_id is None:
+        return data, None, None
+    rows, cols = dense_rows(log, users, items)
+    views = []
+    for keep in (log["id"].to_numpy() <= after_id, log["id"].to_numpy() > after_id):
+        values, times = matrices(
+            rows[keep],
+            cols[keep],
+            log["value"].to_numpy()[keep],
+            log["timestamp"].to_numpy()[keep],
+            data.values.shape,
+            implicit,
+        )
+        views.append(replace(data, values=values, times=times))
+    return data, views[0], views[1]
 
 
 def item_feature_matrix(items: pd.DataFrame, spec: dict | None = None) -> tuple[np.ndarray, list[str], dict]:

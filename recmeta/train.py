@@ -1,4 +1,6 @@
-"""`recmeta train`: fit models on the store's log, validate, checkpoint, register, route."""
+"""`recmeta train`: fit models on the store's log, validate, checkpoint, register, route;
+`recmeta train --continue`: grow the active meta-learners to what the store holds since
+their checkpoint and learn it with replay, refit the baselines, route again."""
 
 from __future__ import annotations
 
@@ -10,19 +12,24 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlalchemy import Engine
 
 from recmeta import checkpoint, snapshot
-from recmeta.errors import DataError
+from recmeta.errors import CheckpointError, DataError
 from recmeta.learners import BASELINES, META_LEARNERS, REGISTRY, Recommender, create
+from recmeta.learners.meta import MetaLearner
 from recmeta.routing import routing, validation_table
+from recmeta.snapshot import Interactions
 from recmeta.store import repository as repo
 from recmeta.store import session_scope
 from recmeta.tasks import positive_threshold, split_users
-from recmeta.training import fit
+from recmeta.training import Reservoir, fit_detailed
+from recmeta.training.continual import grow, item_index, replay_users, row_stream, update
 
 ALL = (*META_LEARNERS, *BASELINES)
 VAL_MIN_ROWS = 6  # a user needs this many rows to be held out for validation
+REPLAY = 2000  # rows in the replay reservoir (BENCHMARKS.md, section 7: chosen on validation users)
 ProgressFactory = Callable[[str], Callable[[dict[str, Any]], None]]
 
 
@@ -34,6 +41,8 @@ class TrainConfig:
     max_time: float | None = None
     models_dir: Path = Path("models")
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    resume: bool = False  # `--continue`: start from the active checkpoints
+    replay: int | None = None  # reservoir rows; None: the parent's size (REPLAY for a new model)
 
 
 @dataclass
@@ -43,72 +52,314 @@ class Trained:
     path: Path
     seconds: float
     validation: dict[str, float]
+    parent: int | None = None  # registry id of the checkpoint it continued
+    new_rows: int = 0
+    steps: int = 0
+
+
+@dataclass
+class Split:
+    """Training and validation users (dense indices of `data`) and their views."""
+
+    data: Interactions
+    train_users: np.ndarray
+    val_users: np.ndarray
+
+    @property
+    def train(self) -> Interactions:
+        return snapshot.restrict(self.data, self.train_users)
+
+    @property
+    def validation(self) -> Interactions:
+        return snapshot.restrict(self.data, self.val_users)
+
+
+def _params(kind: str, cfg: TrainConfig) -> dict[str, Any]:
+    params = dict(cfg.params.get(kind, {}))
+    if kind in META_LEARNERS:
+        if cfg.epochs is not None:
+            params["epochs"] = cfg.epochs
+        if cfg.max_time is not None:
+            params["max_time"] = cfg.max_time
+    return params
+
+
+def _check_models(cfg: TrainConfig) -> None:
+    unknown = [m for m in cfg.models if m not in REGISTRY]
+    if unknown:
+        raise DataError(f"unknown model(s) {unknown}; choose from {', '.join(ALL)} or all")
+    if cfg.replay is not None and cfg.replay < 0:
+        raise DataError(f"--replay must be 0 or more, not {cfg.replay}")
 
 
 def train(engine: Engine, cfg: TrainConfig, progress: ProgressFactory | None = None) -> list[Trained]:
     """Fit every model of `cfg` on the store (validation users held out for early stopping),
-    write each checkpoint atomically and register it, then register the routing."""
-    unknown = [m for m in cfg.models if m not in REGISTRY]
-    if unknown:
-        raise DataError(f"unknown model(s) {unknown}; choose from {', '.join(ALL)} or all")
+    write each checkpoint atomically and register it, then register the routing. With
+    `cfg.resume`, continue the active checkpoints instead (`continue_training`)."""
+    _check_models(cfg)
+    if cfg.resume:
+        return continue_training(engine, cfg, progress)
     data = snapshot.load(engine)
     if data.values.nnz == 0:
         raise DataError("the store holds no interactions; run `recmeta ingest` first")
-    split = split_users(data, seed=cfg.seed, fractions=(0.1, 0.0), min_interactions=VAL_MIN_ROWS)
-    train_data = snapshot.restrict(data, split.train)
-    val_data = snapshot.restrict(data, split.validation)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    results = []
+    s = split_users(data, seed=cfg.seed, fractions=(0.1, 0.0), min_interactions=VAL_MIN_ROWS)
+    split = Split(data, s.train, s.validation)
+    train_data, val_data = split.train, split.validation
+    reservoir = Reservoir(REPLAY if cfg.replay is None else cfg.replay, seed=cfg.seed).offer(
+        row_stream(train_data)
+    )
+    stamp = _stamp()
+    results: list[Trained] = []
     for kind in cfg.models:
-        params = dict(cfg.params.get(kind, {}))
-        if kind in META_LEARNERS:
-            if cfg.epochs is not None:
-                params["epochs"] = cfg.epochs
-            if cfg.max_time is not None:
-                params["max_time"] = cfg.max_time
-        model = create(kind, fitted={r.kind: r.model for r in results}, **params)
+        model = create(kind, fitted={r.kind: r.model for r in results}, **_params(kind, cfg))
         start = time.perf_counter()
-        fit(model, train_data, val_data, progress=progress(kind) if progress else None, seed=cfg.seed)
-        seconds = time.perf_counter() - start
-        val = validation_table(model, val_data, positive_threshold(train_data, model.params.get("threshold")))
-        path = cfg.models_dir / f"{kind}-{stamp}.safetensors"
-        checkpoint.save(
-            model,
-            path,
-            data,
-            name=kind,
-            seed=cfg.seed,
-            train_seconds=seconds,
-            validation=val,
-            validation_users=len(split.validation),
+        done = fit_detailed(
+            model, train_data, val_data, progress=progress(kind) if progress else None, seed=cfg.seed
         )
-        with session_scope(engine) as session:
-            repo.register_model(
-                session,
-                name=kind,
-                kind=kind,
-                path=str(path),
-                config=checkpoint.read_manifest(path)["config"],
-                data_watermark=data.watermark,
-                metrics={
-                    "validation_ndcg@10": val,
-                    "train_seconds": seconds,
-                    "versions": checkpoint.versions(),
-                },
+        seconds = time.perf_counter() - start
+        results.append(
+            _save(
+                engine,
+                cfg,
+                stamp,
+                model,
+                split,
+                seconds,
+                reservoir,
+                done.optimizer,
+                steps=_steps(done.outcome),
             )
-        results.append(Trained(kind, model, path, seconds, val))
-    route = routing({r.kind: r.validation for r in results})
-    if route:
-        path = cfg.models_dir / f"routing-{stamp}.json"
-        path.write_text(json.dumps(route, indent=2))
-        with session_scope(engine) as session:
-            repo.register_model(
-                session,
-                name="router",
-                kind="router",
-                path=str(path),
-                config=route,
-                data_watermark=data.watermark,
-                metrics={},
-            )
+        )
+    _route(engine, cfg, stamp, results, data)
     return results
+
+
+def continue_training(
+    engine: Engine, cfg: TrainConfig, progress: ProgressFactory | None = None
+) -> list[Trained]:
+    """Each meta-learner of `cfg` starts from its active checkpoint: new items get rows, new
+    users join the training (or, 10 % of them, the validation) users, and it trains on the
+    tasks of the rows ingested since its watermark, mixed with replayed earlier users. The
+    ensemble is assembled from the continued members; baselines are refitted; routing is
+    validated again. Returns [] when the store holds nothing new."""
+    with session_scope(engine) as session:
+        registry = repo.active_models(session)
+    members = [k for k in cfg.models if k in META_LEARNERS and k != "ensemble"]
+    if "ensemble" in cfg.models:
+        members += [m for m in ("maml", "protonet", "metalstm") if m not in members]
+    missing = [k for k in members if k not in registry]
+    if missing:
+        raise DataError(f"no trained {', '.join(missing)} to continue; run `recmeta train` first")
+    parents = {k: _load(registry[k].path) for k in members}
+    marks = {p.manifest["watermark"].get("max_interaction_id", 0) for p in parents.values()}
+    if len(marks) > 1:
+        raise CheckpointError(
+            "the active meta-learners were trained on different data; run `recmeta train` once, "
+            "or continue them one at a time with --model"
+        )
+    first = parents[members[0]].manifest
+    mark = marks.pop()
+    spec = {"item": first["item_feature_spec"], "user": first.get("user_feature_spec")}
+    data, old, new = snapshot.load_since(engine, mark, spec=spec)
+    new_users = len(data.user_ids) - len(first["user_ids"])
+    if new.values.nnz == 0 and data.n_items == len(first["item_ids"]) and new_users == 0:
+        return []
+    for kind, parent in parents.items():
+        checkpoint.check_catalogue(parent.manifest, set(data.item_ids), Path(registry[kind].path))
+    split = _continued_split(data, first, cfg.seed)
+    val_data = split.validation
+    stamp = _stamp()
+    results: list[Trained] = []
+    fitted: dict[str, Recommender] = {}
+    reservoir = None
+    for kind in members:
+        parent, model = parents[kind], parents[kind].model
+        if not isinstance(model, MetaLearner):
+            raise CheckpointError(f"{registry[kind].path}: not a meta-learner checkpoint")
+        reservoir = _reservoir(parent.manifest, cfg, old, split)
+        optimizer = grow(model, parent.optimizer, item_index(parent.item_ids, data.item_ids), data)
+        replay = np.intersect1d(replay_users(reservoir, data.user_ids), split.train_users)
+        start = time.perf_counter()
+        _, outcome, optimizer = update(
+            model,
+            snapshot.restrict(new, split.train_users),
+            snapshot.restrict(old, split.train_users),
+            val_data,
+            train_users=split.train_users,
+            replay=replay,
+            optimizer=optimizer,
+            seed=cfg.seed,
+            progress=progress(kind) if progress else None,
+        )
+        seconds = time.perf_counter() - start
+        fitted[kind] = model
+        if kind in cfg.models:
+            reservoir.offer(row_stream(snapshot.restrict(new, split.train_users)))
+            results.append(
+                _save(
+                    engine,
+                    cfg,
+                    stamp,
+                    model,
+                    split,
+                    seconds,
+                    reservoir,
+                    optimizer,
+                    parent=(registry[kind].id, mark),
+                    new_rows=int(new.values.nnz),
+                    steps=outcome.steps,
+                )
+            )
+    train_data = split.train
+    for kind in cfg.models:
+        if kind in members:
+            continue
+        model = create(kind, fitted=fitted, **_params(kind, cfg))
+        start = time.perf_counter()
+        done = fit_detailed(
+            model, train_data, val_data, progress=progress(kind) if progress else None, seed=cfg.seed
+        )
+        parent = (registry[kind].id, mark) if kind in registry else None
+        results.append(
+            _save(
+                engine,
+                cfg,
+                stamp,
+                model,
+                split,
+                time.perf_counter() - start,
+                reservoir,
+                done.optimizer,
+                parent=parent,
+                new_rows=int(new.values.nnz),
+            )
+        )
+    _route(engine, cfg, stamp, results, data)
+    return results
+
+
+# ---------------------------------------------------------------------- parts
+
+
+def _stamp() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
+
+
+def _steps(outcome) -> int:
+    return outcome.steps if outcome is not None else 0
+
+
+def _load(path: str) -> checkpoint.Loaded:
+    loaded = checkpoint.load(Path(path))
+    if "validation_user_ids" not in loaded.manifest:
+        raise CheckpointError(
+            f"{path}: written by a recmeta without `--continue` support; run `recmeta train` once"
+        )
+    return loaded
+
+
+def _continued_split(data: Interactions, parent: dict[str, Any], seed: int) -> Split:
+    """The parent's validation users stay validation users and its training users stay
+    training users; users new since the parent are split as `recmeta train` splits."""
+    known = set(parent["user_ids"])
+    validation = set(parent["validation_user_ids"])
+    fresh = np.array([u not in known for u in data.user_ids])
+    if fresh.any():
+        s = split_users(
+            snapshot.restrict(data, np.flatnonzero(fresh)),
+            seed=seed,
+            fractions=(0.1, 0.0),
+            min_interactions=VAL_MIN_ROWS,
+        )
+        validation |= set(data.user_ids[s.validation])
+    is_val = np.array([u in validation for u in data.user_ids])
+    return Split(data, np.flatnonzero(~is_val), np.flatnonzero(is_val))
+
+
+def _reservoir(manifest: dict[str, Any], cfg: TrainConfig, old: Interactions, split: Split) -> Reservoir:
+    """The parent's replay memory, or (another --replay size) a new one over its rows."""
+    state = manifest.get("replay")
+    if state is not None and (cfg.replay is None or cfg.replay == state["size"]):
+        return Reservoir.from_state(state, state["sample"])
+    size = REPLAY if cfg.replay is None else cfg.replay
+    return Reservoir(size, seed=cfg.seed).offer(row_stream(snapshot.restrict(old, split.train_users)))
+
+
+def _save(
+    engine: Engine,
+    cfg: TrainConfig,
+    stamp: str,
+    model: Recommender,
+    split: Split,
+    seconds: float,
+    reservoir: Reservoir | None,
+    optimizer: dict,
+    *,
+    parent: tuple[int, int] | None = None,
+    new_rows: int = 0,
+    steps: int = 0,
+) -> Trained:
+    """Validate, checkpoint (with its lineage and replay memory) and register one model."""
+    data, kind = split.data, model.kind
+    val = validation_table(model, split.validation, positive_threshold(data, model.params.get("threshold")))
+    path = (cfg.models_dir / f"{kind}-{stamp}.safetensors").resolve()
+    lineage = {}
+    if parent is not None:
+        lineage = {
+            "parent_id": parent[0],
+            "watermark_range": [parent[1], data.watermark.get("max_interaction_id", 0)],
+            "new_rows": new_rows,
+        }
+    replay = None
+    if reservoir is not None:
+        state, sample = reservoir.state()
+        replay = {**state, "sample": [str(u) for u in sample]}
+    checkpoint.save(
+        model,
+        path,
+        data,
+        optimizer=optimizer,
+        name=kind,
+        seed=cfg.seed,
+        train_seconds=seconds,
+        validation=val,
+        validation_user_ids=[str(u) for u in data.user_ids[split.val_users]],
+        replay=replay,
+        **lineage,
+    )
+    with session_scope(engine) as session:
+        repo.register_model(
+            session,
+            name=kind,
+            kind=kind,
+            path=str(path),
+            config=checkpoint.read_manifest(path)["config"],
+            data_watermark=data.watermark,
+            metrics={
+                "validation_ndcg@10": val,
+                "train_seconds": seconds,
+                "steps": steps,
+                "versions": checkpoint.versions(),
+                **lineage,
+            },
+        )
+    return Trained(kind, model, path, seconds, val, parent[0] if parent else None, new_rows, steps)
+
+
+def _route(engine: Engine, cfg: TrainConfig, stamp: str, results: list[Trained], data: Interactions) -> None:
+    route = routing({r.kind: r.validation for r in results})
+    if not route:
+        return
+    path = (cfg.models_dir / f"routing-{stamp}.json").resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(route, indent=2))
+    with session_scope(engine) as session:
+        repo.register_model(
+            session,
+            name="router",
+            kind="router",
+            path=str(path),
+            config=route,
+            data_watermark=data.watermark,
+            metrics={},
+        )

@@ -35,8 +35,6 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-
-
 class MetaLearner(Recommender, nn.Module):
     """A backbone plus the learner-specific adaptation `theta(ep, e, c)`."""
 

@@ -157,19 +157,23 @@ def log_is_implicit(session: Session) -> bool:
     return kinds == {"implicit"}
 
 
-def interactions_frame(session: Session, block: int = 500_000) -> pd.DataFrame:
-    """Every interaction as columns user_id, item_id, value, timestamp (one query, fetched
-    in blocks straight from the driver's cursor into numpy)."""
+def interactions_frame(
+    session: Session, block: int = 500_000, *, with_ids: bool = False, upto: int | None = None
+) -> pd.DataFrame:
+    """Every interaction as columns user_id, item_id, value, timestamp (and the row `id`),
+    rows up to id `upto` when given (one query, fetched in blocks straight from the
+    driver's cursor into numpy)."""
     import pandas as pd
 
     cursor = session.connection().connection.dbapi_connection.cursor()  # plain tuples, no Row objects
-    cursor.execute("SELECT user_id, item_id, value, timestamp FROM interactions")
+    where = f" WHERE id <= {int(upto)}" if upto is not None else ""
+    cursor.execute(f"SELECT user_id, item_id, value, timestamp, id FROM interactions{where}")
     parts = []
     while rows := cursor.fetchmany(block):
         parts.append(np.array(rows, dtype=np.float64))
     cursor.close()
-    arr = np.concatenate(parts) if parts else np.empty((0, 4))
-    return pd.DataFrame(
+    arr = np.concatenate(parts) if parts else np.empty((0, 5))
+    frame = pd.DataFrame(
         {
             "user_id": arr[:, 0].astype(np.int64),
             "item_id": arr[:, 1].astype(np.int64),
@@ -177,6 +181,9 @@ def interactions_frame(session: Session, block: int = 500_000) -> pd.DataFrame:
             "timestamp": arr[:, 3].astype(np.int64),
         }
     )
+    if with_ids:
+        frame["id"] = arr[:, 4].astype(np.int64)
+    return frame
 
 
 def entities_frame(session: Session, entity: type[User] | type[Item]) -> pd.DataFrame:

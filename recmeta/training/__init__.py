@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
+from torch import Tensor
+
 from recmeta.learners import Recommender, create
 from recmeta.learners.base import Progress
 from recmeta.learners.ensemble import Ensemble
@@ -12,7 +16,32 @@ from recmeta.training.loop import Outcome, Trainer, TrainState
 from recmeta.training.replay import Reservoir
 from recmeta.training.sampler import EpisodeSampler, Source
 
-__all__ = ["EpisodeSampler", "Outcome", "Reservoir", "Source", "TrainState", "Trainer", "fit"]
+__all__ = ["EpisodeSampler", "Fitted", "Outcome", "Reservoir", "Source", "TrainState", "Trainer", "fit"]
+
+
+@dataclass
+class Fitted:
+    """A fitted model, what its training did (meta-learners) and its optimiser state."""
+
+    model: Recommender
+    outcome: Outcome | None = None
+    optimizer: dict[str, Tensor] = field(default_factory=dict)
+
+
+def fit_detailed(
+    model: Recommender,
+    train: Interactions,
+    validation: Interactions | None = None,
+    *,
+    progress: Progress | None = None,
+    seed: int = 0,
+) -> Fitted:
+    """`fit`, also returning the training outcome and optimiser state of a meta-learner."""
+    if isinstance(model, MetaLearner):
+        trainer = Trainer(model, seed=seed, progress=progress)
+        trainer.fit(train, validation)
+        return Fitted(model, trainer.outcome, trainer.optimizer_)
+    return Fitted(fit(model, train, validation, progress=progress, seed=seed))
 
 
 def fit(

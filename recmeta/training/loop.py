@@ -96,8 +96,13 @@ class Trainer:
         progress: Progress | None = None,
         max_steps: int | None = None,
         frozen_items: np.ndarray | None = None,
+        keep_start: bool = False,
     ) -> None:
+        """`max_steps` pauses the run (see `state_`); `frozen_items` are item rows that keep
+        their values; `keep_start` scores the starting weights on validation first, so that
+        training keeps them unless an epoch beats them (continuing a fitted model)."""
         self.model, self.seed, self.progress = model, seed, progress
+        self.keep_start = keep_start
         self.max_steps = max_steps
         self.frozen_items = frozen_items
         self.p = model.params
@@ -141,6 +146,8 @@ class Trainer:
             best_state = {k[len(BEST) :]: v.clone() for k, v in resume.tensors.items() if k.startswith(BEST)}
             epoch, bad_epochs, losses, fresh_epoch = c["epoch"], c["bad_epochs"], list(c["losses"]), False
             elapsed0 = c["elapsed"]
+        elif self.keep_start and val_batches:
+            out.best_score = float(np.mean(list(self.validation_scores(val_batches).values())))
         start = time.perf_counter() - elapsed0
         while epoch <= p["epochs"]:
             model.train()
@@ -209,9 +216,7 @@ class Trainer:
             return []
         params = dict(self.model.named_parameters())
         rows = torch.as_tensor(self.frozen_items, dtype=torch.long, device=self.model.device)
-        return [
-            (params[name], rows, params[name].detach()[rows].clone()) for name in self.model.item_tables
-        ]
+        return [(params[name], rows, params[name].detach()[rows].clone()) for name in self.model.item_tables]
 
     def _restore(self, resume: TrainState, opt, sampler: EpisodeSampler) -> dict[str, Any]:
         c, t = resume.config, resume.tensors

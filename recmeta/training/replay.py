@@ -6,7 +6,7 @@ import numpy as np
 
 
 class Reservoir:
-    """Keeps a uniform sample of at most `size` of the items offered so far.
+    """Keeps a uniform sample of at most `size` of the items (ids of any kind) offered so far.
 
     After n items were offered, each is in the sample with probability min(1, size / n),
     whatever the order they came in. The state (sample, count seen, generator) is JSON and
@@ -18,12 +18,12 @@ class Reservoir:
             raise ValueError(f"replay size must be 0 or more, not {size}")
         self.size = int(size)
         self.seen = 0
-        self.sample = np.zeros(0, np.int64)
+        self.sample = np.zeros(0, dtype=object)
         self.rng = np.random.default_rng(seed)
 
     def offer(self, items: np.ndarray) -> Reservoir:
         """Offer items in stream order."""
-        items = np.asarray(items, dtype=np.int64)
+        items = np.asarray(items, dtype=object)
         if self.size == 0 or len(items) == 0:
             self.seen += len(items)
             return self
@@ -35,9 +35,9 @@ class Reservoir:
             positions = self.seen + fill + np.arange(len(rest))
             draws = np.floor(self.rng.random(len(rest)) * (positions + 1)).astype(np.int64)
             sample = self.sample.copy()
-            for slot, item in zip(draws, rest, strict=True):
-                if slot < self.size:
-                    sample[slot] = item
+            hits = np.flatnonzero(draws < self.size)  # few: about size * log(n / size) in all
+            for j in hits:
+                sample[draws[j]] = rest[j]
             self.sample = sample
         self.seen += len(items)
         return self
@@ -48,6 +48,6 @@ class Reservoir:
     @classmethod
     def from_state(cls, state: dict, sample: np.ndarray) -> Reservoir:
         r = cls(state["size"])
-        r.seen, r.sample = int(state["seen"]), np.asarray(sample, np.int64)
+        r.seen, r.sample = int(state["seen"]), np.asarray(sample, dtype=object)
         r.rng.bit_generator.state = state["rng"]
         return r

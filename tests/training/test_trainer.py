@@ -88,10 +88,11 @@ def test_reservoir_is_seeded_and_uniform():
     a = Reservoir(5, seed=7).offer(np.arange(100)).offer(np.arange(100, 150))
     b = Reservoir(5, seed=7).offer(np.arange(150))
     assert a.seen == b.seen == 150 and len(a.sample) == 5
+    assert np.array_equal(a.sample, b.sample)  # offered in two parts or at once: the same sample
     assert np.array_equal(Reservoir(5, seed=7).offer(np.arange(150)).sample, b.sample)
     counts = np.zeros(20)
     for seed in range(4000):
-        counts[Reservoir(4, seed=seed).offer(np.arange(20)).sample] += 1
+        counts[Reservoir(4, seed=seed).offer(np.arange(20)).sample.astype(int)] += 1
     # each of 20 items kept with probability 4/20: 800 of 4000 runs, binomial sd about 25
     assert np.all(np.abs(counts - 800) < 120), counts
     state, sample = a.state()
