@@ -302,12 +302,22 @@ def data_synth(
     groups: Annotated[int, typer.Option(help="Planted taste groups.")] = 5,
     implicit: Annotated[bool, typer.Option(help="Counts instead of ratings.")] = False,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    drift: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of users (and of items) whose taste group (genres) moves at a moment of the "
+            "log's time span: a log whose preferences drift, for `evaluate --continual`.",
+        ),
+    ] = 0.0,
 ) -> None:
     """Write a synthetic log with planted taste groups (interactions, items, users CSV)."""
     from recmeta.datasets import SynthConfig, write_synth
 
     paths = write_synth(
-        SynthConfig(users=users, items=items, groups=groups, implicit=implicit, seed=seed), out_dir
+        SynthConfig(users=users, items=items, groups=groups, implicit=implicit, seed=seed, drift=drift),
+        out_dir,
     )
     for kind, p in paths.items():
         out.print(f"{kind}: {p}")

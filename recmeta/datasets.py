@@ -30,6 +30,7 @@ class SynthConfig:
     mean_interactions: int = 40
     implicit: bool = False
     seed: int = 0
+    drift: float = 0.0  # share of users and of items whose taste group / genres move over time
 
 
 def synth(cfg: SynthConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -40,6 +41,12 @@ def synth(cfg: SynthConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     long-tailed. A user picks items by popularity times group affinity, and rates them
     high exactly when the item's genres suit the group, so both what a user picks next
     and how they rate it are learnable from a few interactions.
+
+    With `drift` > 0 the planted preferences move over time: that share of users switch to
+    another taste group, and that share of items to other genres, each at its own moment
+    drawn uniformly over the log's time span; later rows follow the new taste. A model that
+    learns only from recent rows then forgets what earlier rows taught (PROTOCOL.md's
+    continual protocol measures it).
     """
     rng = np.random.default_rng(cfg.seed)
     n_genres = len(GENRES)
@@ -68,8 +75,16 @@ def synth(cfg: SynthConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     start = rng.integers(1_500_000_000, 1_530_000_000, cfg.users)
 
     match = item_genres @ affinity.T / np.maximum(item_genres.sum(1, keepdims=True), 1)  # (items, groups)
+    drifting = _drift_plan(cfg, rng, start, n_genres) if cfg.drift > 0 else None
     rows = []
     for u in range(cfg.users):
+        if drifting is not None:
+            rows.append(
+                _drifting_user(
+                    cfg, rng, u, group[u], start[u], counts[u], popularity, item_genres, affinity, drifting
+                )
+            )
+            continue
         g = group[u]
         weights = popularity * np.exp(2.5 * match[:, g])
         picked = rng.choice(cfg.items, counts[u], replace=False, p=weights / weights.sum())
@@ -93,6 +108,46 @@ def synth(cfg: SynthConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         {"user": np.arange(1, cfg.users + 1), "age": age, "segment": [SEGMENTS[s] for s in segment]}
     )
     return log, items, users
+
+
+def _drift_plan(cfg: SynthConfig, rng: np.random.Generator, start: np.ndarray, n_genres: int) -> dict:
+    """Who and what drifts, when, and to what: a new group per drifting user, new genres per
+    drifting item, and switch times uniform over the span of first interactions."""
+    lo, hi = float(start.min()), float(start.max()) + 3600 * cfg.mean_interactions
+    users = rng.random(cfg.users) < cfg.drift
+    items = rng.random(cfg.items) < cfg.drift
+    new_genres = np.zeros((cfg.items, n_genres))
+    for i in range(cfg.items):
+        new_genres[i, rng.choice(n_genres, rng.integers(1, 3), replace=False)] = 1.0
+    return {
+        "user_at": np.where(users, rng.uniform(lo, hi, cfg.users), np.inf),
+        "new_group": rng.integers(1, max(cfg.groups, 2), cfg.users),  # an offset: never the same group
+        "item_at": np.where(items, rng.uniform(lo, hi, cfg.items), np.inf),
+        "new_genres": new_genres,
+    }
+
+
+def _drifting_user(cfg, rng, u, g0, t0, n, popularity, item_genres, affinity, plan) -> pd.DataFrame:
+    """One user's rows under drift: the taste group and item genres in force at each row's
+    time decide what is picked and how it is rated."""
+    times = t0 + np.cumsum(rng.exponential(3600, n)).astype(np.int64)
+    group = np.where(times >= plan["user_at"][u], (g0 + plan["new_group"][u]) % cfg.groups, g0)
+    picked = np.empty(n, np.int64)
+    values = np.empty(n)
+    free = np.ones(cfg.items, bool)
+    for r in range(n):
+        genres = np.where((times[r] >= plan["item_at"])[:, None], plan["new_genres"], item_genres)
+        match = genres @ affinity[group[r]] / np.maximum(genres.sum(1), 1)
+        weights = popularity * np.exp(2.5 * match) * free
+        picked[r] = rng.choice(cfg.items, p=weights / weights.sum())
+        free[picked[r]] = False
+        m = match[picked[r]]
+        values[r] = (
+            1 + rng.poisson(np.exp(m))
+            if cfg.implicit
+            else np.clip(np.round(2.8 + 1.8 * m + rng.normal(0, 0.6)), 1, 5)
+        )
+    return pd.DataFrame({"user": u + 1, "item": picked + 1, "value": values, "timestamp": times})
 
 
 def write_synth(cfg: SynthConfig, out: Path) -> dict[str, Path]:

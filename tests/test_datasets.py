@@ -58,3 +58,19 @@ def test_bundled_sample_is_what_its_command_makes(tmp_path):
     datasets.write_synth(datasets.SynthConfig(), tmp_path)
     for name in ("interactions.csv", "items.csv", "users.csv"):
         assert (tmp_path / name).read_bytes() == (ROOT / "data" / "synth" / name).read_bytes(), name
+
+
+def test_drift_moves_preferences_over_time():
+    """Item rating means of the first and second half of the log agree less under drift."""
+    from recmeta.datasets import SynthConfig, synth
+
+    def agreement(drift: float) -> float:
+        log, _, _ = synth(SynthConfig(users=600, items=120, seed=5, drift=drift))
+        mid = log.timestamp.median()
+        early = log[log.timestamp < mid].groupby("item").value.mean()
+        late = log[log.timestamp >= mid].groupby("item").value.mean()
+        both = early.index.intersection(late.index)
+        return float(np.corrcoef(early[both], late[both])[0, 1])
+
+    assert agreement(0.0) > 0.9
+    assert agreement(0.6) < agreement(0.0) - 0.1
