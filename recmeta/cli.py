@@ -33,8 +33,9 @@ app.add_typer(ingest_app, name="ingest")
 app.add_typer(db_app, name="db")
 app.add_typer(data_app, name="data")
 
-out = Console()
-err = Console(stderr=True)
+# Into a file or a pipe, tables keep their full width instead of Rich's 80 columns.
+out = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 
 class State:
@@ -579,18 +580,61 @@ def evaluate(
     value_col: ValueCol = None,
     time_col: TimeCol = None,
     epochs: Annotated[int | None, typer.Option(help="Most meta-training epochs per fit.")] = None,
+    continual: Annotated[
+        bool,
+        typer.Option(
+            "--continual",
+            help="The continual protocol instead (PROTOCOL.md): the log cut into periods by time; "
+            "retrain, finetune, replay and window compared on the next period, on forgetting and on cost.",
+        ),
+    ] = False,
+    periods: Annotated[int, typer.Option(help="With --continual: periods of equal row count.", min=3)] = 10,
+    first_stage: Annotated[
+        int, typer.Option(help="With --continual: the stage every strategy starts from.", min=0)
+    ] = 3,
+    last_stage: Annotated[
+        int | None,
+        typer.Option(
+            help="With --continual: the last stage (default periods - 2; tuning stops before --first-stage)."
+        ),
+    ] = None,
+    replay: Annotated[
+        int, typer.Option(help="With --continual: rows in the replay strategy's reservoir.", min=0)
+    ] = 2000,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for report.json and the PNG plots.")] = Path(
         "reports"
     ),
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Cold-start evaluation under PROTOCOL.md: every model on the same users, splits, seeds."""
+    """Cold-start evaluation under PROTOCOL.md: every model on the same users, splits, seeds.
+    With --continual, the continual protocol: what keeping a model current costs and forgets."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from recmeta.evaluate import EvalConfig
+    from recmeta.learners import META_LEARNERS
+
+    spec = dict(
+        implicit=implicit, user_col=user_col, item_col=item_col, value_col=value_col, time_col=time_col
+    )
+    params = {m: {"epochs": epochs} for m in META_LEARNERS} if epochs else {}
+    if continual:
+        _evaluate_continual(
+            model,
+            seeds,
+            periods,
+            first_stage,
+            last_stage,
+            replay,
+            params,
+            log_path,
+            fmt,
+            spec,
+            out_dir,
+            as_json,
+        )
+        return
     from recmeta.evaluate.report import table, write_all
     from recmeta.evaluate.run import evaluate_log, evaluate_store
-    from recmeta.learners import META_LEARNERS
 
     cfg = EvalConfig(
         models=_model_list(model or []),
@@ -599,7 +643,7 @@ def evaluate(
         split=split,
         n=n,
         min_interactions=min_interactions,
-        params={m: {"epochs": epochs} for m in META_LEARNERS} if epochs else {},
+        params=params,
     )
     steps = len(cfg.seeds) * len(cfg.models) * (1 + len(cfg.shots))
     with Progress(
@@ -619,13 +663,6 @@ def evaluate(
             bar.update(task, advance=1, description=what)
 
         if log_path is not None:
-            spec = dict(
-                implicit=implicit,
-                user_col=user_col,
-                item_col=item_col,
-                value_col=value_col,
-                time_col=time_col,
-            )
             result = evaluate_log(log_path, cfg, tick, fmt=fmt.value, **spec)
         else:
             result = evaluate_store(engine(), cfg, tick)
@@ -644,6 +681,55 @@ def evaluate(
     if "mae" in set(result.summary.metric):
         out.print(table(result, "mae"))
     out.print(f"{result.seconds:.0f} s; report {paths['json']}, plots {paths['ndcg']} {paths['recall']}")
+
+
+def _evaluate_continual(
+    model, seeds, periods, first_stage, last_stage, replay, params, log_path, fmt, spec, out_dir, as_json
+) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from recmeta.evaluate.continual import ContinualConfig
+    from recmeta.evaluate.continual_report import tables, write_all
+    from recmeta.evaluate.run import continual_log, continual_store
+    from recmeta.learners import META_LEARNERS
+
+    cfg = ContinualConfig(
+        models=tuple(model) if model and "all" not in model else META_LEARNERS,
+        periods=periods,
+        first_stage=first_stage,
+        last_stage=last_stage,
+        seeds=tuple(seeds or (0, 1, 2)),
+        replay=replay,
+        params=params,
+    )
+    members = 3
+    steps = len(cfg.seeds) * members * (cfg.last - cfg.first_stage + 1)
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
+    ) as bar:
+        task = bar.add_task("continual", total=steps)
+
+        def tick(d: dict) -> None:
+            bar.update(task, advance=1, description=f"seed {d['seed']} stage {d['stage']} {d['model']}")
+
+        if log_path is not None:
+            result = continual_log(log_path, cfg, tick, fmt=fmt.value, **spec)
+        else:
+            result = continual_store(engine(), cfg, tick)
+    paths = write_all(result, out_dir)
+    if as_json:
+        print_json(
+            {
+                "config": result.config,
+                "seconds": result.seconds,
+                "summary": result.summary,
+                "files": {k: str(v) for k, v in paths.items()},
+            }
+        )
+        return
+    for t in tables(result):
+        out.print(t)
+    out.print(f"{result.seconds:.0f} s; report {paths['json']}, plots {paths['heatmap']} {paths['next']}")
 
 
 # ---------------------------------------------------------------- recommend

@@ -150,6 +150,20 @@ def load(engine: Engine, *, spec: dict | None = None) -> Interactions:
     return _load(engine, None, spec)[0]
 
 
+def load_rows(engine: Engine) -> tuple[Interactions, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The store and every interaction row as it was ingested (no folding of repeats):
+    dense user, dense item, value and timestamp arrays."""
+    with session_scope(engine) as session:
+        log = repo.interactions_frame(session)
+        users = repo.entities_frame(session, User)
+        items = repo.entities_frame(session, Item)
+        implicit = repo.log_is_implicit(session)
+        mark = repo.watermark(session)
+    data = from_frames(log, users, items, implicit=implicit, watermark=mark)
+    rows, cols = dense_rows(log, users, items)
+    return data, rows, cols, log["value"].to_numpy(np.float32), log["timestamp"].to_numpy(np.int64)
+
+
 def load_since(
     engine: Engine, after_id: int, *, spec: dict | None = None
 ) -> tuple[Interactions, Interactions, Interactions]:

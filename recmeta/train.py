@@ -26,10 +26,11 @@ from recmeta.store import session_scope
 from recmeta.tasks import positive_threshold, split_users
 from recmeta.training import Reservoir, fit_detailed
 from recmeta.training.continual import grow, item_index, replay_users, row_stream, update
+from recmeta.training.replay import DEFAULT_SIZE
 
 ALL = (*META_LEARNERS, *BASELINES)
 VAL_MIN_ROWS = 6  # a user needs this many rows to be held out for validation
-REPLAY = 2000  # rows in the replay reservoir (BENCHMARKS.md, section 7: chosen on validation users)
+REPLAY = DEFAULT_SIZE  # rows in the replay reservoir
 ProgressFactory = Callable[[str], Callable[[dict[str, Any]], None]]
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+DEFAULT_SIZE = 2000  # rows kept for replay (BENCHMARKS.md, continual section: chosen on validation users)
+
 
 class Reservoir:
     """Keeps a uniform sample of at most `size` of the items (ids of any kind) offered so far.
