@@ -6,6 +6,7 @@ import functools
 import json
 import logging
 import sys
+import time
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -704,13 +705,23 @@ def _evaluate_continual(
     )
     members = 3
     steps = len(cfg.seeds) * members * (cfg.last - cfg.first_stage + 1)
+    started = time.perf_counter()
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not err.is_terminal,
     ) as bar:
         task = bar.add_task("continual", total=steps)
 
         def tick(d: dict) -> None:
-            bar.update(task, advance=1, description=f"seed {d['seed']} stage {d['stage']} {d['model']}")
+            what = f"seed {d['seed']} stage {d['stage']} {d['model']}"
+            bar.update(task, advance=1, description=what)
+            if not err.is_terminal:  # into a file or a pipe: a plain line per step
+                done = bar.tasks[0].completed
+                err.print(f"continual {done}/{steps} {what} ({time.perf_counter() - started:.0f} s)")
 
         if log_path is not None:
             result = continual_log(log_path, cfg, tick, fmt=fmt.value, **spec)

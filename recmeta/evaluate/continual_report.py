@@ -109,7 +109,11 @@ def heatmaps(result: ContinualResult, path: Path) -> None:
     strategies = [*STRATEGIES, RECENT]
     by = {(r["model"], r["strategy"]): r for r in result.summary}
     fig, axes = plt.subplots(
-        len(models), len(strategies), figsize=(3.2 * len(strategies), 2.8 * len(models)), squeeze=False
+        len(models),
+        len(strategies),
+        figsize=(3.2 * len(strategies), 3.0 * len(models)),
+        squeeze=False,
+        gridspec_kw={"hspace": 0.45},
     )
     values = [v for r in result.summary for row in r["R"].values() for v in row.values() if not math.isnan(v)]
     lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
@@ -128,7 +132,9 @@ def heatmaps(result: ContinualResult, path: Path) -> None:
             for y in range(m.shape[0]):
                 for x in range(m.shape[1]):
                     if not math.isnan(m[y, x]):
-                        ax.text(x, y, f"{m[y, x]:.2f}", ha="center", va="center", fontsize=6, color="white")
+                        dark = m[y, x] > lo + 0.6 * (hi - lo)  # dark text on the light end of the map
+                        colour = "black" if dark else "white"
+                        ax.text(x, y, f"{m[y, x]:.2f}", ha="center", va="center", fontsize=6, color=colour)
             ax.set_title(f"{model} · {strategy}" if strategy != RECENT else RECENT, fontsize=9)
             if c == 0:
                 ax.set_ylabel("stage t (model)")
@@ -167,6 +173,7 @@ def next_curves(result: ContinualResult, path: Path) -> None:
             stages = sorted(int(s) for s in row["next_ndcg@10_by_stage"])
             ys = [row["next_ndcg@10_by_stage"][str(s)] for s in stages]
             ax.plot(stages, ys, color=colour, marker=marker, linestyle=line, label=strategy)
+            ax.set_xticks(stages)
         ax.set_title(model)
         ax.set_xlabel("stage t (scored on period t+1)")
         ax.grid(alpha=0.3)

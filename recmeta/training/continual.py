@@ -94,7 +94,12 @@ def update(
     touched[items_of(new, has_new)] = True
     touched[items_of(old, replay)] = True
     trainer = Trainer(
-        model, seed=seed, progress=progress, frozen_items=np.flatnonzero(~touched), keep_start=True
+        model,
+        seed=seed,
+        progress=progress,
+        frozen_items=np.flatnonzero(~touched),
+        keep_start=True,
+        patience=p["update_patience"],
     )
     if len(sources[0].users) == 0:
         return model, trainer.outcome, optimizer or {}

@@ -97,12 +97,15 @@ class Trainer:
         max_steps: int | None = None,
         frozen_items: np.ndarray | None = None,
         keep_start: bool = False,
+        patience: int | None = None,
     ) -> None:
         """`max_steps` pauses the run (see `state_`); `frozen_items` are item rows that keep
         their values; `keep_start` scores the starting weights on validation first, so that
-        training keeps them unless an epoch beats them (continuing a fitted model)."""
+        training keeps them unless an epoch beats them (continuing a fitted model); `patience`
+        overrides the model's."""
         self.model, self.seed, self.progress = model, seed, progress
         self.keep_start = keep_start
+        self.patience = model.params["patience"] if patience is None else patience
         self.max_steps = max_steps
         self.frozen_items = frozen_items
         self.p = model.params
@@ -186,7 +189,7 @@ class Trainer:
             if self.progress:
                 self.progress(row)
             out.epochs = epoch
-            if bad_epochs >= p["patience"] or (p["max_time"] and elapsed > p["max_time"]):
+            if bad_epochs >= self.patience or (p["max_time"] and elapsed > p["max_time"]):
                 break
             epoch += 1
         out.seconds = time.perf_counter() - start
