@@ -96,6 +96,35 @@ def check(report: dict, log: str) -> list[tuple[str, str, str, bool]]:
     return rows
 
 
+def summary_markdown(report: dict) -> str:
+    """Every (model, strategy) row of a report: mean ± std over seeds."""
+    cols = [
+        ("next_ndcg@10", "next ndcg@10", 3),
+        ("new_user_ndcg@10", "new users", 3),
+        ("next_recall@20", "recall@20", 3),
+        ("acc", "ACC", 3),
+        ("bwt", "BWT", 4),
+        ("forgetting", "forgetting", 4),
+        ("fwt", "FWT", 4),
+        ("seconds", "fit s", 1),
+        ("cost_ratio", "cost", 2),
+        ("cost_ratio_after_first", "cost after b", 2),
+    ]
+    head = "| model | strategy | " + " | ".join(c[1] for c in cols) + " |"
+    lines = [head, "|---|---|" + "---:|" * len(cols)]
+    for r in report["summary"]:
+        cells = []
+        for key, _, d in cols:
+            if r[key] is None:
+                cells.append("-")
+            elif key.startswith("cost") or len(report["config"]["seeds"]) == 1:
+                cells.append(f"{r[key]:.{d}f}")
+            else:
+                cells.append(f"{r[key]:.{d}f} ± {r[key + '_std']:.{d}f}")
+        lines.append(f"| {r['model']} | {r['strategy']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, default=ROOT / "reports" / "continual")
@@ -117,6 +146,7 @@ def main() -> None:
     for log in ("ml100k", "drift"):
         report = json.loads((args.out / log / "report.json").read_text())
         print(f"\n## {log} ({report['seconds']:.0f} s in-process)\n")
+        print(summary_markdown(report) + "\n")
         print("| target | model | figure | met |\n|---|---|---|---|")
         for target, model, figure, met in check(report, log):
             print(f"| {target} | {model} | {figure} | {'yes' if met else '**no**'} |")

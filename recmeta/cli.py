@@ -41,6 +41,7 @@ err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 class State:
     db: str | None = None
+    threads: int | None = None
 
 
 def fail_cleanly(fn):
@@ -78,11 +79,26 @@ def root(
         ),
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            envvar="RECMETA_THREADS",
+            min=1,
+            help="Threads for the math (torch and BLAS). Default: the machine's cores for train and "
+            "evaluate, 1 for a single recommendation.",
+        ),
+    ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
     State.db = db
+    State.threads = threads
+    if threads is not None:
+        from recmeta.threads import set_threads
+
+        set_threads(threads)
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
@@ -789,6 +805,10 @@ def recommend(
     if more and not with_items:
         raise typer.BadParameter(f"unexpected {more[0]!r}; interactions follow --with")
     with_items = [*(with_items or []), *(more or [])]
+    if State.threads is None and users_file is None:  # one request: small matrices, one thread
+        from recmeta.threads import set_threads
+
+        set_threads(1)
     rec = RecommendationService(engine())
     if users_file is not None:
         if out_path is None:

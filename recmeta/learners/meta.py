@@ -27,7 +27,8 @@ DEFAULTS: dict[str, Any] = {
     "max_support": 20,
     "support_sampling": "log",  # small supports drawn more often; or "uniform" over 0..max_support
     "patience": 8,
-    "update_patience": 2,  # epochs without a better validation score before an update stops
+    "update_patience": 1,  # epochs without a better validation score before an update stops
+    "replay_share": 0.25,  # share of each update step's users drawn from the replay memory
     "rate_weight": 0.5,
     "user_power": 0.0,
     "val_shots": [0, 1, 5, 10],

@@ -78,18 +78,18 @@ def update(
     progress: Progress | None = None,
 ) -> tuple[MetaLearner, Outcome, dict[str, Tensor]]:
     """Train an already fitted (and grown) model on the tasks of `new` (each user's new rows
-    only) of `train_users`, each step mixed half and half with episodes of the `replay`
-    users over their `old` rows. Only the item rows those rows touch, and the shared
+    only) of `train_users`, a `replay_share` of each step's users being episodes of the
+    `replay` users over their `old` rows. Only the item rows those rows touch, and the shared
     parameters, change; the validation users' score before training is the bar an epoch
     must beat, so an update that does not help leaves the model as it was."""
     p = model.params
     train_users = np.asarray(train_users, np.int64)
     has_new = train_users[new.counts_per_user()[train_users] >= 2]
     replay = np.zeros(0, np.int64) if replay is None else np.asarray(replay, np.int64)
-    share = p["batch_size"] // 2 if len(replay) else p["batch_size"]
-    sources = [Source.of(Sequences.from_data(new), has_new, share)]
-    if len(replay):
-        sources.append(Source.of(Sequences.from_data(old), replay, p["batch_size"] - share))
+    replayed = round(p["batch_size"] * p["replay_share"]) if len(replay) else 0
+    sources = [Source.of(Sequences.from_data(new), has_new, p["batch_size"] - replayed)]
+    if replayed:
+        sources.append(Source.of(Sequences.from_data(old), replay, replayed))
     touched = np.zeros(model.n_items, bool)
     touched[items_of(new, has_new)] = True
     touched[items_of(old, replay)] = True

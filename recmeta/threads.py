@@ -1,0 +1,25 @@
+"""How many threads the math uses: torch's intra-op pool and the BLAS libraries (numpy,
+scipy, implicit). One place sets both, for the whole process.
+
+Defaults: training and evaluation use torch's default (the machine's cores); a single
+recommendation uses one thread, since its matrices are small and a busy host punishes
+oversubscription (BENCHMARKS.md). `--threads N` or `RECMETA_THREADS` overrides both.
+"""
+
+from __future__ import annotations
+
+import os
+
+ENV = "RECMETA_THREADS"  # read by the CLI's --threads
+
+
+def set_threads(n: int) -> None:
+    """Use `n` threads in torch and in every BLAS library loaded now or later."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(n)  # libraries loaded later, and child processes, read these
+    import torch
+
+    torch.set_num_threads(n)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=n)  # libraries already loaded (numpy's BLAS); stays in force
