@@ -119,6 +119,35 @@ class Batch:
             support_mask=self.support_mask,
         )
 
+    def on_items(self, items: np.ndarray) -> Batch:
+        """The same batch with item indices into `items` (which must hold every support and
+        query item): a training step over sampled candidates instead of the catalogue."""
+        pos = np.full(
+            self.query_pos.shape[1] if self.query_pos is not None else items.max() + 1, -1, np.int64
+        )
+        pos[items] = np.arange(len(items))
+        q_items = None if self.query_items is None else np.where(self.query_mask, pos[self.query_items], 0)
+        return Batch(
+            users=self.users,
+            support_items=np.where(self.support_mask, pos[self.support_items], 0),
+            support_values=self.support_values,
+            support_times=self.support_times,
+            support_mask=self.support_mask,
+            query_pos=None if self.query_pos is None else self.query_pos[:, items],
+            query_items=q_items,
+            query_values=self.query_values,
+            query_mask=self.query_mask,
+        )
+
+    def items_used(self) -> np.ndarray:
+        """Every item of the batch's supports and queries."""
+        parts = [self.support_items[self.support_mask]]
+        if self.query_items is not None:
+            parts.append(self.query_items[self.query_mask])
+        if self.query_pos is not None:
+            parts.append(np.flatnonzero(self.query_pos.any(0)))
+        return np.unique(np.concatenate(parts))
+
     def rows(self, sel: np.ndarray) -> Batch:
         """The batch restricted to the users `sel` (indices or a boolean mask)."""
         pick = lambda a: None if a is None else a[sel]  # noqa: E731

@@ -108,9 +108,13 @@ class Backbone(nn.Module):
     def sd(self) -> float:
         return self._stats()[3]
 
-    def items(self) -> Tensor:
-        """(N, d) embeddings of the whole catalogue; computed once while recommending (eval
+    def items(self, index: Tensor | None = None) -> Tensor:
+        """(N, d) embeddings of the whole catalogue, or of the items `index` (training on
+        sampled candidates); the whole catalogue is computed once while recommending (eval
         mode, no gradient), on every call while training."""
+        if index is not None:
+            e = self.item_emb(index)
+            return e + self.item_proj(self.item_x[index]) if self.item_proj is not None else e
         if self.training or torch.is_grad_enabled():
             self._cache.pop("items", None)
             return self._encode()

@@ -1,9 +1,9 @@
 """MAML: a meta-learned initialisation of the user-specific parameters, adapted to each user by
-a few SGD steps on the support. Written with torch.func: while training, the inner loop runs
-for the whole meta-batch at once (`vmap` of `grad`), on item embeddings computed once per
-meta-batch. When recommending, the same gradient comes from its closed form (`support_grad`,
-tested equal to `grad(support_loss)`): torch.func's dispatch costs about 1 ms a call, which
-would be most of a single user's latency."""
+a few SGD steps on the support, for the whole meta-batch at once on item embeddings computed
+once per meta-batch. The inner gradient comes from its closed form (`support_grad`, tested
+equal to `torch.func.grad(support_loss)`), made of differentiable operations: training
+back-propagates through it for the exact second-order meta-gradient. `inner_grad="autograd"`
+uses `vmap(grad(support_loss))` instead (the same gradients, slower: BENCHMARKS.md)."""
 
 from __future__ import annotations
 
@@ -80,6 +80,7 @@ class MAML(MetaLearner):
         "inner_lr_rating": 0.1,  # initial inner rate of the rating parameters v, bu
         "first_order": False,
         "meta_sgd": False,
+        "inner_grad": "closed",  # or "autograd": vmap(grad(support_loss)); equal gradients, slower
     }
 
     def build(self, dim: int) -> None:
@@ -99,15 +100,21 @@ class MAML(MetaLearner):
     def inner_rates(self) -> dict[str, Tensor]:
         return {k: self.log_lr[k].exp() for k in ADAPTED}
 
-    def theta(self, ep: Episode, e: Tensor, c: Tensor) -> Theta:
+    def theta(
+        self, ep: Episode, e: Tensor, c: Tensor, b: Tensor | None = None, rb: Tensor | None = None
+    ) -> Theta:
         bb = self.backbone
+        b = bb.item_bias if b is None else b
+        rb = bb.rate_bias if rb is None else rb
         theta = bb.theta0(c)
         rate_weight = 0.0 if self.params["shapes"]["implicit"] else self.params["rate_weight"]
         training = torch.is_grad_enabled()
+        if self.params["inner_grad"] not in ("closed", "autograd"):
+            raise ValueError(f"inner_grad must be 'closed' or 'autograd', not {self.params['inner_grad']!r}")
         step = (
             vmap(grad(support_loss), in_dims=(0, None, None, None, None, 0, 0, 0, 0, None))
-            if training
-            else support_grad
+            if training and self.params["inner_grad"] == "autograd"
+            else support_grad  # differentiable: autograd through it gives the second-order terms
         )
         lrs = self.inner_rates()
         first_order = self.params["first_order"] or not training
@@ -115,8 +122,8 @@ class MAML(MetaLearner):
             g = step(
                 theta,
                 e,
-                bb.item_bias,
-                bb.rate_bias,
+                b,
+                rb,
                 bb.mu,
                 ep.items,
                 ep.values,

@@ -27,6 +27,9 @@ DEFAULTS: dict[str, Any] = {
     "max_support": 20,
     "support_sampling": "log",  # small supports drawn more often; or "uniform" over 0..max_support
     "patience": 8,
+    "sampled_above": 20_000,  # catalogues larger than this train on sampled candidates
+    "negatives": 2048,  # popularity-sampled candidates per step (besides the batch's own items)
+    "max_val_users": 2000,  # validation users scored per support size each epoch
     "update_patience": 1,  # epochs without a better validation score before an update stops
     "replay_share": 0.25,  # share of each update step's users drawn from the replay memory
     "rate_weight": 0.5,
@@ -55,8 +58,12 @@ class MetaLearner(Recommender, nn.Module):
     def build(self, dim: int) -> None:
         """Create the learner's own modules (called once the backbone exists)."""
 
-    def theta(self, ep: Episode, e: Tensor, c: Tensor) -> Theta:
-        """The user-specific parameters from the support in `ep`."""
+    def theta(
+        self, ep: Episode, e: Tensor, c: Tensor, b: Tensor | None = None, rb: Tensor | None = None
+    ) -> Theta:
+        """The user-specific parameters from the support in `ep`; `e`, `b` and `rb` are the
+        embeddings, rank biases and rating biases of the items scored (the catalogue, or a
+        training step's candidates), the backbone's own biases when not given."""
         raise NotImplementedError
 
     def logits(self, theta: Theta, e: Tensor, b: Tensor) -> Tensor:
@@ -138,14 +145,20 @@ class MetaLearner(Recommender, nn.Module):
         if self.training:
             self.eval()
 
-    def loss(self, ep: Episode) -> Tensor:
-        theta, e, logits = self.forward_episode(ep)
+    def loss(self, ep: Episode, candidates: Tensor | None = None, logq: Tensor | None = None) -> Tensor:
+        """The episode's query loss over the catalogue or, with `candidates` (the items the
+        episode's indices point into), a sampled softmax over them whose rank biases are
+        corrected by `logq`, the log of each candidate's expected count in the sample."""
+        bb = self.backbone
+        if candidates is None:
+            e, b, rb = bb.items(), bb.item_bias, bb.rate_bias
+        else:
+            e, rb = bb.items(candidates), bb.rate_bias[candidates]
+            b = bb.item_bias[candidates] - (0.0 if logq is None else logq)
+        theta = self.theta(ep, e, bb.context(ep), b=b, rb=rb)
+        logits = self.logits(theta, e, b)
         rate_weight = 0.0 if self.params["shapes"]["implicit"] else self.params["rate_weight"]
-        pred = (
-            ratings(theta, e, self.backbone.rate_bias, self.backbone.mu, ep.query_items)
-            if rate_weight
-            else None
-        )
+        pred = ratings(theta, e, rb, bb.mu, ep.query_items) if rate_weight else None
         return query_loss(logits, pred, ep, rate_weight, self.params["user_power"])
 
     def score(

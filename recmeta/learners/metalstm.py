@@ -67,7 +67,9 @@ class MetaLSTM(MetaLearner):
         h = out[torch.arange(len(out), device=out.device), last]
         return h * (ep.mask.sum(1, keepdim=True) > 0)
 
-    def theta(self, ep: Episode, e: Tensor, c: Tensor) -> Theta:
+    def theta(
+        self, ep: Episode, e: Tensor, c: Tensor, b: Tensor | None = None, rb: Tensor | None = None
+    ) -> Theta:
         bb = self.backbone
         prior = bb.theta0(c)
         if ep.items.shape[1] == 0:

@@ -40,15 +40,18 @@ class ProtoNet(MetaLearner):
         self.raw_strength = nn.Parameter(torch.full((3,), inv(s)))
         self.raw_tau = nn.Parameter(torch.tensor([inv(1.0), inv(0.5)]))
 
-    def theta(self, ep: Episode, e: Tensor, c: Tensor) -> Theta:
+    def theta(
+        self, ep: Episode, e: Tensor, c: Tensor, b: Tensor | None = None, rb: Tensor | None = None
+    ) -> Theta:
         bb = self.backbone
+        rb = bb.rate_bias if rb is None else rb
         prior = bb.theta0(c)
         strength = F.softplus(self.raw_strength)
         es = e[ep.items]  # (B, S, d)
         disliked = ep.mask - ep.liked
         like = prototype(es, ep.liked, prior["u"], strength[0])
         dislike = prototype(es, disliked, self.dislike_prior(c), strength[1])
-        dev = (ep.values - bb.mu - bb.rate_bias[ep.items]) * ep.mask
+        dev = (ep.values - bb.mu - rb[ep.items]) * ep.mask
         n = ep.mask.sum(1)
         # rating-deviation prototype: deviations weigh the embedded items, over the row count
         v = (torch.bmm(dev[:, None], es)[:, 0] + strength[2] * prior["v"]) / (n[:, None] + strength[2])

@@ -83,6 +83,37 @@ def load_optimizer(opt: torch.optim.Optimizer, model: nn.Module, tensors: dict[s
     opt.load_state_dict(full)
 
 
+class CandidateSampler:
+    """Sampled softmax for large catalogues: each step scores the items of its own batches
+    plus `negatives` items drawn (with replacement) from the training positives' popularity
+    raised to 0.75 (every item at least once), and corrects every candidate's rank bias by
+    log(negatives x its probability), the log-Q correction of sampled softmax."""
+
+    def __init__(self, probability: np.ndarray, negatives: int, rng: np.random.Generator) -> None:
+        self.cdf = np.cumsum(probability)
+        self.cdf /= self.cdf[-1]
+        self.logq = np.log(negatives * probability)
+        self.negatives, self.rng = negatives, rng
+
+    @classmethod
+    def of(cls, model: MetaLearner, train: Interactions, rng: np.random.Generator) -> CandidateSampler | None:
+        """A sampler when the model's catalogue is larger than its `sampled_above`, else None."""
+        p = model.params
+        if model.n_items <= p["sampled_above"]:
+            return None
+        liked = train.values.data >= model.threshold
+        counts = np.bincount(train.values.indices[liked], minlength=model.n_items)[: model.n_items]
+        weight = (counts + 1.0) ** 0.75
+        return cls(weight / weight.sum(), int(p["negatives"]), rng)
+
+    def candidates(self, batches: list[Batch]) -> tuple[np.ndarray, np.ndarray]:
+        """(sorted candidate items, their log-Q corrections) for one step."""
+        drawn = np.searchsorted(self.cdf, self.rng.random(self.negatives), side="right")
+        drawn = np.minimum(drawn, len(self.cdf) - 1)
+        items = np.unique(np.concatenate([drawn, *(b.items_used() for b in batches)]))
+        return items, self.logq[items]
+
+
 class Trainer:
     """Fits a `MetaLearner` episodically: every step is a meta-batch of training users, each
     with a time-ordered support of random size (0..max_support) and the rest as query;
@@ -137,6 +168,7 @@ class Trainer:
             sources, model.n_items, model.threshold, p["max_support"], p["support_sampling"], rng
         )
         val_batches = self.validation_batches(validation)
+        self.negatives = CandidateSampler.of(model, train, rng)
         opt = torch.optim.Adam(model.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
         if optimizer_state:
             load_optimizer(opt, model, optimizer_state)
@@ -202,7 +234,14 @@ class Trainer:
     # ------------------------------------------------------------------ parts
     def _step(self, opt: torch.optim.Optimizer, batches: list[Batch], frozen) -> float:
         model = self.model
-        loss = sum(model.loss(model.episode(b)) for b in batches) / len(batches)
+        if self.negatives is None:
+            loss = sum(model.loss(model.episode(b)) for b in batches) / len(batches)
+        else:
+            items, logq = self.negatives.candidates(batches)
+            cand = torch.as_tensor(items, device=model.device)
+            correction = torch.as_tensor(logq, dtype=torch.float32, device=model.device)
+            eps = [model.episode(b.on_items(items)) for b in batches]
+            loss = sum(model.loss(ep, cand, correction) for ep in eps) / len(batches)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 10.0)
@@ -254,12 +293,17 @@ class Trainer:
         return TrainState(config, tensors)
 
     def validation_batches(self, validation: Interactions | None) -> dict[int, Batch]:
+        """Validation users at each support size; at most `max_val_users` of them (a seeded
+        draw), so that validation costs the same on a large log."""
         if validation is None or validation.values.nnz == 0:
             return {}
         seq = Sequences.from_data(validation)
         out = {}
+        cap = int(self.p["max_val_users"])
         for k in self.p["val_shots"]:
             users = np.flatnonzero(validation.counts_per_user() > k)
+            if len(users) > cap:
+                users = np.sort(np.random.default_rng([self.seed, k]).choice(users, cap, replace=False))
             if len(users):
                 out[k] = make_batch(seq, users, k, validation.n_items, self.model.threshold)
         return out

@@ -52,10 +52,13 @@ def looped_theta(model: MAML, ep: Episode, first_order: bool):
     return {k: torch.stack([t[k] for t in out]) for k in out[0]}
 
 
+@pytest.mark.parametrize("inner_grad", ["closed", "autograd"])
 @pytest.mark.parametrize("first_order", [False, True])
-def test_vmap_meta_gradient_equals_the_per_task_loop(maml_and_episode, first_order):
+def test_batched_meta_gradient_equals_the_per_task_loop(maml_and_episode, first_order, inner_grad):
+    """Both inner gradients (closed form, vmap of grad) give learn2learn's meta-gradients."""
     model, ep = maml_and_episode
     model.params["first_order"] = first_order
+    model.params["inner_grad"] = inner_grad
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
 
@@ -78,6 +81,7 @@ def test_vmap_meta_gradient_equals_the_per_task_loop(maml_and_episode, first_ord
         else:
             torch.testing.assert_close(gb, gl, rtol=1e-3, atol=1e-5)
     model.params["first_order"] = False
+    model.params["inner_grad"] = "closed"
 
 
 def test_second_order_differs_from_first_order(maml_and_episode):

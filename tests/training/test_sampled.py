@@ -1,0 +1,67 @@
+"""Training on sampled candidates (large catalogues): exact when every item is a candidate,
+and still learns the planted groups with few negatives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from recmeta.evaluate import EvalConfig, evaluate
+from recmeta.learners import create
+from recmeta.tasks import Sequences, make_batch
+from recmeta.training import Trainer
+from recmeta.training.loop import CandidateSampler
+from tests.learners.conftest import rng_users, split_views, synth_data
+
+
+@pytest.mark.parametrize("kind", ["maml", "protonet", "metalstm"])
+def test_all_items_as_candidates_give_the_full_loss(kind, small):
+    _, train, val = split_views(small)
+    model = Trainer(create(kind, dim=8, epochs=1, device="cpu"), seed=0).fit(train, val)
+    model.train()
+    users = rng_users(small, 6)
+    batch = make_batch(Sequences.from_data(small), users, np.array([0, 1, 3, 5, 8, 2]), small.n_items, 4.0)
+    everything = np.arange(small.n_items)
+    full = model.loss(model.episode(batch))
+    cand = model.loss(
+        model.episode(batch.on_items(everything)), torch.as_tensor(everything), torch.zeros(small.n_items)
+    )
+    torch.testing.assert_close(cand, full, rtol=1e-5, atol=1e-6)
+    # and a strict subset holding the batch's items re-indexes it consistently
+    some = np.union1d(batch.items_used(), everything[::3])
+    sub = batch.on_items(some)
+    assert np.array_equal(some[sub.support_items[sub.support_mask]], batch.support_items[batch.support_mask])
+    assert np.array_equal(sub.query_pos, batch.query_pos[:, some])
+
+
+def test_candidates_hold_the_batch_and_corrections_follow_popularity(small):
+    _, train, _ = split_views(small)
+    model = create("maml", dim=8, sampled_above=0, negatives=50).setup(train)
+    sampler = CandidateSampler.of(model, train, np.random.default_rng(0))
+    batch = make_batch(
+        Sequences.from_data(train), np.flatnonzero(train.counts_per_user() > 3)[:8], 3, train.n_items, 4.0
+    )
+    items, logq = sampler.candidates([batch])
+    assert np.array_equal(logq, sampler.logq[items])
+    assert set(batch.items_used()) <= set(items)
+    popular = np.argmax(np.bincount(train.values.indices, minlength=train.n_items))
+    assert sampler.logq[popular] > np.median(sampler.logq)
+    assert CandidateSampler.of(create("maml", dim=8).setup(train), train, np.random.default_rng(0)) is None
+
+
+@pytest.mark.slow
+def test_sampled_training_still_learns_the_planted_groups():
+    data = synth_data(users=400, items=100, seed=7)
+    sampled = {"dim": 32, "max_time": 20, "sampled_above": 0, "negatives": 20}
+    cfg = EvalConfig(
+        models=("maml", "protonet", "popular"),
+        shots=(3, 10),
+        seeds=(0,),
+        min_interactions=15,
+        params={"maml": sampled, "protonet": sampled},
+    )
+    table = evaluate(data, cfg).metric_table("ndcg@10")["mean"]
+    for model in ("maml", "protonet"):
+        for k in (3, 10):
+            assert table.loc[model, k] > 1.15 * table.loc["popular", k], (model, k, table)
