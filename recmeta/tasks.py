@@ -105,6 +105,7 @@ class Batch:
     support_times: np.ndarray
     support_mask: np.ndarray
     query_pos: np.ndarray | None = None
+    query_pairs: tuple[np.ndarray, np.ndarray] | None = None  # (row, item) positives, when sparse
     query_items: np.ndarray | None = None
     query_values: np.ndarray | None = None
     query_mask: np.ndarray | None = None
@@ -127,13 +128,18 @@ class Batch:
         )
         pos[items] = np.arange(len(items))
         q_items = None if self.query_items is None else np.where(self.query_mask, pos[self.query_items], 0)
+        if self.query_pairs is not None:
+            query_pos = np.zeros((len(self.users), len(items)), np.float32)
+            query_pos[self.query_pairs[0], pos[self.query_pairs[1]]] = 1.0
+        else:
+            query_pos = None if self.query_pos is None else self.query_pos[:, items]
         return Batch(
             users=self.users,
             support_items=np.where(self.support_mask, pos[self.support_items], 0),
             support_values=self.support_values,
             support_times=self.support_times,
             support_mask=self.support_mask,
-            query_pos=None if self.query_pos is None else self.query_pos[:, items],
+            query_pos=query_pos,
             query_items=q_items,
             query_values=self.query_values,
             query_mask=self.query_mask,
@@ -144,7 +150,9 @@ class Batch:
         parts = [self.support_items[self.support_mask]]
         if self.query_items is not None:
             parts.append(self.query_items[self.query_mask])
-        if self.query_pos is not None:
+        if self.query_pairs is not None:
+            parts.append(self.query_pairs[1])
+        elif self.query_pos is not None:
             parts.append(np.flatnonzero(self.query_pos.any(0)))
         return np.unique(np.concatenate(parts))
 
@@ -191,11 +199,13 @@ def make_batch(
     with_query: bool = True,
     max_query: int | None = 128,
     rng: np.random.Generator | None = None,
+    dense: bool = True,
 ) -> Batch:
     """Support = the first k rows of each user; query = every later row (PROTOCOL.md).
 
-    `query_pos` covers every positive query row; the rating rows are capped at `max_query`
-    (a random subset when a generator is given, else the first ones).
+    `query_pos` covers every positive query row (or, with `dense=False`, `query_pairs`
+    lists them, for `on_items` to lay out over sampled candidates); the rating rows are
+    capped at `max_query` (a random subset when a generator is given, else the first ones).
     """
     users = np.asarray(users, dtype=np.int64)
     n = seq.lengths(users)
@@ -209,10 +219,13 @@ def make_batch(
         return batch
     q_len = n - k
     q_items, q_vals, _, q_mask = _gather(seq, users, k, q_len, q_len.max(initial=0))
-    pos = np.zeros((len(users), n_items), np.float32)
     liked = q_mask & (q_vals >= threshold)
     rows = np.repeat(np.arange(len(users)), liked.sum(1))
-    pos[rows, q_items[liked]] = 1.0
+    if dense:
+        pos = np.zeros((len(users), n_items), np.float32)
+        pos[rows, q_items[liked]] = 1.0
+    else:
+        pos, batch.query_pairs = None, (rows, q_items[liked])
     if max_query is not None and q_items.shape[1] > max_query:
         keys = rng.random(q_items.shape) if rng is not None else np.arange(q_items.shape[1])[None]
         keys = np.where(q_mask, keys, np.inf)

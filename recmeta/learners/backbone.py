@@ -113,14 +113,17 @@ class Backbone(nn.Module):
         sampled candidates); the whole catalogue is computed once while recommending (eval
         mode, no gradient), on every call while training."""
         if index is not None:
-            e = self.item_emb(index)
-            return e + self.item_proj(self.item_x[index]) if self.item_proj is not None else e
+            return self.encode(self.item_emb(index), index)
         if self.training or torch.is_grad_enabled():
             self._cache.pop("items", None)
             return self._encode()
         if "items" not in self._cache:
             self._cache["items"] = self._encode().detach()  # a plain tensor, never a Parameter
         return self._cache["items"]
+
+    def encode(self, emb: Tensor, index: Tensor) -> Tensor:
+        """Embeddings of the items `index` whose id embeddings are `emb`."""
+        return emb + self.item_proj(self.item_x[index]) if self.item_proj is not None else emb
 
     def _encode(self) -> Tensor:
         e = self.item_emb.weight

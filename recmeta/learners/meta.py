@@ -145,16 +145,29 @@ class MetaLearner(Recommender, nn.Module):
         if self.training:
             self.eval()
 
-    def loss(self, ep: Episode, candidates: Tensor | None = None, logq: Tensor | None = None) -> Tensor:
+    def loss(
+        self,
+        ep: Episode,
+        candidates: Tensor | None = None,
+        logq: Tensor | None = None,
+        rows: dict[str, Tensor] | None = None,
+    ) -> Tensor:
         """The episode's query loss over the catalogue or, with `candidates` (the items the
         episode's indices point into), a sampled softmax over them whose rank biases are
-        corrected by `logq`, the log of each candidate's expected count in the sample."""
+        corrected by `logq`, the log of each candidate's expected count in the sample.
+        `rows` (by `item_tables` name) stand in for the candidates' rows of the item tables,
+        so that a trainer can update those rows alone."""
         bb = self.backbone
         if candidates is None:
             e, b, rb = bb.items(), bb.item_bias, bb.rate_bias
         else:
-            e, rb = bb.items(candidates), bb.rate_bias[candidates]
-            b = bb.item_bias[candidates] - (0.0 if logq is None else logq)
+            emb, b, rb = (
+                (rows[n] for n in self.item_tables)
+                if rows is not None
+                else (bb.item_emb(candidates), bb.item_bias[candidates], bb.rate_bias[candidates])
+            )
+            e = bb.encode(emb, candidates)
+            b = b - (0.0 if logq is None else logq)
         theta = self.theta(ep, e, bb.context(ep), b=b, rb=rb)
         logits = self.logits(theta, e, b)
         rate_weight = 0.0 if self.params["shapes"]["implicit"] else self.params["rate_weight"]

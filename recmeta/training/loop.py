@@ -164,11 +164,17 @@ class Trainer:
         model.to(pick_device(p["device"]))
         if sources is None:
             sources = [Source.of(Sequences.from_data(train), np.arange(train.n_users), p["batch_size"])]
+        self.negatives = CandidateSampler.of(model, train, rng)
         sampler = EpisodeSampler(
-            sources, model.n_items, model.threshold, p["max_support"], p["support_sampling"], rng
+            sources,
+            model.n_items,
+            model.threshold,
+            p["max_support"],
+            p["support_sampling"],
+            rng,
+            dense=self.negatives is None,
         )
         val_batches = self.validation_batches(validation)
-        self.negatives = CandidateSampler.of(model, train, rng)
         opt = torch.optim.Adam(model.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
         if optimizer_state:
             load_optimizer(opt, model, optimizer_state)
@@ -237,11 +243,7 @@ class Trainer:
         if self.negatives is None:
             loss = sum(model.loss(model.episode(b)) for b in batches) / len(batches)
         else:
-            items, logq = self.negatives.candidates(batches)
-            cand = torch.as_tensor(items, device=model.device)
-            correction = torch.as_tensor(logq, dtype=torch.float32, device=model.device)
-            eps = [model.episode(b.on_items(items)) for b in batches]
-            loss = sum(model.loss(ep, cand, correction) for ep in eps) / len(batches)
+            return self._sampled_step(opt, batches, frozen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 10.0)
@@ -250,6 +252,47 @@ class Trainer:
             with torch.no_grad():
                 for param, rows, values in frozen:
                     param[rows] = values
+        return float(loss.item())
+
+    def _sampled_step(self, opt: torch.optim.Optimizer, batches: list[Batch], frozen) -> float:
+        """One step on sampled candidates: the item tables' candidate rows are gathered into
+        leaf tensors, and only they are updated (Adam on those rows, with the table's moments
+        and step count: a lazy Adam), so that a step costs the same whatever the catalogue."""
+        model = self.model
+        items, logq = self.negatives.candidates(batches)
+        idx = torch.as_tensor(items, device=model.device)
+        params = dict(model.named_parameters())
+        rows = {n: params[n].detach()[idx].requires_grad_(True) for n in model.item_tables}  # a copy
+        correction = torch.as_tensor(logq, dtype=torch.float32, device=model.device)
+        eps = [model.episode(b.on_items(items)) for b in batches]
+        loss = sum(model.loss(ep, idx, correction, rows) for ep in eps) / len(batches)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_([*model.parameters(), *rows.values()], 10.0)
+        opt.step()  # the tables have no gradient: Adam leaves them to the rows below
+        group = opt.param_groups[0]
+        (b1, b2), lr, eps_, wd = group["betas"], group["lr"], group["eps"], group["weight_decay"]
+        with torch.no_grad():
+            for name, leaf in rows.items():
+                param, grad = params[name], leaf.grad
+                if grad is None:
+                    continue
+                if wd:
+                    grad = grad + wd * leaf
+                state = opt.state[param]
+                if not state:
+                    state["step"] = torch.tensor(0.0)
+                    state["exp_avg"] = torch.zeros_like(param)
+                    state["exp_avg_sq"] = torch.zeros_like(param)
+                state["step"] += 1
+                t = float(state["step"])
+                m = state["exp_avg"][idx].mul_(b1).add_(grad, alpha=1 - b1)
+                v = state["exp_avg_sq"][idx].mul_(b2).addcmul_(grad, grad, value=1 - b2)
+                state["exp_avg"][idx], state["exp_avg_sq"][idx] = m, v
+                denom = (v / (1 - b2**t)).sqrt_().add_(eps_)
+                param[idx] = leaf.detach() - lr * (m / (1 - b1**t)) / denom
+            for param, frozen_rows, values in frozen:
+                param[frozen_rows] = values
         return float(loss.item())
 
     def _frozen_rows(self) -> list[tuple[Tensor, Tensor, Tensor]]:

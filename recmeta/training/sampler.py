@@ -51,11 +51,13 @@ class EpisodeSampler:
         max_support: int,
         how: str,
         rng: np.random.Generator,
+        dense: bool = True,
     ) -> None:
         if not sources or len(sources[0].users) == 0:
             raise ValueError("no training user has two or more interactions")
         self.sources, self.n_items, self.threshold = sources, n_items, threshold
         self.max_support, self.how, self.rng = max_support, how, rng
+        self.dense = dense  # False: positives as pairs, for steps over sampled candidates
 
     @property
     def steps_per_epoch(self) -> int:
@@ -101,7 +103,7 @@ class EpisodeSampler:
     def _batch(self, seq: Sequences, users: np.ndarray) -> Batch:
         n = seq.lengths(users)
         k = np.minimum(support_sizes(self.rng, len(users), self.max_support, self.how), n - 1)
-        return make_batch(seq, users, k, self.n_items, self.threshold, rng=self.rng)
+        return make_batch(seq, users, k, self.n_items, self.threshold, rng=self.rng, dense=self.dense)
 
     # ----------------------------------------------------------- resume
     def state(self) -> tuple[dict, dict[str, np.ndarray]]:

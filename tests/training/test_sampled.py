@@ -65,3 +65,16 @@ def test_sampled_training_still_learns_the_planted_groups():
     for model in ("maml", "protonet"):
         for k in (3, 10):
             assert table.loc[model, k] > 1.15 * table.loc["popular", k], (model, k, table)
+
+
+def test_a_sampled_step_updates_only_candidate_rows_and_keeps_their_moments(small):
+    _, train, val = split_views(small)
+    model = create("protonet", dim=8, epochs=1, device="cpu", sampled_above=0, negatives=5).setup(train)
+    before = model.backbone.item_emb.weight.detach().clone()
+    trainer = Trainer(model, seed=0, max_steps=1)
+    trainer.fit(train, val)
+    changed = (model.backbone.item_emb.weight.detach() != before).any(1)
+    assert 0 < int(changed.sum()) < small.n_items  # a batch's items plus 5 draws, not all 80
+    state = trainer.state_.tensors
+    moments = state["optim/backbone.item_emb.weight/exp_avg"]
+    assert torch.equal(moments.abs().sum(1) > 0, changed)
