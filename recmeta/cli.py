@@ -15,6 +15,7 @@ import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from typer.exceptions import TyperException
 
 from recmeta import __version__
 from recmeta.errors import RecmetaError
@@ -42,10 +43,13 @@ err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 class State:
     db: str | None = None
     threads: int | None = None
+    debug: bool = False
 
 
 def fail_cleanly(fn):
-    """Turn recmeta's own errors into one red line and exit code 1."""
+    """The one boundary: recmeta's own errors become one red line and exit code 1; any other
+    exception one 'internal error' line and exit code 2 (its traceback with --debug). Every
+    write runs in a transaction, so a failed command leaves the store as it was."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -57,6 +61,18 @@ def fail_cleanly(fn):
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/yellow]")
             raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, TyperException):  # usage errors: typer prints them
+            raise
+        except Exception as exc:
+            if State.debug:
+                raise
+            err.print(
+                f"[red]internal error:[/red] {type(exc).__name__}: {exc}. Nothing was changed; "
+                "rerun with --debug for the traceback and report it.",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(2) from None
 
     return wrapper
 
@@ -79,6 +95,9 @@ def root(
         ),
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the Python traceback of an internal error.")
+    ] = False,
     threads: Annotated[
         int | None,
         typer.Option(
@@ -94,6 +113,7 @@ def root(
     ] = False,
 ) -> None:
     State.db = db
+    State.debug = debug
     State.threads = threads
     if threads is not None:
         from recmeta.threads import set_threads

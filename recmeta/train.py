@@ -148,6 +148,11 @@ def continue_training(
     members = [k for k in cfg.models if k in META_LEARNERS and k != "ensemble"]
     if "ensemble" in cfg.models:
         members += [m for m in ("maml", "protonet", "metalstm") if m not in members]
+    if not members:
+        raise DataError(
+            "--continue continues meta-learners (maml, protonet, metalstm, ensemble); baselines "
+            "are cheap to refit: run `recmeta train --model ...` for them"
+        )
     missing = [k for k in members if k not in registry]
     if missing:
         raise DataError(f"no trained {', '.join(missing)} to continue; run `recmeta train` first")

@@ -94,3 +94,9 @@ def test_a_stored_users_new_interactions_count_at_once(grown):
     assert after["interactions"] == before["interactions"] + 3
     assert not set(top) & {it["item"] for it in after["items"]}
     assert [it["item"] for it in after["items"]] != [it["item"] for it in before["items"]]
+
+
+def test_continue_with_only_baselines_says_what_to_do(grown):
+    db, _, models, _, _ = grown
+    res = runner.invoke(app, ["--db", db, "train", "--continue", "--model", "als", "--models-dir", models])
+    assert res.exit_code == 1 and "meta-learners" in res.output

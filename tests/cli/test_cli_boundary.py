@@ -1,0 +1,47 @@
+"""The CLI's one error boundary: recmeta's errors exit 1 with a line, anything else exits 2
+with an 'internal error' line (the traceback only with --debug), and nothing is written."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from recmeta.cli import app
+
+runner = CliRunner()
+
+
+def boom(*args, **kwargs):
+    raise RuntimeError("something nobody foresaw")
+
+
+def test_an_unexpected_error_is_one_line_and_exit_code_2(tmp_path, monkeypatch):
+    monkeypatch.setattr("recmeta.store.repository.stats", boom)
+    res = runner.invoke(app, ["--db", str(tmp_path / "x.db"), "stats"])
+    assert res.exit_code == 2
+    assert "internal error" in res.output and "--debug" in res.output
+    assert "Traceback" not in res.output
+
+
+def test_debug_shows_the_traceback(tmp_path, monkeypatch):
+    monkeypatch.setattr("recmeta.store.repository.stats", boom)
+    res = runner.invoke(app, ["--debug", "--db", str(tmp_path / "x.db"), "stats"])
+    assert res.exit_code != 0 and isinstance(res.exception, RuntimeError)
+
+
+def test_a_failed_ingest_writes_nothing_on_an_internal_error(tmp_path, monkeypatch):
+    log = tmp_path / "log.csv"
+    log.write_text("user,item,rating,timestamp\n1,2,5,100\n3,4,2,200\n")
+    db = str(tmp_path / "x.db")
+    monkeypatch.setattr("recmeta.store.repository.insert_interactions", boom)
+    res = runner.invoke(app, ["--db", db, "ingest", "interactions", str(log)])
+    assert res.exit_code == 2
+    monkeypatch.undo()
+    res = runner.invoke(app, ["--db", db, "stats", "--json"])
+    assert res.exit_code == 0 and '"interactions": 0' in res.stdout
+
+
+@pytest.mark.parametrize("args", [["stats", "--bogus"], ["evaluate", "--periods", "1", "--continual"]])
+def test_usage_errors_stay_usage_errors(tmp_path, args):
+    res = runner.invoke(app, ["--db", str(tmp_path / "x.db"), *args])
+    assert res.exit_code == 2 and "internal error" not in res.output
