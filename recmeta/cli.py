@@ -843,7 +843,7 @@ def recommend(
             err.print(f"[yellow]note:[/yellow] {len(unknown):,} unknown user(s) skipped, e.g. {unknown[0]!r}")
         return
     if with_items:
-        pairs = json.load(sys.stdin) if with_items == ["-"] else _split_pairs(with_items)
+        pairs = _stdin_pairs() if with_items == ["-"] else _split_pairs(with_items)
         history = rec.parse_with([str(p) for p in pairs])
         result = rec.for_history(history, n=n, model=model, explain=explain, user=remember)
         if remember:
@@ -873,6 +873,21 @@ def recommend(
     out.print(t)
     for w in result.warnings:
         err.print(f"[yellow]note:[/yellow] {w}")
+
+
+def _stdin_pairs() -> list:
+    """`--with -`: a JSON list of "ITEM[:VALUE]" strings on standard input."""
+    from recmeta.errors import DataError
+
+    try:
+        pairs = json.load(sys.stdin)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(
+            f'--with -: standard input is not JSON ({exc}); give a list like ["50:5", "181"]'
+        ) from None
+    if not isinstance(pairs, list):
+        raise DataError('--with -: standard input must be a JSON list like ["50:5", "181"]')
+    return pairs
 
 
 def _split_pairs(values: list[str]) -> list[str]:

@@ -8,6 +8,7 @@ One request imports no pandas (the batch and file helpers import it themselves):
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -101,7 +102,8 @@ class RecommendationService:
         with session_scope(engine) as session:
             self.registry = repo.active_models(session)
             self.catalogue = repo.catalogue(session)
-            self.top_value = repo.max_value(session) or 1.0
+            self.low_value, top = repo.value_range(session)
+            self.top_value = top or 1.0
             self.implicit = repo.log_is_implicit(session)
         if not self.catalogue:
             raise DataError("the store holds no items; run `recmeta ingest` first")
@@ -218,12 +220,27 @@ class RecommendationService:
                     "(recmeta stats shows how many items there are)"
                 )
             try:
-                values.append(float(value) if value else float(self.top_value))
+                number = float(value) if value else float(self.top_value)
             except ValueError:
                 raise DataError(f"{raw!r}: the value after ':' must be a number") from None
+            values.append(self._checked(raw, number))
             items.append(item)
         now = int(time.time())
         return History(items, values, [now + i for i in range(len(items))])
+
+    def _checked(self, raw: str, value: float) -> float:
+        """A --with value enters the math only when finite and on the store's scale: within
+        the range of stored values for ratings, a count of 0 or more for an implicit log."""
+        if not math.isfinite(value):
+            raise DataError(f"{raw!r}: the value must be a finite number")
+        if self.implicit:
+            if value < 0:
+                raise DataError(f"{raw!r}: counts in this implicit log are 0 or more")
+        elif self.low_value is not None and not self.low_value <= value <= self.top_value:
+            raise DataError(
+                f"{raw!r}: values in this store run from {self.low_value:g} to {self.top_value:g}"
+            )
+        return value
 
     def batch_users(
         self, users: list[str], n: int = 10, model: str = "auto", progress=None, chunk: int = 256

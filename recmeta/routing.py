@@ -17,13 +17,15 @@ from recmeta.tasks import Sequences, make_batch
 VAL_SHOTS = (0, 1, 3, 5, 10, 20, 50, 100)  # support sizes validated; 50 and 100 place the warm route
 MIN_VAL_USERS = 20  # a support size with fewer validation users than this is too noisy to use
 COLD_SHOTS = 20  # the cold model is the best meta-learner up to this many rows (PROTOCOL.md's range)
+MAX_VAL_USERS = 2000  # validation users scored per support size (a seeded draw beyond that)
 
 
 def validation_table(
     model: Recommender, validation: Interactions, threshold: float, shots=VAL_SHOTS
 ) -> dict[str, float]:
     """ndcg@10 of `model` on the validation users at each number of support rows; sizes past
-    COLD_SHOTS count only when at least MIN_VAL_USERS validation users have more rows."""
+    COLD_SHOTS count only when at least MIN_VAL_USERS validation users have more rows. At most
+    MAX_VAL_USERS users are scored per size (the same seeded draw for every model)."""
     seq = Sequences.from_data(validation)
     counts = validation.counts_per_user()
     out = {}
@@ -31,6 +33,8 @@ def validation_table(
         if k == 0 and model.needs_support:
             continue
         users = np.flatnonzero(counts > k)
+        if len(users) > MAX_VAL_USERS:
+            users = np.sort(np.random.default_rng(k).choice(users, MAX_VAL_USERS, replace=False))
         if len(users) and (k <= COLD_SHOTS or len(users) >= MIN_VAL_USERS):
             batch = make_batch(seq, users, k, validation.n_items, threshold)
             out[f"K{k}"] = round(validation_ndcg(model, batch), 5)

@@ -298,6 +298,12 @@ def max_value(session: Session) -> float | None:
     return session.scalar(select(func.max(Interaction.value)))
 
 
+def value_range(session: Session) -> tuple[float | None, float | None]:
+    """The smallest and largest value in the store (None, None when it is empty)."""
+    lo, hi = session.execute(select(func.min(Interaction.value), func.max(Interaction.value))).one()
+    return lo, hi
+
+
 def catalogue(session: Session) -> dict[str, str | None]:
     """Every item's external id -> title, in row-id order."""
     return dict(session.execute(select(Item.external_id, Item.title).order_by(Item.id)).all())

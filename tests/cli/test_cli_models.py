@@ -301,3 +301,27 @@ def test_a_click_log_end_to_end(tmp_path):
     reasons = " ".join(r for it in json.loads(res.stdout)["items"] for r in it["reasons"])
     assert "because you have item i" in reasons or "close to what you have" in reasons
     assert "rated" not in reasons and "dislike" not in reasons
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("nan", "finite"),
+        ("inf", "finite"),
+        ("-inf", "finite"),
+        ("1e308", "run from"),
+        ("99", "run from"),
+        ("-7", "run from"),
+    ],
+)
+def test_with_values_off_the_scale_are_refused(store, value, says):
+    db, _, _ = store
+    res = cli(db, "recommend", "--with", f"1:{value}", "2:4")
+    assert res.exit_code == 1 and says in res.output and "Traceback" not in res.output
+
+
+@pytest.mark.parametrize("stdin", ["{not json", '{"a": 1}', "\xff\xfe"])
+def test_with_stdin_that_is_not_a_json_list_is_a_clear_error(store, stdin):
+    db, _, _ = store
+    res = cli(db, "recommend", "--with", "-", input=stdin)
+    assert res.exit_code == 1 and "--with -" in res.output
