@@ -166,6 +166,11 @@ TimeCol = Annotated[str | None, typer.Option(help="Timestamp column (unix or ISO
 Implicit = Annotated[bool, typer.Option(help="A click/count log: every row is positive.")]
 
 
+class TimeUnit(str, Enum):
+    s = "s"
+    ms = "ms"
+
+
 class OnError(str, Enum):
     fail = "fail"
     skip = "skip"
@@ -210,7 +215,7 @@ def ingest_interactions(
     implicit: Implicit = False,
     sep: Annotated[str | None, typer.Option(help="Field separator (default: by extension).")] = None,
     header: Annotated[bool, typer.Option(help="The first line names the columns.")] = True,
-    time_unit: Annotated[str, typer.Option(help="Unit of numeric timestamps: s or ms.")] = "s",
+    time_unit: Annotated[TimeUnit, typer.Option(help="Unit of numeric timestamps.")] = TimeUnit.s,
     encoding: Annotated[str, typer.Option(help="Text encoding.")] = "utf-8",
     on_error: Annotated[
         OnError,
@@ -232,7 +237,7 @@ def ingest_interactions(
         time_col=time_col,
         implicit=implicit,
         encoding=encoding,
-        time_unit=time_unit,
+        time_unit=time_unit.value,
         sep=sep,
         header=header,
     )
@@ -453,9 +458,11 @@ def train(
         ),
     ] = None,
     epochs: Annotated[
-        int | None, typer.Option(help="Most meta-training epochs (early stopping may end sooner).")
+        int | None, typer.Option(help="Most meta-training epochs (early stopping may end sooner).", min=1)
     ] = None,
-    max_time: Annotated[float | None, typer.Option(help="Most seconds of meta-training per model.")] = None,
+    max_time: Annotated[
+        float | None, typer.Option(help="Most seconds of meta-training per model.", min=0.0)
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed (split, initialisation, sampling).")] = 0,
     models_dir: Annotated[Path, typer.Option(help="Where checkpoints are written.")] = Path("models"),
     resume: Annotated[
@@ -616,7 +623,7 @@ def evaluate(
     item_col: ItemCol = None,
     value_col: ValueCol = None,
     time_col: TimeCol = None,
-    epochs: Annotated[int | None, typer.Option(help="Most meta-training epochs per fit.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Most meta-training epochs per fit.", min=1)] = None,
     continual: Annotated[
         bool,
         typer.Option(

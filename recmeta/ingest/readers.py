@@ -324,4 +324,4 @@ def _parse_times(text: pd.Series, col: str, spec: LogSpec, flag) -> pd.Series:
         f"column {col!r}: impossible timestamp {{}} (before 1970 or after 2100{hint})",
         text,
     )
-    return seconds.fillna(0).astype(np.int64)
+    return seconds.where(np.isfinite(seconds), 0).astype(np.int64)  # flagged rows are rejected

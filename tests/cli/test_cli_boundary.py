@@ -45,3 +45,41 @@ def test_a_failed_ingest_writes_nothing_on_an_internal_error(tmp_path, monkeypat
 def test_usage_errors_stay_usage_errors(tmp_path, args):
     res = runner.invoke(app, ["--db", str(tmp_path / "x.db"), *args])
     assert res.exit_code == 2 and "internal error" not in res.output
+
+
+def test_infinite_timestamps_are_rejected_rows_not_a_traceback(tmp_path):
+    log = tmp_path / "log.csv"
+    log.write_text("user,item,rating,timestamp\n1,2,5,100\n3,4,2,inf\n5,6,4,-inf\n")
+    db = str(tmp_path / "x.db")
+    res = runner.invoke(app, ["--db", db, "ingest", "interactions", str(log)])
+    assert res.exit_code == 1 and "timestamp" in res.output and "Traceback" not in res.output
+    res = runner.invoke(
+        app,
+        [
+            "--db",
+            db,
+            "ingest",
+            "interactions",
+            str(log),
+            "--on-error",
+            "skip",
+            "--rejects",
+            str(tmp_path / "r.csv"),
+        ],
+    )
+    assert res.exit_code == 0 and (tmp_path / "r.csv").read_text().count("\n") == 3  # header + 2 rows
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["ingest", "interactions", "x.csv", "--time-unit", "hours"],
+        ["train", "--epochs", "0"],
+        ["train", "--epochs", "-3"],
+        ["train", "--max-time", "-1"],
+        ["evaluate", "--epochs", "0"],
+    ],
+)
+def test_option_values_out_of_range_are_usage_errors(tmp_path, args):
+    res = runner.invoke(app, ["--db", str(tmp_path / "x.db"), *args])
+    assert res.exit_code == 2 and "Invalid value" in res.output
