@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 
 from recmeta import checkpoint, snapshot
 from recmeta.errors import CheckpointError, DataError, UnknownItemError, UnknownUserError
+from recmeta.ingest.ids import check_id
 from recmeta.learners.protonet import ProtoNet
 from recmeta.metrics import top_n
 from recmeta.routing import served_by
@@ -202,6 +203,7 @@ class RecommendationService:
 
     def remember(self, user: str, history: History) -> int:
         """Store a request's interactions as a new user's rows."""
+        check_id(str(user), "--remember")
         with session_scope(self.engine) as session:
             if repo.user_interactions(session, user) is not None:
                 raise DataError(f"user {user!r} exists already; --remember takes a new user id")

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from recmeta.errors import DataError
 from recmeta.ingest import movielens
+from recmeta.ingest.ids import check_id
 from recmeta.ingest.readers import COUNT_COLUMNS, LogSpec, read_raw, resolve_columns, validate
 from recmeta.store import repository as repo
 from recmeta.store import session_scope
@@ -191,9 +192,7 @@ def read_metadata(
                 raise DataError(f"{path}:1: no column {v!r}; the file has {list(raw.columns)}")
         rest = [c for c in raw.columns if c != cid and c not in named.values()]
         for line, row in raw.iterrows():
-            ext = row[cid].strip()
-            if not ext:
-                raise DataError(f"{path}:{line}: column {cid!r}: empty id")
+            ext = check_id(row[cid].strip(), f"{path}:{line}: column {cid!r}")
             rec: dict = {"external_id": ext}
             if for_items:
                 if named["title"]:

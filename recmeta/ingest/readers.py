@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from recmeta.errors import DataError
+from recmeta.ingest.ids import CONTROL, MAX_ID_LENGTH
 
 CHUNK_ROWS = 200_000
 MAX_UNIX_SECONDS = 4_102_444_800  # 2100-01-01: later timestamps are taken as impossible
@@ -277,6 +278,16 @@ def validate(raw: pd.DataFrame, cols: dict[str, str | None], spec: LogSpec) -> C
     item = raw[cols["item"]].str.strip()
     flag(user == "", f"column {cols['user']!r}: empty user id")
     flag(item == "", f"column {cols['item']!r}: empty item id")
+    for role in ("user", "item"):
+        ids = user if role == "user" else item
+        flag(
+            ids.str.len() > MAX_ID_LENGTH,
+            f"column {cols[role]!r}: {role} id longer than {MAX_ID_LENGTH} characters",
+        )
+        flag(
+            ids.str.contains(CONTROL, regex=True),
+            f"column {cols[role]!r}: {role} id holds a control character",
+        )
 
     if cols["value"] is not None:
         vtext = raw[cols["value"]].str.strip()

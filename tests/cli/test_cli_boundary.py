@@ -83,3 +83,16 @@ def test_infinite_timestamps_are_rejected_rows_not_a_traceback(tmp_path):
 def test_option_values_out_of_range_are_usage_errors(tmp_path, args):
     res = runner.invoke(app, ["--db", str(tmp_path / "x.db"), *args])
     assert res.exit_code == 2 and "Invalid value" in res.output
+
+
+@pytest.mark.parametrize(
+    ("user", "says"),
+    [("u" * 256, "longer than 255"), ("a\x00b", "control character"), ("a\tb\x01", "control character")],
+)
+def test_ids_follow_one_rule_on_every_backend(db_url, tmp_path, user, says):
+    log = tmp_path / "log.csv"
+    log.write_text(f'user,item,rating,timestamp\n1,2,5,100\n"{user}",4,2,200\n', encoding="utf-8")
+    res = runner.invoke(app, ["--db", db_url, "ingest", "interactions", str(log)])
+    assert res.exit_code == 1 and says in res.output and "Traceback" not in res.output
+    res = runner.invoke(app, ["--db", db_url, "stats", "--json"])
+    assert '"interactions": 0' in res.stdout
