@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -16,7 +17,15 @@ from sqlalchemy.orm import Session
 from recmeta.errors import DataError
 from recmeta.ingest import movielens
 from recmeta.ingest.ids import check_id
-from recmeta.ingest.readers import COUNT_COLUMNS, LogSpec, read_raw, resolve_columns, validate
+from recmeta.ingest.readers import (
+    COUNT_COLUMNS,
+    LogSpec,
+    check_encoding,
+    check_file,
+    read_raw,
+    resolve_columns,
+    validate,
+)
 from recmeta.store import repository as repo
 from recmeta.store import session_scope
 from recmeta.store.models import Item, User
@@ -54,6 +63,16 @@ def file_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
+def check_writable(path: Path) -> None:
+    """The rejects file can be written: its folder exists and takes new files."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir() or not os.access(folder, os.W_OK) or path.is_dir():
+        raise DataError(
+            f"{path}: cannot write the rejects file there (no such folder, read-only, or a folder); "
+            "pass --rejects PATH somewhere writable"
+        )
+
+
 def default_rejects_path(path: Path) -> Path:
     return path.with_name(path.name + ".rejects.csv")
 
@@ -74,8 +93,11 @@ def ingest_log(
     if on_error not in ("fail", "skip"):
         raise ValueError(f"on_error must be 'fail' or 'skip', not {on_error!r}")
     path = Path(spec.path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
+    check_file(path)
+    check_encoding(spec.encoding)
+    rejects_path = Path(rejects_path or default_rejects_path(path))
+    if on_error == "skip":
+        check_writable(rejects_path)
     report = IngestReport(source=str(path))
     digest = file_hash(path)
     report.seen_before = repo.batch_seen(session, digest)
@@ -98,7 +120,6 @@ def ingest_log(
     )
     users, items = repo.id_map(session, User), repo.id_map(session, Item)
     n_users, n_items = len(users), len(items)
-    rejects_path = rejects_path or default_rejects_path(path)
     wrote_rejects = False
     for raw in itertools.chain([first], chunks):
         chunk = validate(raw, cols, spec)
@@ -111,9 +132,14 @@ def ingest_log(
                     "row, or pass --on-error skip to load the valid rows and write the rest "
                     "to a rejects file"
                 )
-            chunk.rejects.to_csv(
-                rejects_path, mode="a" if wrote_rejects else "w", header=not wrote_rejects, index=False
-            )
+            try:
+                chunk.rejects.to_csv(
+                    rejects_path, mode="a" if wrote_rejects else "w", header=not wrote_rejects, index=False
+                )
+            except OSError as exc:
+                raise DataError(
+                    f"{rejects_path}: cannot write the rejects file ({exc}); nothing was written"
+                ) from None
             wrote_rejects = True
             report.rejected += len(chunk.rejects)
         valid = chunk.valid
@@ -135,6 +161,8 @@ def ingest_log(
         report.inserted += repo.insert_interactions(session, frame)
         if progress:
             progress(report.rows_read)
+    if report.rows_read == 0:
+        raise DataError(f"{path}: the file has a header but no rows; nothing was written")
     report.users_created = len(users) - n_users
     report.items_created = len(items) - n_items
     report.rejects_path = str(rejects_path) if wrote_rejects else None

@@ -6,6 +6,7 @@ file, line, column and reason instead of a pandas traceback.
 
 from __future__ import annotations
 
+import codecs
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -119,11 +120,29 @@ def is_parquet(path: Path) -> bool:
     return path.suffix.lower() in (".parquet", ".pq")
 
 
+def check_file(path: Path) -> None:
+    """A readable file, or a message that says what it is instead."""
+    if path.is_dir():
+        raise DataError(
+            f"{path}: is a folder, not a file; give the log file, or --format movielens-100k "
+            "(or movielens) for a MovieLens folder"
+        )
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+
+
+def check_encoding(encoding: str) -> None:
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise DataError(f"unknown text encoding {encoding!r}; try utf-8, latin-1 or cp1252") from None
+
+
 def read_raw(spec: LogSpec, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
     """Yield text frames indexed by file line number, chunk by chunk; memory stays bounded."""
     path = Path(spec.path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
+    check_file(path)
+    check_encoding(spec.encoding)
     if is_parquet(path):
         yield from _read_parquet(path, chunk_rows)
         return
@@ -170,6 +189,14 @@ def _read_parquet(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
         pf = pq.ParquetFile(path)
     except Exception as exc:  # pyarrow raises several types for a broken file
         raise DataError(f"{path}: not a readable Parquet file ({exc})") from exc
+    import pyarrow as pa
+
+    nested = [f.name for f in pf.schema_arrow if pa.types.is_nested(f.type)]
+    if nested:
+        raise DataError(
+            f"{path}: column(s) {nested} hold lists or structs, not single values; flatten them "
+            "(one row per interaction) before ingesting"
+        )
     first = 1
     for batch in pf.iter_batches(batch_size=chunk_rows):
         frame = batch.to_pandas()

@@ -96,3 +96,31 @@ def test_ids_follow_one_rule_on_every_backend(db_url, tmp_path, user, says):
     assert res.exit_code == 1 and says in res.output and "Traceback" not in res.output
     res = runner.invoke(app, ["--db", db_url, "stats", "--json"])
     assert '"interactions": 0' in res.stdout
+
+
+def test_ingest_inputs_that_are_not_a_log_are_clear_errors(tmp_path):
+    db = str(tmp_path / "x.db")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("user,item,rating,timestamp\n1,2,5,100\n3,4,x,200\n")
+    header_only = tmp_path / "h.csv"
+    header_only.write_text("user,item,rating,timestamp\n")
+    (tmp_path / "folder").mkdir()
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"user": [1, 2], "item": [[1], [2]], "rating": [5, 4]}), tmp_path / "l.parquet")
+    cases = [
+        (
+            ["--on-error", "skip", "--rejects", str(tmp_path / "no" / "dir" / "r.csv"), str(bad)],
+            "cannot write the rejects",
+        ),
+        (["--encoding", "nosuch-enc", str(bad)], "unknown text encoding"),
+        ([str(tmp_path / "folder")], "is a folder"),
+        ([str(header_only)], "header but no rows"),
+        ([str(tmp_path / "l.parquet")], "lists or structs"),
+    ]
+    for args, says in cases:
+        res = runner.invoke(app, ["--db", db, "ingest", "interactions", *args])
+        assert res.exit_code == 1 and says in res.output, (args, res.output)
+    res = runner.invoke(app, ["--db", db, "stats", "--json"])
+    assert '"interactions": 0' in res.stdout
