@@ -123,7 +123,14 @@ def read_manifest(path: Path) -> dict[str, Any]:
         ) from exc
     if "manifest" not in meta:
         raise CheckpointError(f"{path}: has no recmeta manifest; retrain with `recmeta train`")
-    manifest = json.loads(meta["manifest"])
+    try:
+        manifest = json.loads(meta["manifest"])
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(
+            f"{path}: its manifest is not JSON ({exc}); retrain with `recmeta train`"
+        ) from None
+    if not isinstance(manifest, dict):
+        raise CheckpointError(f"{path}: its manifest is not a JSON object; retrain with `recmeta train`")
     if manifest.get("schema") != SCHEMA:
         raise CheckpointError(
             f"{path}: checkpoint schema {manifest.get('schema')} but this recmeta reads schema "
@@ -131,6 +138,9 @@ def read_manifest(path: Path) -> dict[str, Any]:
         )
     if manifest.get("kind") not in REGISTRY:
         raise CheckpointError(f"{path}: unknown model kind {manifest.get('kind')!r}")
+    for key, kind in (("config", dict), ("item_ids", list), ("user_ids", list)):
+        if not isinstance(manifest.get(key), kind):
+            raise CheckpointError(f"{path}: its manifest has no valid {key!r}; retrain with `recmeta train`")
     return manifest
 
 
@@ -145,7 +155,7 @@ def load(path: Path, catalogue: Collection[str] | None = None) -> Loaded:
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118
         optimizer = {k: tensors.pop(k) for k in [k for k in tensors if k.startswith(OPTIM)]}
         model = REGISTRY[manifest["kind"]].from_state(dict(manifest["config"]), tensors)
-    except (KeyError, RuntimeError, ValueError) as exc:
+    except Exception as exc:  # an untrusted file: any failure to rebuild the model is a refusal
         raise CheckpointError(
             f"{path}: does not match this version of {manifest['kind']} ({exc}); retrain with `recmeta train`"
         ) from exc

@@ -75,3 +75,24 @@ def validation_ndcg(model: Recommender, batch: Batch, n: int = 10) -> float:
         batch.support_mask, -np.inf, scores[rows, batch.support_items]
     )
     return float(np.mean(ranking_metrics(top_n(scores[keep], n), batch.query_pos[keep] > 0, n)[f"ndcg@{n}"]))
+
+
+def check_tensor(
+    tensors: dict[str, torch.Tensor],
+    name: str,
+    dtype: torch.dtype,
+    ndim: int,
+    shape: tuple[int, ...] | None = None,
+) -> torch.Tensor:
+    """A tensor read from a checkpoint, refused (ValueError) unless it has the dtype, number
+    of dimensions and shape the model expects, and finite values when it is a float: a
+    header that calls the same bytes another type must not reach the math."""
+    if name not in tensors:
+        raise ValueError(f"tensor {name!r} is missing")
+    t = tensors[name]
+    if t.dtype != dtype or t.dim() != ndim or (shape is not None and tuple(t.shape) != shape):
+        want = f"{dtype} {shape if shape is not None else f'{ndim}-d'}"
+        raise ValueError(f"tensor {name!r} is {t.dtype} {tuple(t.shape)} where the model expects {want}")
+    if t.is_floating_point() and not torch.isfinite(t).all():
+        raise ValueError(f"tensor {name!r} holds values that are not finite")
+    return t

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from recmeta.learners.base import Progress, Recommender, batch_csr, validation_ndcg
+from recmeta.learners.base import Progress, Recommender, batch_csr, check_tensor, validation_ndcg
 from recmeta.snapshot import Interactions
 from recmeta.tasks import Batch, Sequences, make_batch, positive_threshold
 
@@ -75,7 +75,7 @@ class _FromLiked(Recommender):
     @classmethod
     def from_state(cls, config, tensors):
         model = cls(**config)
-        model.counts_ = tensors["counts"].numpy()
+        model.counts_ = check_tensor(tensors, "counts", torch.float32, 1).numpy()
         model._load(tensors)
         return model
 
@@ -142,9 +142,12 @@ class ItemKNN(_FromLiked):
         import scipy.sparse as sp
 
         n = len(self.counts_)
-        self.similarity_ = sp.csr_matrix(
-            (tensors["data"].numpy(), tensors["indices"].numpy(), tensors["indptr"].numpy()), shape=(n, n)
-        )
+        data = check_tensor(tensors, "data", torch.float32, 1).numpy()
+        indices = check_tensor(tensors, "indices", torch.int64, 1, tuple(data.shape)).numpy()
+        indptr = check_tensor(tensors, "indptr", torch.int64, 1, (n + 1,)).numpy()
+        if (len(indices) and (indices.min() < 0 or indices.max() >= n)) or indptr[-1] != len(data):
+            raise ValueError("the item-kNN similarity matrix is not consistent")
+        self.similarity_ = sp.csr_matrix((data, indices, indptr), shape=(n, n))
 
 
 ALS_GRID = [(f, r, a) for f in (32, 64) for r in (1.0, 10.0, 100.0, 1000.0) for a in (1.0, 10.0)]
@@ -248,4 +251,7 @@ class ALS(_FromLiked):
         return dict(self.params), {**self._base_state(), "item_factors": torch.from_numpy(self.item_factors_)}
 
     def _load(self, tensors):
-        self.item_factors_ = tensors["item_factors"].numpy()
+        factors = check_tensor(tensors, "item_factors", torch.float32, 2)
+        if factors.shape[0] != len(self.counts_):
+            raise ValueError("item_factors has a row count other than the catalogue's")
+        self.item_factors_ = factors.numpy()

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from recmeta.learners.backbone import Backbone, Episode, Theta, query_loss, rank_logits, ratings
-from recmeta.learners.base import Recommender
+from recmeta.learners.base import Recommender, check_tensor
 from recmeta.snapshot import Interactions
 from recmeta.tasks import Batch, positive_threshold
 
@@ -257,12 +257,31 @@ class MetaLearner(Recommender, nn.Module):
         config = dict(config)
         shapes = config["shapes"]
         model = cls(**config)
+        for name in ("backbone.item_x", "user_x_"):
+            check_tensor(tensors, name, torch.float32, 2)
         model._construct(shapes, tensors["backbone.item_x"], tensors["user_x_"])
+        expected = model.state_dict()
+        unexpected = sorted(set(tensors) - set(expected))
+        if unexpected:
+            raise ValueError(f"tensors the model does not have: {unexpected[:3]}")
+        for name, mine in expected.items():
+            check_tensor(tensors, name, mine.dtype, mine.dim(), tuple(mine.shape))
         model.load_state_dict(tensors)
-        device = config.get("device", "auto")
-        model.to(("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device)
+        model.to(serving_device(config.get("device", "auto")))
         model.eval()
         return model
+
+
+def serving_device(name: str) -> torch.device:
+    """Where a loaded model runs: the device it names when this machine has it, else the CPU
+    (a model trained on a GPU serves on a machine without one)."""
+    if name == "auto" or str(name).startswith("cuda"):
+        if torch.cuda.is_available():
+            index = torch.device(name if name != "auto" else "cuda").index or 0
+            if index < torch.cuda.device_count():
+                return torch.device(name if name != "auto" else "cuda")
+        return torch.device("cpu")
+    return torch.device(name)
 
 
 def remap_rows(table: Tensor, index: Tensor, fill: Tensor) -> Tensor:
