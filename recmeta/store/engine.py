@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from recmeta.errors import StoreError
@@ -43,16 +43,28 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 def make_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
     """An engine for `url`; an empty database is brought to the newest schema first."""
     url = resolve_url(url)
-    engine = create_engine(url)
+    try:
+        engine = create_engine(url)
+    except NoSuchModuleError:
+        scheme = url.split("://", 1)[0]
+        raise StoreError(
+            f"unknown database kind {scheme!r} in --db; recmeta stores in SQLite (a file path or "
+            "sqlite:///PATH) or PostgreSQL (postgresql://user@host/dbname)"
+        ) from None
+    except (ImportError, ArgumentError) as exc:
+        raise StoreError(
+            f"cannot use --db {url.split('://', 1)[0]}://...: {exc}; recmeta stores in SQLite or PostgreSQL"
+        ) from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     try:
         with engine.connect():
             pass
-    except OperationalError as exc:
+    except (OperationalError, DatabaseError) as exc:
+        hint = " (it is not a SQLite database?)" if engine.dialect.name == "sqlite" else ""
         raise StoreError(
             f"cannot open the database {engine.url.render_as_string(hide_password=True)}: "
-            f"{exc.orig}. Check --db / $RECMETA_DB."
+            f"{exc.orig}{hint}. Check --db / $RECMETA_DB."
         ) from exc
     stored = _stored_revision(engine) if migrate else SCHEMA_HEAD
     if stored != SCHEMA_HEAD:

@@ -124,3 +124,16 @@ def test_ingest_inputs_that_are_not_a_log_are_clear_errors(tmp_path):
         assert res.exit_code == 1 and says in res.output, (args, res.output)
     res = runner.invoke(app, ["--db", db, "stats", "--json"])
     assert '"interactions": 0' in res.stdout
+
+
+def test_db_urls_that_cannot_work_are_clear_errors(tmp_path):
+    not_db = tmp_path / "notes.db"
+    not_db.write_text("hello, I am a text file")
+    for db, says in (
+        (str(not_db), "not a SQLite database"),
+        ("foo://bar", "unknown database kind 'foo'"),
+        ("mysql://user@localhost/x", "SQLite or PostgreSQL"),
+    ):
+        res = runner.invoke(app, ["--db", db, "stats"])
+        assert res.exit_code == 1 and says in res.output, (db, res.output)
+    assert not_db.read_text() == "hello, I am a text file"
