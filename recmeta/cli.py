@@ -171,6 +171,11 @@ class TimeUnit(str, Enum):
     ms = "ms"
 
 
+class SplitKind(str, Enum):
+    random = "random"
+    temporal = "temporal"
+
+
 class OnError(str, Enum):
     fail = "fail"
     skip = "skip"
@@ -611,7 +616,9 @@ def evaluate(
     seeds: Annotated[
         list[int] | None, typer.Option("--seeds", help="Seeds; repeatable (default: 0 1 2).")
     ] = None,
-    split: Annotated[str, typer.Option(help="random or temporal (newest users as test).")] = "random",
+    split: Annotated[
+        SplitKind, typer.Option(help="temporal: the newest users are the test users.")
+    ] = SplitKind.random,
     n: Annotated[int, typer.Option("-n", help="Cutoff N of ndcg@N, recall@N, hr@N, mrr@N.")] = 10,
     min_interactions: Annotated[int, typer.Option(help="Users with fewer rows are never evaluated.")] = 20,
     log_path: Annotated[
@@ -684,7 +691,7 @@ def evaluate(
         models=_model_list(model or []),
         shots=tuple(shots or (0, 1, 3, 5, 10, 20)),
         seeds=tuple(seeds or (0, 1, 2)),
-        split=split,
+        split=SplitKind(split).value,
         n=n,
         min_interactions=min_interactions,
         params=params,
@@ -827,7 +834,7 @@ def recommend(
 
     Examples: recmeta recommend --user 1;  recmeta recommend --with 50:5 181:5 172:4 --explain
     """
-    from recmeta.recommend import RecommendationService, read_users_file, write_recs
+    from recmeta.recommend import RecommendationService, check_out_path, read_users_file, write_recs
 
     if more and not with_items:
         raise typer.BadParameter(f"unexpected {more[0]!r}; interactions follow --with")
@@ -840,6 +847,7 @@ def recommend(
     if users_file is not None:
         if out_path is None:
             raise typer.BadParameter("--users-file needs --out FILE (.parquet, .csv or .jsonl)")
+        check_out_path(out_path)
         users = read_users_file(users_file)
         with rows_progress("recommending") as bar:
             task = bar.add_task("users", total=len(users))

@@ -430,7 +430,11 @@ def read_users_file(path: Path) -> list[str]:
         raise DataError(f"{path}: no such file")
     suffix = path.suffix.lower()
     if suffix not in (".parquet", ".pq", ".csv", ".tsv"):
-        return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise DataError(f"{path}: not UTF-8 text; give user ids one per line, or a CSV/Parquet") from None
+        return [line.strip() for line in text.splitlines() if line.strip()]
     import pandas as pd
 
     if suffix in (".parquet", ".pq"):
@@ -441,6 +445,21 @@ def read_users_file(path: Path) -> list[str]:
     if col is None:
         raise DataError(f"{path}:1: no user column; the file has {list(frame.columns)}")
     return frame[col].astype(str).tolist()
+
+
+OUT_SUFFIXES = (".parquet", ".pq", ".csv", ".jsonl", ".ndjson")
+
+
+def check_out_path(path: Path) -> Path:
+    """Where `write_recs` will write, checked before any work is done."""
+    if path.suffix.lower() not in OUT_SUFFIXES:
+        raise DataError(f"{path}: choose .parquet, .csv or .jsonl")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise DataError(f"{path}: the folder {folder} does not exist")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder; give a file name")
+    return path
 
 
 def write_recs(frame: pd.DataFrame, path: Path) -> Path:

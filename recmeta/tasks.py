@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from recmeta.errors import DataError
 from recmeta.snapshot import Interactions
 
 
@@ -58,7 +59,7 @@ def split_users(
             first[u] = times.data[times.indptr[u] : times.indptr[u + 1]].min()
         order = eligible[np.lexsort((eligible, first[eligible]))][::-1]  # newest first
     else:
-        raise ValueError(f"split must be 'random' or 'temporal', not {how!r}")
+        raise DataError(f"split must be 'random' or 'temporal', not {how!r}")
     test = np.sort(order[:n_test])
     val = np.sort(order[n_test : n_test + n_val])
     held = np.zeros(data.n_users, bool)

@@ -98,6 +98,8 @@ def train(engine: Engine, cfg: TrainConfig, progress: ProgressFactory | None = N
     write each checkpoint atomically and register it, then register the routing. With
     `cfg.resume`, continue the active checkpoints instead (`continue_training`)."""
     _check_models(cfg)
+    if cfg.models_dir.exists() and not cfg.models_dir.is_dir():
+        raise DataError(f"--models-dir {cfg.models_dir}: is a file; give a folder for the checkpoints")
     if cfg.resume:
         return continue_training(engine, cfg, progress)
     data = snapshot.load(engine)

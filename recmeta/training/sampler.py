@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from recmeta.errors import DataError
 from recmeta.tasks import Batch, Sequences, make_batch
 
 
@@ -54,7 +55,10 @@ class EpisodeSampler:
         dense: bool = True,
     ) -> None:
         if not sources or len(sources[0].users) == 0:
-            raise ValueError("no training user has two or more interactions")
+            raise DataError(
+                "no training user has two or more interactions: there is nothing to learn from; "
+                "ingest more rows"
+            )
         self.sources, self.n_items, self.threshold = sources, n_items, threshold
         self.max_support, self.how, self.rng = max_support, how, rng
         self.dense = dense  # False: positives as pairs, for steps over sampled candidates

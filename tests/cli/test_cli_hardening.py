@@ -1,5 +1,6 @@
-"""The CLI's one error boundary: recmeta's errors exit 1 with a line, anything else exits 2
-with an 'internal error' line (the traceback only with --debug), and nothing is written."""
+"""Hostile and mistaken input through the CLI. The one error boundary: recmeta's errors
+exit 1 with a line, anything else exits 2 with an 'internal error' line (the traceback only
+with --debug), and nothing is written."""
 
 from __future__ import annotations
 
@@ -137,3 +138,29 @@ def test_db_urls_that_cannot_work_are_clear_errors(tmp_path):
         res = runner.invoke(app, ["--db", db, "stats"])
         assert res.exit_code == 1 and says in res.output, (db, res.output)
     assert not_db.read_text() == "hello, I am a text file"
+
+
+def test_recommend_and_train_arguments_are_checked_before_any_work(tmp_path):
+    db = str(tmp_path / "x.db")
+    binary = tmp_path / "ids.txt"
+    binary.write_bytes(bytes(range(128, 256)))
+    users = tmp_path / "users.txt"
+    users.write_text("1\n2\n")
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    log = tmp_path / "log.csv"
+    log.write_text("user,item,rating,timestamp\n1,2,5,100\n1,3,4,200\n2,2,3,300\n")
+    assert runner.invoke(app, ["--db", db, "ingest", "interactions", str(log)]).exit_code == 0
+    cases = [
+        (["recommend", "--users-file", str(binary), "--out", str(tmp_path / "r.csv")], "not UTF-8"),
+        (
+            ["recommend", "--users-file", str(users), "--out", str(tmp_path / "no" / "r.csv")],
+            "does not exist",
+        ),
+        (["train", "--models-dir", str(a_file)], "is a file"),
+    ]
+    for args, says in cases:
+        res = runner.invoke(app, ["--db", db, *args])
+        assert res.exit_code == 1 and says in res.output, (args, res.output)
+    res = runner.invoke(app, ["--db", db, "evaluate", "--split", "bogus"])
+    assert res.exit_code == 2 and "temporal" in res.output
