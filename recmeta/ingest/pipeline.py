@@ -84,8 +84,10 @@ def ingest_log(
     on_error: str = "fail",
     rejects_path: Path | None = None,
     progress: Progress | None = None,
+    catalogue: set[str] | None = None,
 ) -> IngestReport:
-    """Ingest an interaction log inside the caller's transaction.
+    """Ingest an interaction log inside the caller's transaction; with `catalogue` (a
+    MovieLens folder's item file), a row whose item is not in it is a bad row.
 
     `on_error="fail"` raises `DataError` on the first bad row (the caller rolls back, so
     nothing is written); `"skip"` writes the valid rows and the bad ones to `rejects_path`.
@@ -143,6 +145,14 @@ def ingest_log(
             wrote_rejects = True
             report.rejected += len(chunk.rejects)
         valid = chunk.valid
+        if catalogue is not None and len(valid):
+            unknown = ~valid["item"].isin(catalogue)
+            if unknown.any():
+                line = valid.index[unknown.to_numpy()][0]
+                raise DataError(
+                    f"{path}:{line}: item {valid['item'][unknown].iloc[0]!r} is not in the folder's "
+                    "item file; nothing was written"
+                )
         if cols["time"] is None and len(valid):
             valid = valid.groupby(["user", "item"], as_index=False, sort=False).agg(
                 value=("value", "sum"), timestamp=("timestamp", "first")
@@ -265,7 +275,8 @@ def ingest_movielens(
     reports = [ingest_metadata(session, Item, items, str(directory / "items"))]
     if users:
         reports.append(ingest_metadata(session, User, users, str(directory / "users")))
-    reports.insert(0, ingest_log(session, spec, progress=progress))
+    known = {str(r["external_id"]) for r in items}
+    reports.insert(0, ingest_log(session, spec, progress=progress, catalogue=known))
     return reports
 
 

@@ -337,7 +337,8 @@ def validate(raw: pd.DataFrame, cols: dict[str, str | None], spec: LogSpec) -> C
             "item": item[~bad].to_numpy(),
             "value": value[~bad].astype(np.float64).to_numpy(),
             "timestamp": timestamp[~bad].astype(np.int64).to_numpy(),
-        }
+        },
+        index=raw.index[~bad.to_numpy()],  # file line numbers, for messages about valid rows
     )
     rejects = raw[bad].copy()
     rejects.insert(0, "reason", reason[bad].astype(str).to_numpy())

@@ -99,3 +99,12 @@ def test_ml_latest_layout(db_url, tmp_path):
 def test_not_a_movielens_folder(sqlite_url, tmp_path):
     with pytest.raises(DataError, match="u.data: missing; is .* a MovieLens folder"):
         load(make_engine(sqlite_url), tmp_path, "movielens-100k")
+
+
+def test_a_rating_of_an_item_the_folder_does_not_list_is_refused(sqlite_url, tmp_path):
+    d = _small_ml100k(tmp_path / "ml")
+    write(d / "u.data", "1\t10\t5\t881250949\n1\tabc\t3\t881250950\n")
+    engine = make_engine(sqlite_url)
+    with pytest.raises(DataError, match=r"u.data:2: item 'abc' is not in the folder's item file"):
+        load(engine, d, "movielens-100k")
+    assert store_stats(engine)["interactions"] == 0
