@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from recmeta.errors import StoreError
 
 DEFAULT_DB_FILE = "recmeta.db"
+BUSY_MS = 30_000  # how long a SQLite writer waits for another one ($RECMETA_SQLITE_BUSY_MS)
 SCHEMA_HEAD = "0001"  # the newest migration in migrations/versions (a test keeps them equal)
 
 
@@ -35,7 +36,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={int(os.environ.get('RECMETA_SQLITE_BUSY_MS', BUSY_MS))}")
     cur.execute("PRAGMA cache_size=-131072")  # 128 MiB page cache: bulk inserts touch big indexes
     cur.close()
 
@@ -97,5 +98,14 @@ def _has_foreign_tables(engine: Engine) -> bool:
 def session_scope(engine: Engine) -> Iterator[Session]:
     """One transaction: commit on success, roll back everything on any error."""
     factory = sessionmaker(engine, expire_on_commit=False)
-    with factory() as session, session.begin():
-        yield session
+    try:
+        with factory() as session, session.begin():
+            yield session
+    except OperationalError as exc:
+        if "locked" not in str(exc.orig):
+            raise
+        raise StoreError(
+            "another process is writing to this SQLite store and did not finish in time; nothing "
+            "was written. Run again when it is done (SQLite takes one writer at a time; "
+            "PostgreSQL takes many)"
+        ) from None

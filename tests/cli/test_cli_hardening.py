@@ -164,3 +164,23 @@ def test_recommend_and_train_arguments_are_checked_before_any_work(tmp_path):
         assert res.exit_code == 1 and says in res.output, (args, res.output)
     res = runner.invoke(app, ["--db", db, "evaluate", "--split", "bogus"])
     assert res.exit_code == 2 and "temporal" in res.output
+
+
+def test_a_second_sqlite_writer_is_told_about_the_first(tmp_path, monkeypatch):
+    import sqlite3
+
+    db = tmp_path / "x.db"
+    log = tmp_path / "log.csv"
+    log.write_text("user,item,rating,timestamp\n1,2,5,100\n")
+    assert runner.invoke(app, ["--db", str(db), "stats"]).exit_code == 0  # creates the schema
+    holder = sqlite3.connect(db)
+    holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        monkeypatch.setenv("RECMETA_SQLITE_BUSY_MS", "200")
+        res = runner.invoke(app, ["--db", str(db), "ingest", "interactions", str(log)])
+        assert res.exit_code == 1 and "another process is writing" in res.output, res.output
+    finally:
+        holder.rollback()
+        holder.close()
+    res = runner.invoke(app, ["--db", str(db), "ingest", "interactions", str(log)])
+    assert res.exit_code == 0
