@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -122,6 +123,8 @@ def ingest_log(
     )
     users, items = repo.id_map(session, User), repo.id_map(session, Item)
     n_users, n_items = len(users), len(items)
+    stored = repo.value_range(session) if not spec.implicit else (None, None)
+    seen = [np.inf, -np.inf]  # the file's smallest and largest valid value
     wrote_rejects = False
     for raw in itertools.chain([first], chunks):
         chunk = validate(raw, cols, spec)
@@ -145,6 +148,8 @@ def ingest_log(
             wrote_rejects = True
             report.rejected += len(chunk.rejects)
         valid = chunk.valid
+        if len(valid):
+            seen = [min(seen[0], float(valid["value"].min())), max(seen[1], float(valid["value"].max()))]
         if catalogue is not None and len(valid):
             unknown = ~valid["item"].isin(catalogue)
             if unknown.any():
@@ -173,6 +178,13 @@ def ingest_log(
             progress(report.rows_read)
     if report.rows_read == 0:
         raise DataError(f"{path}: the file has a header but no rows; nothing was written")
+    lo, hi = stored
+    if lo is not None and report.inserted and (seen[0] < lo or seen[1] > hi):
+        report.notes.append(
+            f"values {seen[0]:g} to {seen[1]:g} lie outside the {lo:g} to {hi:g} the store held; "
+            "check the scale: ratings are compared on one scale, and --with ITEM now counts as "
+            f"{max(hi, seen[1]):g}"
+        )
     report.users_created = len(users) - n_users
     report.items_created = len(items) - n_items
     report.rejects_path = str(rejects_path) if wrote_rejects else None
