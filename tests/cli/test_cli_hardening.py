@@ -184,3 +184,22 @@ def test_a_second_sqlite_writer_is_told_about_the_first(tmp_path, monkeypatch):
         holder.close()
     res = runner.invoke(app, ["--db", str(db), "ingest", "interactions", str(log)])
     assert res.exit_code == 0
+
+
+def test_checkpoints_resolve_from_any_working_folder(tmp_path, monkeypatch):
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    work.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(work)
+    db = str(tmp_path / "x.db")
+    assert (
+        runner.invoke(app, ["data", "synth", "--out", "syn", "--users", "60", "--items", "30"]).exit_code == 0
+    )
+    assert runner.invoke(app, ["--db", db, "ingest", "interactions", "syn/interactions.csv"]).exit_code == 0
+    res = runner.invoke(
+        app, ["--db", db, "train", "--epochs", "1", "--model", "protonet", "--models-dir", "models"]
+    )
+    assert res.exit_code == 0, res.output
+    monkeypatch.chdir(elsewhere)  # a cron job, a service, a notebook started somewhere else
+    res = runner.invoke(app, ["--db", db, "recommend", "--user", "1", "--model", "protonet", "--json"])
+    assert res.exit_code == 0, res.output
