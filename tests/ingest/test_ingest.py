@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from recmeta.errors import DataError
-from recmeta.ingest.pipeline import ingest_file, ingest_log
+from recmeta.ingest.pipeline import ingest_file, ingest_log, ingest_path
 from recmeta.ingest.readers import LogSpec
 from recmeta.store import make_engine, session_scope
 from recmeta.store.repository import stats
@@ -229,3 +229,28 @@ def test_bad_year_in_item_metadata(tmp_path):
     path = write(tmp_path / "items.csv", "item,title,year\nx,X,19x9\n")
     with pytest.raises(DataError, match=r"items.csv:2: column 'year': '19x9' is not a year"):
         read_metadata(path, id_col="item", title_col="title", year_col="year")
+
+
+def test_parquet_timestamps_of_any_unit_are_read(sqlite_url, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from recmeta.store import make_engine, session_scope
+    from recmeta.store.repository import interactions_frame
+
+    ts = [1577836800, 1580515200]
+    for unit in ("s", "ms", "us", "ns"):
+        scale = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}[unit]
+        table = pa.table(
+            {
+                "user": [1, 2],
+                "item": [3, 4],
+                "rating": [5, 4],
+                "timestamp": pa.array([t * scale for t in ts], pa.timestamp(unit)),
+            }
+        )
+        pq.write_table(table, tmp_path / f"{unit}.parquet")
+        engine = make_engine(f"sqlite:///{tmp_path / (unit + '.db')}")
+        ingest_file(engine, lambda s, u=unit: ingest_path(s, tmp_path / f"{u}.parquet"))
+        with session_scope(engine) as session:
+            assert sorted(interactions_frame(session)["timestamp"]) == ts, unit
