@@ -125,6 +125,7 @@ def ingest_log(
     n_users, n_items = len(users), len(items)
     stored = repo.value_range(session) if not spec.implicit else (None, None)
     seen = [np.inf, -np.inf]  # the file's smallest and largest valid value
+    conflicts = 0
     wrote_rejects = False
     for raw in itertools.chain([first], chunks):
         chunk = validate(raw, cols, spec)
@@ -173,11 +174,19 @@ def ingest_log(
                 "batch_id": batch.id,
             }
         )
-        report.inserted += repo.insert_interactions(session, frame)
+        added = repo.insert_interactions(session, frame)
+        report.inserted += added
+        if added < len(frame):  # some rows were already stored: say when their values differ
+            conflicts += repo.value_conflicts(session, frame)
         if progress:
             progress(report.rows_read)
     if report.rows_read == 0:
         raise DataError(f"{path}: the file has a header but no rows; nothing was written")
+    if conflicts:
+        report.notes.append(
+            f"{conflicts:,} duplicate row(s) (same user, item and time as a stored row) had another "
+            "value; the stored value was kept"
+        )
     lo, hi = stored
     if lo is not None and report.inserted and (seen[0] < lo or seen[1] > hi):
         report.notes.append(

@@ -129,6 +129,41 @@ def _insert_rows(session: Session, table: str, columns: list[str], rows: list[tu
         return cur.rowcount
 
 
+def value_conflicts(session: Session, frame: pd.DataFrame) -> int:
+    """How many rows of `frame` (user_id, item_id, value, timestamp) have a stored row with the
+    same (user, item, timestamp) but another value: duplicates that were not stored although
+    their value differs. One temporary table and one join, on both backends."""
+    if frame.empty:
+        return 0
+    cols = ["user_id", "item_id", "timestamp", "value"]
+    rows = list(zip(*(frame[c].tolist() for c in cols), strict=True))
+    conn = session.connection()
+    names = ", ".join(cols)
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql(
+            "CREATE TEMP TABLE IF NOT EXISTS _recmeta_check "
+            "(user_id INTEGER, item_id INTEGER, timestamp INTEGER, value REAL)"
+        )
+        conn.exec_driver_sql("DELETE FROM _recmeta_check")
+        conn.exec_driver_sql(f"INSERT INTO _recmeta_check ({names}) VALUES (?, ?, ?, ?)", rows)
+    else:
+        raw = conn.connection.driver_connection
+        with raw.cursor() as cur:
+            cur.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS _recmeta_check "
+                "(user_id int, item_id int, timestamp bigint, value float8) ON COMMIT DROP"
+            )
+            cur.execute("TRUNCATE _recmeta_check")
+            with cur.copy(f"COPY _recmeta_check ({names}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+    found = conn.exec_driver_sql(
+        "SELECT count(*) FROM _recmeta_check c JOIN interactions i ON i.user_id = c.user_id "
+        "AND i.item_id = c.item_id AND i.timestamp = c.timestamp WHERE i.value <> c.value"
+    ).scalar()
+    return int(found or 0)
+
+
 def count_interactions(session: Session) -> int:
     return session.scalar(select(func.count()).select_from(Interaction)) or 0
 
