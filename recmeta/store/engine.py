@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,9 +32,31 @@ def resolve_url(url: str | None = None) -> str:
     return url
 
 
+def _read_only_url(url: str) -> str | None:
+    """For a SQLite file this process may not write (or whose folder it may not write, where
+    WAL keeps its side files), a read-only URL; None when it can write."""
+    if not url.startswith("sqlite:///") or "?" in url:
+        return None
+    path = Path(url[len("sqlite:///") :])
+    if not path.is_file():
+        return None
+    folder_ok = os.access(path.parent, os.W_OK)
+    if os.access(path, os.W_OK) and folder_ok:
+        return None
+    # with no WAL file beside it, nothing is pending: SQLite may then read it as immutable,
+    # which needs no side files in a folder it cannot write
+    wal = Path(f"{path}-wal")
+    flags = "mode=ro" if folder_ok or wal.exists() else "mode=ro&immutable=1"
+    return f"sqlite:///file:{path.resolve()}?{flags}&uri=true"
+
+
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
+    try:
+        cur.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.OperationalError as exc:  # a read-only store keeps the journal it has
+        if "readonly" not in str(exc) and "read-only" not in str(exc):
+            raise
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute(f"PRAGMA busy_timeout={int(os.environ.get('RECMETA_SQLITE_BUSY_MS', BUSY_MS))}")
@@ -44,6 +67,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 def make_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
     """An engine for `url`; an empty database is brought to the newest schema first."""
     url = resolve_url(url)
+    url = _read_only_url(url) or url
     try:
         engine = create_engine(url)
     except NoSuchModuleError:
@@ -102,6 +126,11 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         with factory() as session, session.begin():
             yield session
     except OperationalError as exc:
+        if "readonly" in str(exc.orig):
+            raise StoreError(
+                "this SQLite store is read-only for this user: reading works, writing does not; "
+                "run as its owner or copy the file somewhere writable"
+            ) from None
         if "locked" not in str(exc.orig):
             raise
         raise StoreError(

@@ -203,3 +203,22 @@ def test_checkpoints_resolve_from_any_working_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(elsewhere)  # a cron job, a service, a notebook started somewhere else
     res = runner.invoke(app, ["--db", db, "recommend", "--user", "1", "--model", "protonet", "--json"])
     assert res.exit_code == 0, res.output
+
+
+def test_a_sqlite_store_this_user_cannot_write_can_still_be_read(tmp_path, monkeypatch):
+    db = tmp_path / "x.db"
+    log = tmp_path / "log.csv"
+    log.write_text("user,item,rating,timestamp\n1,2,5,100\n2,3,4,200\n")
+    assert runner.invoke(app, ["--db", str(db), "ingest", "interactions", str(log)]).exit_code == 0
+    import os
+
+    real = os.access
+    monkeypatch.setattr(  # as if the file and its folder belonged to someone else (tests run as root)
+        "recmeta.store.engine.os.access", lambda p, mode: False if mode == os.W_OK else real(p, mode)
+    )
+    res = runner.invoke(app, ["--db", str(db), "stats", "--json"])
+    assert res.exit_code == 0 and '"interactions": 2' in res.stdout, res.output
+    more = tmp_path / "more.csv"
+    more.write_text("user,item,rating,timestamp\n3,2,5,300\n")
+    res = runner.invoke(app, ["--db", str(db), "ingest", "interactions", str(more)])
+    assert res.exit_code == 1 and "read-only" in res.output, res.output
