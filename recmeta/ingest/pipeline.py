@@ -118,6 +118,15 @@ def ingest_log(
             f"column {cols['value']!r} holds counts: read as an implicit log "
             f"(pass --value-col {cols['value']} to read it as ratings)"
         )
+    # Without timestamps a repeated (user, item) row is another event: its count is added to
+    # the stored one. Only an identical file cannot be told apart from a re-sent one: skipped.
+    add_counts = spec.implicit and cols["time"] is None
+    if add_counts and report.seen_before:
+        report.notes.append(
+            "this exact file was ingested before; its rows have no timestamps, so they cannot be "
+            "told from new events: skipped"
+        )
+        return report
     batch = repo.start_batch(
         session, source=str(path), kind="implicit" if spec.implicit else "explicit", content_hash=digest
     )
@@ -125,7 +134,7 @@ def ingest_log(
     n_users, n_items = len(users), len(items)
     stored = repo.value_range(session) if not spec.implicit else (None, None)
     seen = [np.inf, -np.inf]  # the file's smallest and largest valid value
-    conflicts = 0
+    conflicts = counted = 0
     wrote_rejects = False
     for raw in itertools.chain([first], chunks):
         chunk = validate(raw, cols, spec)
@@ -174,14 +183,18 @@ def ingest_log(
                 "batch_id": batch.id,
             }
         )
-        added = repo.insert_interactions(session, frame)
+        added = repo.insert_interactions(session, frame, add_counts=add_counts)
         report.inserted += added
-        if added < len(frame):  # some rows were already stored: say when their values differ
+        if add_counts:
+            counted += len(frame) - added
+        elif added < len(frame):  # some rows were already stored: say when their values differ
             conflicts += repo.value_conflicts(session, frame)
         if progress:
             progress(report.rows_read)
     if report.rows_read == 0:
         raise DataError(f"{path}: the file has a header but no rows; nothing was written")
+    if counted:
+        report.notes.append(f"{counted:,} row(s) added to the counts of (user, item) pairs already stored")
     if conflicts:
         report.notes.append(
             f"{conflicts:,} duplicate row(s) (same user, item and time as a stored row) had another "

@@ -80,8 +80,10 @@ def upsert_metadata(
 INTERACTION_COLUMNS = ["user_id", "item_id", "value", "timestamp", "batch_id"]
 
 
-def insert_interactions(session: Session, frame: pd.DataFrame) -> int:
-    """Bulk insert rows (user_id, item_id, value, timestamp, batch_id); duplicates are skipped.
+def insert_interactions(session: Session, frame: pd.DataFrame, *, add_counts: bool = False) -> int:
+    """Bulk insert rows (user_id, item_id, value, timestamp, batch_id); duplicates are skipped,
+    or, with `add_counts` (an implicit log without timestamps, where a repeated row is another
+    event), added to the stored count.
 
     Returns how many rows were new. Rows go in sorted by the unique key, so the index grows
     in order.
@@ -91,7 +93,17 @@ def insert_interactions(session: Session, frame: pd.DataFrame) -> int:
     frame = frame.sort_values(["user_id", "item_id", "timestamp"], kind="stable")
     cols = frame[INTERACTION_COLUMNS]
     rows = list(zip(*(cols[c].tolist() for c in INTERACTION_COLUMNS), strict=True))
-    return _insert_rows(session, "interactions", INTERACTION_COLUMNS, rows)
+    if not add_counts:
+        return _insert_rows(session, "interactions", INTERACTION_COLUMNS, rows)
+    before = count_interactions(session)
+    _insert_rows(
+        session,
+        "interactions",
+        INTERACTION_COLUMNS,
+        rows,
+        conflict="(user_id, item_id, timestamp) DO UPDATE SET value = interactions.value + excluded.value",
+    )
+    return count_interactions(session) - before
 
 
 _PG_TYPES = {
@@ -104,17 +116,22 @@ _PG_TYPES = {
 }
 
 
-def _insert_rows(session: Session, table: str, columns: list[str], rows: list[tuple]) -> int:
-    """Insert plain tuples, skipping rows that break a unique rule; returns how many went in.
+def _insert_rows(
+    session: Session, table: str, columns: list[str], rows: list[tuple], conflict: str = "DO NOTHING"
+) -> int:
+    """Insert plain tuples, skipping rows that break a unique rule (or applying `conflict`, an
+    ON CONFLICT clause); returns how many rows the database reports written.
 
-    SQLite: one `INSERT OR IGNORE` executemany. PostgreSQL: COPY into a temporary table, then
-    one `INSERT ... SELECT ... ON CONFLICT DO NOTHING`.
+    SQLite: one `INSERT ... ON CONFLICT` executemany. PostgreSQL: COPY into a temporary table,
+    then one `INSERT ... SELECT ... ON CONFLICT`.
     """
     names = ", ".join(columns)
     conn = session.connection()
     if conn.dialect.name == "sqlite":
         marks = ", ".join("?" for _ in columns)
-        result = conn.exec_driver_sql(f"INSERT OR IGNORE INTO {table} ({names}) VALUES ({marks})", rows)
+        result = conn.exec_driver_sql(
+            f"INSERT INTO {table} ({names}) VALUES ({marks}) ON CONFLICT {conflict}", rows
+        )
         return max(result.rowcount, 0)
     raw = conn.connection.driver_connection  # psycopg
     staging = f"_recmeta_{table}"
@@ -125,7 +142,7 @@ def _insert_rows(session: Session, table: str, columns: list[str], rows: list[tu
         with cur.copy(f"COPY {staging} ({names}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
-        cur.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {staging} ON CONFLICT DO NOTHING")
+        cur.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {staging} ON CONFLICT {conflict}")
         return cur.rowcount
 
 

@@ -4,6 +4,8 @@ with --debug), and nothing is written."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from typer.testing import CliRunner
 
@@ -222,3 +224,16 @@ def test_a_sqlite_store_this_user_cannot_write_can_still_be_read(tmp_path, monke
     more.write_text("user,item,rating,timestamp\n3,2,5,300\n")
     res = runner.invoke(app, ["--db", str(db), "ingest", "interactions", str(more)])
     assert res.exit_code == 1 and "read-only" in res.output, res.output
+
+
+def test_repeated_clicks_without_time_are_counted_across_files(db_url, tmp_path):
+    monday, tuesday = tmp_path / "mon.csv", tmp_path / "tue.csv"
+    monday.write_text("user,item\n1,2\n1,2\n2,3\n")
+    tuesday.write_text("user,item\n1,2\n3,3\n")
+    assert runner.invoke(app, ["--db", db_url, "ingest", "interactions", str(monday)]).exit_code == 0
+    res = runner.invoke(app, ["--db", db_url, "ingest", "interactions", str(tuesday)])
+    assert res.exit_code == 0 and "added to the counts" in res.output
+    res = runner.invoke(app, ["--db", db_url, "ingest", "interactions", str(tuesday)])  # the same file again
+    assert res.exit_code == 0 and "skipped" in res.output
+    stats = json.loads(runner.invoke(app, ["--db", db_url, "stats", "--json"]).stdout)
+    assert stats["interactions"] == 3 and stats["value_max"] == 3  # (1, 2) clicked three times
