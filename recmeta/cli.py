@@ -164,6 +164,10 @@ ItemCol = Annotated[str | None, typer.Option(help="Item id column.")]
 ValueCol = Annotated[str | None, typer.Option(help="Rating or count column.")]
 TimeCol = Annotated[str | None, typer.Option(help="Timestamp column (unix or ISO date).")]
 Implicit = Annotated[bool, typer.Option(help="A click/count log: every row is positive.")]
+Explicit = Annotated[
+    bool,
+    typer.Option(help="The value column holds ratings, even when its name or values look like counts."),
+]
 
 
 class TimeUnit(str, Enum):
@@ -218,6 +222,7 @@ def ingest_interactions(
     value_col: ValueCol = None,
     time_col: TimeCol = None,
     implicit: Implicit = False,
+    explicit: Explicit = False,
     sep: Annotated[str | None, typer.Option(help="Field separator (default: by extension).")] = None,
     header: Annotated[bool, typer.Option(help="The first line names the columns.")] = True,
     time_unit: Annotated[TimeUnit, typer.Option(help="Unit of numeric timestamps.")] = TimeUnit.s,
@@ -241,6 +246,7 @@ def ingest_interactions(
         value_col=value_col,
         time_col=time_col,
         implicit=implicit,
+        explicit=explicit,
         encoding=encoding,
         time_unit=time_unit.value,
         sep=sep,
@@ -626,6 +632,7 @@ def evaluate(
     ] = None,
     fmt: Annotated[LogFormat, typer.Option("--format", "-f", help="Layout of --log.")] = LogFormat.auto,
     implicit: Implicit = False,
+    explicit: Explicit = False,
     user_col: UserCol = None,
     item_col: ItemCol = None,
     value_col: ValueCol = None,
@@ -665,7 +672,12 @@ def evaluate(
     from recmeta.learners import META_LEARNERS
 
     spec = dict(
-        implicit=implicit, user_col=user_col, item_col=item_col, value_col=value_col, time_col=time_col
+        implicit=implicit,
+        explicit=explicit,
+        user_col=user_col,
+        item_col=item_col,
+        value_col=value_col,
+        time_col=time_col,
     )
     params = {m: {"epochs": epochs} for m in META_LEARNERS} if epochs else {}
     if continual:

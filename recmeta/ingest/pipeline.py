@@ -64,6 +64,21 @@ def file_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
+def looks_like_counts(text: pd.Series) -> bool:
+    """Whole numbers of 0 or more whose largest is above 10 and at least 10 times the median:
+    counts with a long tail, not ratings on a fixed scale (1-5, 1-10, 0-100)."""
+    values = pd.to_numeric(text, errors="coerce").dropna().to_numpy(dtype=np.float64)
+    if len(values) < 20 or not np.all(np.isfinite(values)):
+        return False
+    top, median = float(values.max()), float(np.median(values))
+    return bool(
+        (values >= 0).all()
+        and (values == np.round(values)).all()
+        and top > 10
+        and top >= 10 * max(median, 1.0)
+    )
+
+
 def check_writable(path: Path) -> None:
     """The rejects file can be written: its folder exists and takes new files."""
     folder = path.parent if str(path.parent) else Path(".")
@@ -112,11 +127,19 @@ def ingest_log(
     if cols["value"] is None and not spec.implicit:  # only user, item (and time) columns
         spec = replace(spec, implicit=True)
         report.notes.append("no value column: read as an implicit log, one event per row")
+    elif spec.explicit:
+        pass
     elif not spec.implicit and spec.value_col is None and cols["value"].lower() in COUNT_COLUMNS:
         spec = replace(spec, implicit=True)
         report.notes.append(
             f"column {cols['value']!r} holds counts: read as an implicit log "
-            f"(pass --value-col {cols['value']} to read it as ratings)"
+            "(pass --explicit to read it as ratings)"
+        )
+    elif not spec.implicit and looks_like_counts(first[cols["value"]]):
+        spec = replace(spec, implicit=True)
+        report.notes.append(
+            f"column {cols['value']!r} holds whole numbers with a long tail and no fixed scale "
+            "(counts): read as an implicit log (pass --explicit to read it as ratings)"
         )
     # Without timestamps a repeated (user, item) row is another event: its count is added to
     # the stored one. Only an identical file cannot be told apart from a re-sent one: skipped.
@@ -341,6 +364,8 @@ def ingest_path(
             spec.get(f"{r}_col") or d
             for r, d in (("user", "user"), ("item", "item"), ("value", "value"), ("time", "timestamp"))
         )
+    if spec.get("implicit") and spec.get("explicit"):
+        raise DataError("--implicit and --explicit contradict each other; give one")
     log_spec = LogSpec(path=Path(path), **spec)
     return [ingest_log(session, log_spec, on_error=on_error, rejects_path=rejects_path, progress=progress)]
 

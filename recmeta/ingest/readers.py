@@ -71,9 +71,13 @@ ALIASES = {
         "play_count",
         "playcount",
         "listens",
+        "listen_count",
         "clicks",
         "views",
         "quantity",
+        "purchases",
+        "purchase_count",
+        "interactions",
     ),
     "time": ("timestamp", "time", "ts", "datetime", "date", "event_time", "created_at"),
 }
@@ -81,7 +85,21 @@ ALIASES = {
 
 # A value column found under one of these names holds counts: the log is read as implicit
 COUNT_COLUMNS = frozenset(
-    {"count", "plays", "play_count", "playcount", "listens", "clicks", "views", "quantity"}
+    {
+        "count",
+        "plays",
+        "play_count",
+        "playcount",
+        "listens",
+        "listen_count",
+        "clicks",
+        "views",
+        "quantity",
+        "weight",
+        "purchases",
+        "purchase_count",
+        "interactions",
+    }
 )
 
 
@@ -95,6 +113,7 @@ class LogSpec:
     value_col: str | None = None
     time_col: str | None = None
     implicit: bool = False
+    explicit: bool = False  # the value column holds ratings, whatever its name or values say
     sep: str | None = None  # None: by extension ('.tsv' tab, else comma)
     header: bool = True
     names: tuple[str, ...] | None = None  # column names for a headerless file

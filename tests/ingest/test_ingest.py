@@ -254,3 +254,38 @@ def test_parquet_timestamps_of_any_unit_are_read(sqlite_url, tmp_path):
         ingest_file(engine, lambda s, u=unit: ingest_path(s, tmp_path / f"{u}.parquet"))
         with session_scope(engine) as session:
             assert sorted(interactions_frame(session)["timestamp"]) == ts, unit
+
+
+@pytest.mark.parametrize("name", ["weight", "plays", "listens", "playcount", "purchases"])
+def test_count_named_value_columns_read_as_implicit_unless_explicit(sqlite_url, tmp_path, name):
+    path = tmp_path / "log.csv"
+    path.write_text(f"userID,itemID,{name}\n1,2,3\n1,3,1\n2,2,7\n")
+    engine = make_engine(sqlite_url)
+    (report,) = ingest_file(engine, lambda s: ingest_path(s, path))
+    assert any("implicit" in n for n in report.notes)
+    assert stats_of(engine)["implicit"] is True
+    engine2 = make_engine(f"sqlite:///{tmp_path / 'e.db'}")
+    (report,) = ingest_file(engine2, lambda s: ingest_path(s, path, explicit=True))
+    assert not report.notes and stats_of(engine2)["implicit"] is False
+
+
+def test_long_tailed_whole_numbers_read_as_counts(sqlite_url, tmp_path):
+    rows = [
+        f"{u},{i},{v}"
+        for u, (i, v) in enumerate(zip(range(40), [1] * 30 + [2] * 5 + [40, 55, 80, 120, 300], strict=True))
+    ]
+    path = tmp_path / "log.csv"
+    path.write_text("user,item,value\n" + "\n".join(rows) + "\n")
+    engine = make_engine(sqlite_url)
+    (report,) = ingest_file(engine, lambda s: ingest_path(s, path))
+    assert any("long tail" in n for n in report.notes)
+    ratings = tmp_path / "ratings.csv"
+    ratings.write_text("user,item,value\n" + "\n".join(f"{u},{u % 7},{1 + u % 5}" for u in range(40)) + "\n")
+    engine2 = make_engine(f"sqlite:///{tmp_path / 'r.db'}")
+    (report,) = ingest_file(engine2, lambda s: ingest_path(s, ratings))
+    assert not report.notes and stats_of(engine2)["implicit"] is False
+
+
+def stats_of(engine):
+    with session_scope(engine) as session:
+        return stats(session)
