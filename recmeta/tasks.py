@@ -77,10 +77,16 @@ class Sequences:
     times: np.ndarray
 
     @classmethod
-    def from_data(cls, data: Interactions) -> Sequences:
+    def from_data(cls, data: Interactions, shuffle_seed: int | None = None) -> Sequences:
+        """Rows by (timestamp, item) within each user; with `shuffle_seed` (a log without
+        timestamps, PROTOCOL.md) one seeded permutation of all rows, then a stable sort by user."""
         v, t = data.values, data.times
         rows = np.repeat(np.arange(data.n_users), np.diff(v.indptr))
-        order = np.lexsort((v.indices, t.data, rows))
+        if shuffle_seed is None:
+            order = np.lexsort((v.indices, t.data, rows))
+        else:
+            perm = np.random.default_rng(shuffle_seed).permutation(len(rows))
+            order = perm[np.argsort(rows[perm], kind="stable")]
         return cls(
             indptr=v.indptr.astype(np.int64),
             items=v.indices[order].astype(np.int64),

@@ -64,9 +64,12 @@ def evaluate(data: Interactions, cfg: EvalConfig, progress: Progress | None = No
         raise ValueError(f"unknown model(s) {unknown}; choose from {', '.join(REGISTRY)}")
     start = time.perf_counter()
     threshold = positive_threshold(data, cfg.threshold)
+    timed = data.times.nnz == 0 or data.times.data.min() != data.times.data.max()
     seq = Sequences.from_data(data)
     records, fit_seconds, routes = [], {m: [] for m in cfg.models}, {}
     for seed in cfg.seeds:
+        if not timed:  # no time to order by: PROTOCOL.md's seeded shuffle, never item-id order
+            seq = Sequences.from_data(data, shuffle_seed=10_000 + seed)
         split = split_users(data, seed=seed, how=cfg.split, min_interactions=cfg.min_interactions)
         if len(split.test) == 0:
             eligible = int((data.counts_per_user() >= cfg.min_interactions).sum())

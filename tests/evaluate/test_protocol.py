@@ -132,3 +132,25 @@ def test_too_few_eligible_users_is_a_clear_error(data):
 
     with pytest.raises(DataError, match="lower --min-interactions"):
         evaluate(data, EvalConfig(models=("popular",), shots=(1,), seeds=(0,), min_interactions=10_000))
+
+
+def test_a_log_without_timestamps_is_ordered_by_the_seeded_shuffle():
+    """PROTOCOL.md: one permutation of all rows by a generator seeded with 10000 + seed, then
+    a stable sort by user; not item-id order."""
+    import numpy as np
+
+    from recmeta.tasks import Sequences
+    from tests.learners.conftest import synth_data
+
+    data = synth_data(users=50, items=40, seed=3)
+    data.times.data[:] = 0
+    seq = Sequences.from_data(data, shuffle_seed=10_000)
+    rows = np.repeat(np.arange(data.n_users), np.diff(data.values.indptr))
+    perm = np.random.default_rng(10_000).permutation(len(rows))
+    expected = data.values.indices[perm[np.argsort(rows[perm], kind="stable")]]
+    assert np.array_equal(seq.items, expected)
+    sorted_by_item = Sequences.from_data(data)
+    assert not np.array_equal(seq.items, sorted_by_item.items)
+    for u in range(data.n_users):  # the same rows per user, in another order
+        lo, hi = seq.indptr[u], seq.indptr[u + 1]
+        assert sorted(seq.items[lo:hi]) == sorted(sorted_by_item.items[lo:hi])
