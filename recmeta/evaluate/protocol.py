@@ -3,6 +3,7 @@ macro averages per seed, mean and standard deviation over seeds."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -66,7 +67,7 @@ def evaluate(data: Interactions, cfg: EvalConfig, progress: Progress | None = No
     threshold = positive_threshold(data, cfg.threshold)
     timed = data.times.nnz == 0 or data.times.data.min() != data.times.data.max()
     seq = Sequences.from_data(data)
-    records, fit_seconds, routes = [], {m: [] for m in cfg.models}, {}
+    records, fit_seconds, routes, fitted = [], {m: [] for m in cfg.models}, {}, {}
     for seed in cfg.seeds:
         if not timed:  # no time to order by: PROTOCOL.md's seeded shuffle, never item-id order
             seq = Sequences.from_data(data, shuffle_seed=10_000 + seed)
@@ -89,6 +90,7 @@ def evaluate(data: Interactions, cfg: EvalConfig, progress: Progress | None = No
             model = create(kind, fitted=models, **{"threshold": cfg.threshold, **cfg.params.get(kind, {})})
             t0 = time.perf_counter()
             models[kind] = fit(model, train, validation, seed=seed)
+            fitted.setdefault(seed, {})[kind] = fitted_config(models[kind])
             fit_seconds[kind].append(time.perf_counter() - t0)
             validated[kind] = validation_table(model, validation, threshold)
             for k, batch in batches.items():
@@ -113,6 +115,7 @@ def evaluate(data: Interactions, cfg: EvalConfig, progress: Progress | None = No
             **asdict(cfg),
             "threshold_used": threshold,
             "routes": routes,
+            "fitted": fitted,
             "dataset": {
                 "users": data.n_users,
                 "items": data.n_items,
@@ -125,6 +128,15 @@ def evaluate(data: Interactions, cfg: EvalConfig, progress: Progress | None = No
         fit_seconds=fit_seconds,
         seconds=time.perf_counter() - start,
     )
+
+
+def fitted_config(model: Recommender) -> dict[str, Any]:
+    """What a fit settled on, for report.json: a baseline's tuned parameters (ALS factors,
+    regularization, alpha), a meta-learner's hyper-parameters and best epoch."""
+    keep = {k: v for k, v in model.params.items() if k not in ("shapes", "member_configs")}
+    if hasattr(model, "best_epoch_"):
+        keep["best_epoch"] = model.best_epoch_
+    return json.loads(json.dumps(keep, default=str))
 
 
 def score_cell(model: Recommender, batch: Batch, data: Interactions, n: int) -> pd.DataFrame:

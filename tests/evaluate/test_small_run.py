@@ -41,3 +41,15 @@ def test_small_protocol_run(tmp_path: Path):
         assert abs(ndcg.loc["popular", 1] - 0.36) < 0.03
         best_meta = max(ndcg.loc[m, 5] for m in metas)
         assert best_meta > ndcg.loc["popular", 5]
+
+
+def test_report_records_each_models_fitted_configuration():
+    from recmeta.evaluate import EvalConfig, evaluate
+    from tests.learners.conftest import synth_data
+
+    data = synth_data(users=150, items=50, seed=4)
+    cfg = EvalConfig(models=("als", "popular"), shots=(1, 5), seeds=(0,), min_interactions=12)
+    result = evaluate(data, cfg)
+    als = result.config["fitted"][0]["als"]
+    assert {"factors", "regularization", "alpha"} <= set(als) and als["factors"] in (32, 64)
+    assert result.config["routes"][0]["warm"] in ("als", "popular")
