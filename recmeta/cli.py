@@ -461,6 +461,7 @@ def train(
         list[str] | None,
         typer.Option(
             "--model",
+            "--models",
             "-m",
             help=(
                 "maml, protonet, metalstm, ensemble, als, itemknn, popular or all (default); "
@@ -613,7 +614,7 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON."
 def evaluate(
     model: Annotated[
         list[str] | None,
-        typer.Option("--models", "-m", help="Models to compare; repeatable (default: all seven)."),
+        typer.Option("--model", "--models", "-m", help="Models to compare; repeatable (default: all seven)."),
     ] = None,
     shots: Annotated[
         list[int] | None,
@@ -625,7 +626,9 @@ def evaluate(
     split: Annotated[
         SplitKind, typer.Option(help="temporal: the newest users are the test users.")
     ] = SplitKind.random,
-    n: Annotated[int, typer.Option("-n", help="Cutoff N of ndcg@N, recall@N, hr@N, mrr@N.")] = 10,
+    n: Annotated[
+        int, typer.Option("--cutoff", "-n", help="Cutoff N of ndcg@N, recall@N, hr@N, mrr@N.", min=1)
+    ] = 10,
     min_interactions: Annotated[int, typer.Option(help="Users with fewer rows are never evaluated.")] = 20,
     log_path: Annotated[
         Path | None, typer.Option("--log", help="Evaluate a log file in a temporary store instead of --db.")
@@ -827,7 +830,7 @@ def recommend(
             help="A new person's interactions, ITEM[:VALUE]; repeatable. '-' reads a JSON list from stdin.",
         ),
     ] = None,
-    n: Annotated[int, typer.Option("-n", help="How many items.")] = 10,
+    n: Annotated[int, typer.Option("--top", "-n", help="How many items.", min=1)] = 10,
     model: Annotated[str, typer.Option(help="auto (route by history length) or a model name.")] = "auto",
     explain: Annotated[bool, typer.Option(help="Say why each item is there.")] = False,
     remember: Annotated[

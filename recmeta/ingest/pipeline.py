@@ -249,8 +249,12 @@ def ingest_metadata(
     """Insert or update users or items with their metadata."""
     report = IngestReport(source=source, rows_read=len(records))
     before = len(repo.id_map(session, entity))
-    report.inserted = repo.upsert_metadata(session, entity, records)
+    written = repo.upsert_metadata(session, entity, records)
     created = len(repo.id_map(session, entity)) - before
+    report.inserted = created  # new rows; the others were updated in place
+    if written > created:
+        what = "users" if entity is User else "items"
+        report.notes.append(f"{written - created:,} {what} already in the store: their metadata was updated")
     if entity is User:
         report.users_created = created
     else:

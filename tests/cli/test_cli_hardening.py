@@ -237,3 +237,23 @@ def test_repeated_clicks_without_time_are_counted_across_files(db_url, tmp_path)
     assert res.exit_code == 0 and "skipped" in res.output
     stats = json.loads(runner.invoke(app, ["--db", db_url, "stats", "--json"]).stdout)
     assert stats["interactions"] == 3 and stats["value_max"] == 3  # (1, 2) clicked three times
+
+
+def test_re_ingesting_metadata_reports_no_new_rows(tmp_path):
+    db = str(tmp_path / "x.db")
+    items = tmp_path / "items.csv"
+    items.write_text("item,title\n1,One\n2,Two\n")
+    first = json.loads(runner.invoke(app, ["--db", db, "ingest", "items", str(items), "--json"]).stdout)
+    again = json.loads(runner.invoke(app, ["--db", db, "ingest", "items", str(items), "--json"]).stdout)
+    assert first[0]["inserted"] == 2 and first[0]["items_created"] == 2
+    assert again[0]["inserted"] == 0 and again[0]["items_created"] == 0
+    assert "updated" in again[0]["notes"][0]
+
+
+def test_one_option_vocabulary(tmp_path):
+    """--model (or --models) on train and evaluate; long forms for -n."""
+    for command in (["train"], ["evaluate"]):
+        res = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+        assert "--model" in res.output and "--models" in res.output
+    assert "--cutoff" in runner.invoke(app, ["evaluate", "--help"], env={"COLUMNS": "200"}).output
+    assert "--top" in runner.invoke(app, ["recommend", "--help"], env={"COLUMNS": "200"}).output
