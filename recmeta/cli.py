@@ -473,7 +473,12 @@ def train(
         int | None, typer.Option(help="Most meta-training epochs (early stopping may end sooner).", min=1)
     ] = None,
     max_time: Annotated[
-        float | None, typer.Option(help="Most seconds of meta-training per model.", min=0.0)
+        float | None,
+        typer.Option(
+            help="Most seconds of meta-training for the whole run, shared by the meta-learners "
+            "(default 420; 0: no limit). Each stops within a training step of its share.",
+            min=0.0,
+        ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed (split, initialisation, sampling).")] = 0,
     models_dir: Annotated[Path, typer.Option(help="Where checkpoints are written.")] = Path("models"),
@@ -501,14 +506,14 @@ def train(
     Each checkpoint is written atomically and registered; `recmeta models` lists them.
     `--continue` keeps a trained model current at a fraction of the cost of retraining.
     """
-    from recmeta.train import VAL_MIN_ROWS, TrainConfig
+    from recmeta.train import TRAIN_BUDGET, VAL_MIN_ROWS, TrainConfig
     from recmeta.train import train as run_train
 
     cfg = TrainConfig(
         models=_model_list(model or []),
         seed=seed,
         epochs=epochs,
-        max_time=max_time,
+        max_time=TRAIN_BUDGET if max_time is None else (max_time or None),
         models_dir=models_dir,
         resume=resume,
         replay=replay,

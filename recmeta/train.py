@@ -31,6 +31,9 @@ from recmeta.training.replay import DEFAULT_SIZE
 ALL = (*META_LEARNERS, *BASELINES)
 VAL_MIN_ROWS = 6  # a user needs this many rows to be held out for validation
 REPLAY = DEFAULT_SIZE  # rows in the replay reservoir
+TRAIN_BUDGET = (
+    420.0  # seconds of meta-training a `recmeta train` run takes at most (BENCHMARKS.md, section 7)
+)
 ProgressFactory = Callable[[str], Callable[[dict[str, Any]], None]]
 
 
@@ -39,7 +42,7 @@ class TrainConfig:
     models: tuple[str, ...] = ALL
     seed: int = 0
     epochs: int | None = None
-    max_time: float | None = None
+    max_time: float | None = TRAIN_BUDGET  # seconds for the whole run's meta-training; None: no limit
     models_dir: Path = Path("models")
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     resume: bool = False  # `--continue`: start from the active checkpoints
@@ -75,14 +78,36 @@ class Split:
         return snapshot.restrict(self.data, self.val_users)
 
 
-def _params(kind: str, cfg: TrainConfig) -> dict[str, Any]:
+def _params(kind: str, cfg: TrainConfig, share: float | None = None) -> dict[str, Any]:
+    """The parameters `kind` is created with: the config's, the run's epoch cap, and `share`,
+    the seconds of the run's budget it may use."""
     params = dict(cfg.params.get(kind, {}))
     if kind in META_LEARNERS:
         if cfg.epochs is not None:
             params["epochs"] = cfg.epochs
-        if cfg.max_time is not None:
-            params["max_time"] = cfg.max_time
+        if share is not None:
+            params["max_time"] = share
     return params
+
+
+class Budget:
+    """`max_time` seconds for the whole run, shared by the meta-learners still to fit: each
+    gets what is left over how many are left (stopping within a training step of it)."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.end = None if not cfg.max_time else time.perf_counter() + cfg.max_time
+        todo = [k for k in cfg.models if k in META_LEARNERS and k != "ensemble"]
+        if "ensemble" in cfg.models:
+            todo += [m for m in ("maml", "protonet", "metalstm") if m not in todo]
+        self.todo = todo
+
+    def share(self, kind: str) -> float | None:
+        if self.end is None or kind not in self.todo:
+            return None
+        left = max(self.end - time.perf_counter(), 1.0)
+        share = left / len(self.todo)
+        self.todo.remove(kind)
+        return share
 
 
 def _check_models(cfg: TrainConfig) -> None:
@@ -113,8 +138,11 @@ def train(engine: Engine, cfg: TrainConfig, progress: ProgressFactory | None = N
     )
     stamp = _stamp()
     results: list[Trained] = []
+    budget = Budget(cfg)
     for kind in cfg.models:
-        model = create(kind, fitted={r.kind: r.model for r in results}, **_params(kind, cfg))
+        model = create(
+            kind, fitted={r.kind: r.model for r in results}, **_params(kind, cfg, budget.share(kind))
+        )
         start = time.perf_counter()
         done = fit_detailed(
             model, train_data, val_data, progress=progress(kind) if progress else None, seed=cfg.seed

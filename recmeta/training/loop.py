@@ -207,6 +207,8 @@ class Trainer:
                     self.state_ = self._pause(opt, sampler, epoch, bad_epochs, losses, best_state, start)
                     out.epochs, out.seconds = epoch, time.perf_counter() - start
                     return model
+                if p["max_time"] and time.perf_counter() - start > p["max_time"]:
+                    break  # out of time within the epoch: validate what there is, then stop
             elapsed = time.perf_counter() - start
             per_shot = self.validation_scores(val_batches)
             val = float(np.mean(list(per_shot.values()))) if per_shot else -float(np.mean(losses))

@@ -98,3 +98,25 @@ def test_reservoir_is_seeded_and_uniform():
     state, sample = a.state()
     again = Reservoir.from_state(state, sample).offer(np.arange(150, 160))
     assert np.array_equal(again.sample, Reservoir(5, seed=7).offer(np.arange(160)).sample)
+
+
+def test_max_time_stops_within_the_epoch(small):
+    _, train, val = split_views(small)
+    trainer = Trainer(create("maml", **{**FAST, "epochs": 50, "max_time": 1e-9}), seed=0)
+    trainer.fit(train, val)
+    # out of time after the first step: one validation, then the best (only) epoch is kept
+    assert trainer.outcome.steps == 1 and trainer.outcome.epochs == 1
+
+
+def test_the_run_budget_is_shared_by_the_meta_learners_left():
+    import time as clock
+
+    from recmeta.train import Budget, TrainConfig
+
+    budget = Budget(TrainConfig(models=("maml", "protonet", "metalstm", "ensemble", "als"), max_time=90.0))
+    first = budget.share("maml")
+    assert 29 < first <= 30  # 90 s over three meta-learners
+    clock.sleep(0.01)
+    assert budget.share("protonet") <= 45  # what is left, over the two left
+    assert budget.share("als") is None and budget.share("ensemble") is None
+    assert Budget(TrainConfig(models=("maml",), max_time=None)).share("maml") is None
