@@ -847,6 +847,16 @@ def recommend(
     out_path: Annotated[
         Path | None, typer.Option("--out", help="With --users-file: .parquet, .csv or .jsonl.")
     ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option("--exclude", help="An item never to recommend (sold out...); repeatable."),
+    ] = None,
+    exclude_file: Annotated[
+        Path | None, typer.Option(help="Items never to recommend, one id per line.")
+    ] = None,
+    candidates: Annotated[
+        Path | None, typer.Option(help="Rank only these items: a file of item ids, one per line.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Recommend for a user in the store, for a new person from a few interactions, or for a
@@ -854,7 +864,17 @@ def recommend(
 
     Examples: recmeta recommend --user 1;  recmeta recommend --with 50:5 181:5 172:4 --explain
     """
-    from recmeta.recommend import RecommendationService, check_out_path, read_users_file, write_recs
+    from recmeta.recommend import (
+        Filters,
+        RecommendationService,
+        check_out_path,
+        read_item_list,
+        read_users_file,
+        write_recs,
+    )
+
+    banned = frozenset(exclude or ()) | (read_item_list(exclude_file) if exclude_file else frozenset())
+    filters = Filters(banned, read_item_list(candidates) if candidates else None)
 
     if more and not with_items:
         raise typer.BadParameter(f"unexpected {more[0]!r}; interactions follow --with")
@@ -871,7 +891,9 @@ def recommend(
         users = read_users_file(users_file)
         with rows_progress("recommending") as bar:
             task = bar.add_task("users", total=len(users))
-            frame, unknown = rec.batch_users(users, n=n, model=model, progress=lambda k: bar.advance(task, k))
+            frame, unknown = rec.batch_users(
+                users, n=n, model=model, progress=lambda k: bar.advance(task, k), filters=filters
+            )
         write_recs(frame, out_path)
         out.print(f"{frame.user.nunique():,} users, {len(frame):,} rows -> {out_path}")
         if unknown:
@@ -880,12 +902,12 @@ def recommend(
     if with_items:
         pairs = _stdin_pairs() if with_items == ["-"] else _split_pairs(with_items)
         history = rec.parse_with([str(p) for p in pairs])
-        result = rec.for_history(history, n=n, model=model, explain=explain, user=remember)
+        result = rec.for_history(history, n=n, model=model, explain=explain, user=remember, filters=filters)
         if remember:
             rec.remember(remember, history)
             result.warnings.append(f"stored {len(history)} interaction(s) as new user {remember!r}")
     elif user is not None:
-        result = rec.for_user(user, n=n, model=model, explain=explain)
+        result = rec.for_user(user, n=n, model=model, explain=explain, filters=filters)
     else:
         raise typer.BadParameter("give --user ID, --with ITEM[:VALUE] ..., or --users-file FILE")
     if as_json:

@@ -56,6 +56,32 @@ class Recommendations:
 
 
 @dataclass
+class Filters:
+    """Items a list may not hold (sold out, already shown) and, when given, the only items it
+    may hold (a candidate set)."""
+
+    exclude: frozenset[str] = frozenset()
+    candidates: frozenset[str] | None = None
+
+    def allowed(self, ids: list[str]) -> np.ndarray:
+        ok = np.array([i not in self.exclude for i in ids], bool)
+        if self.candidates is not None:
+            ok &= np.array([i in self.candidates for i in ids], bool)
+        return ok
+
+
+def read_item_list(path: Path) -> frozenset[str]:
+    """Item ids, one per line (a --exclude-file or --candidates file)."""
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text; give item ids one per line") from None
+    return frozenset(line.strip() for line in text.splitlines() if line.strip())
+
+
+@dataclass
 class History:
     """One user's rows in time order, as external item ids."""
 
@@ -171,8 +197,17 @@ class RecommendationService:
             )
         return History.from_rows(rows)
 
-    def for_user(self, user: str, n: int = 10, model: str = "auto", explain: bool = False) -> Recommendations:
-        return self.for_history(self.user_history(user), n=n, model=model, explain=explain, user=str(user))
+    def for_user(
+        self,
+        user: str,
+        n: int = 10,
+        model: str = "auto",
+        explain: bool = False,
+        filters: Filters | None = None,
+    ) -> Recommendations:
+        return self.for_history(
+            self.user_history(user), n=n, model=model, explain=explain, user=str(user), filters=filters
+        )
 
     def for_history(
         self,
@@ -181,11 +216,12 @@ class RecommendationService:
         model: str = "auto",
         explain: bool = False,
         user: str | None = None,
+        filters: Filters | None = None,
     ) -> Recommendations:
         name, route = self.route(len(history), model)
         served = self.load(name)
         batch, notes = self._batch([history], [user], served)
-        scores = self._scores(served, batch)[0]
+        scores = self._scores(served, batch, filters)[0]
         top, notes2 = self._top(scores, n)
         items = [
             Item(item=served.ids[i], title=self._title(served.ids[i]), score=float(scores[i])) for i in top
@@ -245,7 +281,13 @@ class RecommendationService:
         return value
 
     def batch_users(
-        self, users: list[str], n: int = 10, model: str = "auto", progress=None, chunk: int = 256
+        self,
+        users: list[str],
+        n: int = 10,
+        model: str = "auto",
+        progress=None,
+        chunk: int = 256,
+        filters: Filters | None = None,
     ) -> tuple[pd.DataFrame, list[str]]:
         """Top-n for many users, batched by route: a frame (user, rank, item, title, score,
         model) and the ids that are not in the store (skipped)."""
@@ -269,7 +311,7 @@ class RecommendationService:
             for lo in range(0, len(members), chunk):
                 part = members[lo : lo + chunk]
                 batch, _ = self._batch([histories[u] for u in part], part, served)
-                scores = self._scores(served, batch)
+                scores = self._scores(served, batch, filters)
                 top = top_n(scores, min(n, scores.shape[1]))
                 for r, u in enumerate(part):
                     for rank, i in enumerate(top[r], start=1):
@@ -325,12 +367,14 @@ class RecommendationService:
         return history_batch(items, values, times, dense), notes
 
     @staticmethod
-    def _scores(served: Served, batch: Batch) -> np.ndarray:
+    def _scores(served: Served, batch: Batch, filters: Filters | None = None) -> np.ndarray:
         scores = served.raw_scores(batch).astype(np.float64)
         rows = np.arange(len(scores))[:, None]
         scores[rows, batch.support_items] = np.where(
             batch.support_mask, -np.inf, scores[rows, batch.support_items]
         )
+        if filters is not None:
+            scores[:, ~filters.allowed(served.ids)] = -np.inf
         return scores
 
     @staticmethod

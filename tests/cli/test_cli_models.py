@@ -325,3 +325,19 @@ def test_with_stdin_that_is_not_a_json_list_is_a_clear_error(store, stdin):
     db, _, _ = store
     res = cli(db, "recommend", "--with", "-", input=stdin)
     assert res.exit_code == 1 and "--with -" in res.output
+
+
+def test_exclude_and_candidates_filter_the_list(store, tmp_path):
+    db, _, _ = store
+    base = json.loads(cli(db, "recommend", "--user", "7", "-n", "5", "--json").stdout)
+    top = [it["item"] for it in base["items"]]
+    res = json.loads(cli(db, "recommend", "--user", "7", "-n", "5", "--exclude", top[0], "--json").stdout)
+    assert top[0] not in [it["item"] for it in res["items"]]
+    banned = tmp_path / "banned.txt"
+    banned.write_text("\n".join(top[:3]) + "\n")
+    res = json.loads(cli(db, "recommend", "--user", "7", "-n", "5", "--exclude-file", str(banned), "--json").stdout)
+    assert not set(top[:3]) & {it["item"] for it in res["items"]}
+    allowed = tmp_path / "allowed.txt"
+    allowed.write_text("\n".join(top[2:4]) + "\n")
+    res = json.loads(cli(db, "recommend", "--user", "7", "-n", "5", "--candidates", str(allowed), "--json").stdout)
+    assert [it["item"] for it in res["items"]] == top[2:4]  # same order, nothing else
