@@ -947,6 +947,35 @@ def _stdin_pairs() -> list:
     return pairs
 
 
+@app.command()
+@fail_cleanly
+def similar(
+    item: Annotated[str, typer.Argument(help="An item id in the catalogue.")],
+    n: Annotated[int, typer.Option("--top", "-n", help="How many items.", min=1)] = 10,
+    model: Annotated[
+        str, typer.Option(help="auto, a meta-learner (its item embeddings) or itemknn (co-liked items).")
+    ] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Items like this one: nearest by a meta-learner's item embeddings, or item kNN's."""
+    from recmeta.recommend import RecommendationService
+    from recmeta.threads import set_threads
+
+    if State.threads is None:
+        set_threads(1)
+    result = RecommendationService(engine()).similar(item, n=n, model=model)
+    if as_json:
+        print_json(result.as_dict())
+        return
+    titled = any(it.title for it in result.items)
+    t = Table("#", "item", *(["title"] if titled else []), "similarity", title=result.route)
+    for rank, it in enumerate(result.items, start=1):
+        t.add_row(str(rank), it.item, *([it.title or ""] if titled else []), f"{it.score:.3f}")
+    out.print(t)
+    for w in result.warnings:
+        err.print(f"[yellow]note:[/yellow] {w}")
+
+
 def _split_pairs(values: list[str]) -> list[str]:
     """`--with 50:5 181:5` arrives as one list; also accept comma-separated pairs."""
     return [p for v in values for p in v.replace(",", " ").split()]

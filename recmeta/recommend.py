@@ -70,6 +70,25 @@ class Filters:
         return ok
 
 
+def item_similarities(model, row: int) -> np.ndarray:
+    """Similarity of every item of `model`'s catalogue to item `row`."""
+    import torch
+
+    if getattr(model, "kind", "") == "itemknn":
+        return np.asarray(model.similarity_[row].todense()).ravel().astype(np.float64)
+    if getattr(model, "kind", "") == "ensemble":
+        return np.mean([item_similarities(m, row) for m in model.models.values()], axis=0)
+    if not hasattr(model, "item_embeddings"):
+        raise DataError(
+            f"{model.kind} has no item embeddings; use --model maml, protonet, metalstm or itemknn"
+        )
+    model._serving()
+    with torch.inference_mode():
+        e, _ = model.item_embeddings()
+        e = torch.nn.functional.normalize(e.float(), dim=1)
+        return (e @ e[row]).cpu().numpy().astype(np.float64)
+
+
 def read_item_list(path: Path) -> frozenset[str]:
     """Item ids, one per line (a --exclude-file or --candidates file)."""
     if not path.is_file():
@@ -185,6 +204,38 @@ class RecommendationService:
                 "beat it at any history length)"
             )
         return cold, f"cold: {n_rows} interactions < {threshold}, served by meta-learner {cold}"
+
+    # ------------------------------------------------------------ items like an item
+    def similar(self, item: str, n: int = 10, model: str = "auto") -> Recommendations:
+        """Items most like `item`: cosine similarity of a meta-learner's item embeddings (an
+        ensemble averages its members'), or item kNN's neighbour weights. `auto`: the router's
+        cold meta-learner, else any meta-learner trained, else item kNN."""
+        if item not in self.catalogue:
+            raise UnknownItemError(f"item {item!r} is not in the catalogue; check the id")
+        if model == "auto":
+            cold = self.router.get("cold")
+            trained = [
+                k for k in ("ensemble", "maml", "protonet", "metalstm", "itemknn") if k in self.registry
+            ]
+            model = cold if cold in trained else (trained[0] if trained else "itemknn")
+        served = self.load(model)
+        index = {i: k for k, i in enumerate(served.loaded.item_ids)}
+        if item not in index:
+            raise DataError(
+                f"item {item!r} was added after {model} was trained; retrain with `recmeta train`"
+            )
+        sims = item_similarities(served.loaded.model, index[item])
+        sims[index[item]] = -np.inf
+        top, notes = self._top(sims, n)
+        items = [
+            Item(item=served.ids[i], title=self._title(served.ids[i]), score=float(sims[i])) for i in top
+        ]
+        route = f"items like {item} by {model}" + (
+            " (item embeddings)" if model != "itemknn" else " (co-liked)"
+        )
+        return Recommendations(
+            user=None, model=model, route=route, interactions=0, items=items, warnings=notes
+        )
 
     # ------------------------------------------------------------ requests
     def user_history(self, user: str) -> History:

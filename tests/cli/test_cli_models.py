@@ -341,3 +341,16 @@ def test_exclude_and_candidates_filter_the_list(store, tmp_path):
     allowed.write_text("\n".join(top[2:4]) + "\n")
     res = json.loads(cli(db, "recommend", "--user", "7", "-n", "5", "--candidates", str(allowed), "--json").stdout)
     assert [it["item"] for it in res["items"]] == top[2:4]  # same order, nothing else
+
+
+@pytest.mark.parametrize("model", ["auto", "maml", "ensemble", "itemknn"])
+def test_similar_items(store, model):
+    db, _, _ = store
+    res = cli(db, "similar", "3", "-n", "4", "--model", model, "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    items = [it["item"] for it in out["items"]]
+    assert len(items) == 4 and "3" not in items
+    scores = [it["score"] for it in out["items"]]
+    assert scores == sorted(scores, reverse=True)
+    assert cli(db, "similar", "nope").exit_code == 1
