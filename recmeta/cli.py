@@ -499,6 +499,12 @@ def train(
             min=0,
         ),
     ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            help="A TOML file of hyperparameters: [maml], [als], ... or [all] for every meta-learner."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Train models on the store's log; 10% of users are held out for early stopping.
@@ -506,6 +512,7 @@ def train(
     Each checkpoint is written atomically and registered; `recmeta models` lists them.
     `--continue` keeps a trained model current at a fraction of the cost of retraining.
     """
+    from recmeta.config import read_config
     from recmeta.train import TRAIN_BUDGET, VAL_MIN_ROWS, TrainConfig
     from recmeta.train import train as run_train
 
@@ -517,6 +524,7 @@ def train(
         models_dir=models_dir,
         resume=resume,
         replay=replay,
+        params=read_config(config) if config else {},
     )
     with _progress_bar() as bar:
 
@@ -545,6 +553,9 @@ def train(
                     "parent_id": r.parent,
                     "new_rows": r.new_rows,
                     "steps": r.steps,
+                    "config": {
+                        k: v for k, v in r.model.params.items() if k not in ("shapes", "member_configs")
+                    },
                 }
                 for r in results
             ]

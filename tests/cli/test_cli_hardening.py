@@ -257,3 +257,40 @@ def test_one_option_vocabulary(tmp_path):
         assert "--model" in res.output and "--models" in res.output
     assert "--cutoff" in runner.invoke(app, ["evaluate", "--help"], env={"COLUMNS": "200"}).output
     assert "--top" in runner.invoke(app, ["recommend", "--help"], env={"COLUMNS": "200"}).output
+
+
+def test_train_config_file(tmp_path):
+    db = str(tmp_path / "x.db")
+    assert (
+        runner.invoke(
+            app, ["data", "synth", "--out", str(tmp_path / "s"), "--users", "60", "--items", "30"]
+        ).exit_code
+        == 0
+    )
+    assert (
+        runner.invoke(
+            app, ["--db", db, "ingest", "interactions", str(tmp_path / "s" / "interactions.csv")]
+        ).exit_code
+        == 0
+    )
+    good = tmp_path / "good.toml"
+    good.write_text("[all]\ndim = 8\nepochs = 1\n\n[maml]\ninner_steps = 2\n\n[als]\nfactors = 4\n")
+    args = ["--db", db, "train", "--model", "maml", "--model", "protonet", "--model", "als"]
+    res = runner.invoke(app, [*args, "--config", str(good), "--json", "--models-dir", str(tmp_path / "m")])
+    assert res.exit_code == 0, res.output
+    configs = {r["model"]: r["config"] for r in json.loads(res.stdout)}
+    assert (
+        configs["maml"]["inner_steps"] == 2
+        and configs["maml"]["dim"] == 8
+        and configs["protonet"]["dim"] == 8
+    )
+    assert configs["als"]["factors"] == 4
+    for text, says in (
+        ("[mamal]\ndim = 8\n", "unknown section"),
+        ("[maml]\ninner_stepz = 2\n", "inner_stepz"),
+        ("dim = [", "not a TOML"),
+    ):
+        bad = tmp_path / "bad.toml"
+        bad.write_text(text)
+        res = runner.invoke(app, [*args, "--config", str(bad)])
+        assert res.exit_code == 1 and says in res.output, res.output
