@@ -445,7 +445,14 @@ def _progress_bar():
         TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(),
         console=err,
+        disable=not err.is_terminal,  # into a file or a pipe: plain lines instead (plain_progress)
     )
+
+
+def plain_progress(text: str) -> None:
+    """A progress line on stderr when it is not a terminal (a log file, a pipe, a CI job)."""
+    if not err.is_terminal:
+        err.print(text, highlight=False, soft_wrap=True)
 
 
 def _model_list(models: list[str]) -> tuple[str, ...]:
@@ -534,6 +541,7 @@ def train(
             def update(d: dict) -> None:
                 info = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in d.items())
                 bar.update(task, info=info, completed=d.get("epoch", 0))
+                plain_progress(f"train {kind}: {info}")
 
             return update
 
@@ -735,6 +743,7 @@ def evaluate(
         TimeElapsedColumn(),
         console=err,
         transient=True,
+        disable=not err.is_terminal,
     ) as bar:
         task = bar.add_task("evaluating", total=steps)
 
@@ -743,6 +752,8 @@ def evaluate(
                 "fitting" if d["stage"] == "fit" else f"K={d['shots']}"
             )
             bar.update(task, advance=1, description=what)
+            if d["stage"] == "fit":  # a line per fit, not per scored cell
+                plain_progress(f"evaluate {bar.tasks[0].completed:.0f}/{steps}: {what}")
 
         if log_path is not None:
             result = evaluate_log(log_path, cfg, tick, fmt=fmt.value, **spec)

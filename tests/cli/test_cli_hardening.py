@@ -294,3 +294,46 @@ def test_train_config_file(tmp_path):
         bad.write_text(text)
         res = runner.invoke(app, [*args, "--config", str(bad)])
         assert res.exit_code == 1 and says in res.output, res.output
+
+
+def test_progress_into_a_pipe_is_plain_lines(tmp_path):
+    db = str(tmp_path / "x.db")
+    assert (
+        runner.invoke(
+            app, ["data", "synth", "--out", str(tmp_path / "s"), "--users", "80", "--items", "30"]
+        ).exit_code
+        == 0
+    )
+    assert (
+        runner.invoke(
+            app, ["--db", db, "ingest", "interactions", str(tmp_path / "s" / "interactions.csv")]
+        ).exit_code
+        == 0
+    )
+    res = runner.invoke(
+        app,
+        ["--db", db, "train", "--model", "protonet", "--epochs", "2", "--models-dir", str(tmp_path / "m")],
+    )
+    assert (
+        res.exit_code == 0
+        and "train protonet: epoch 1" in res.output
+        and "train protonet: epoch 2" in res.output
+    )
+    assert "…" not in res.output  # nothing clipped
+    res = runner.invoke(
+        app,
+        [
+            "--db",
+            db,
+            "evaluate",
+            "--model",
+            "popular",
+            "--seeds",
+            "0",
+            "--min-interactions",
+            "10",
+            "--out",
+            str(tmp_path / "r"),
+        ],
+    )
+    assert res.exit_code == 0 and "evaluate 1/" in res.output and "seed 0 popular fitting" in res.output
