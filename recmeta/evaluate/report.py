@@ -117,35 +117,68 @@ def _plain(obj):
     raise TypeError(type(obj).__name__)
 
 
+# meta-learners in warm colours with filled markers, baselines in cool colours with open ones
+STYLES = {
+    "maml": ("#d62728", "o", "-"),
+    "protonet": ("#ff7f0e", "s", "-"),
+    "metalstm": ("#8c564b", "^", "-"),
+    "ensemble": ("#e377c2", "D", "-"),
+    "als": ("#1f77b4", "o", ":"),
+    "itemknn": ("#17becf", "s", ":"),
+    "popular": ("#7f7f7f", "^", ":"),
+}
+BASELINE_KINDS = ("als", "itemknn", "popular")
+
+
 def plot(result: EvalResult, metric: str, path: Path) -> Path:
-    """`metric` against the number of shots, one line per model with a ±std band."""
+    """Two panels: `metric` against the number of shots (a ±std band only with several seeds;
+    `auto` drawn thin and dashed on top so it hides no model), and each model's ratio to the
+    best baseline at each number of shots. The legend sits outside the data."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     s = result.summary[result.summary.metric == metric]
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    seeds = len(result.config["seeds"])
+    fig, (ax, ratio_ax) = plt.subplots(1, 2, figsize=(12, 4.5), dpi=120)
+    base = s[s.model.isin(BASELINE_KINDS)].groupby("shots")["mean"].max()
+    lower_better = metric in ("mae", "rmse")
     for model in [*result.config["models"], ROUTED]:
         m = s[s.model == model].sort_values("shots")
         if m.empty:
             continue
-        style = {"color": "black", "linestyle": "--", "marker": "x"} if model == ROUTED else {"marker": "o"}
-        (line,) = ax.plot(m.shots, m["mean"], label=model, **style)
-        ax.fill_between(
-            m.shots, m["mean"] - m["std"], m["mean"] + m["std"], alpha=0.15, color=line.get_color()
-        )
-    ax.set_xticks(sorted(s.shots.unique()))
-    ax.set_xlabel("support interactions per test user (K)")
+        colour, marker, line = STYLES.get(model, ("black", "x", "--"))
+        filled = model not in BASELINE_KINDS
+        style = {
+            "color": colour,
+            "marker": marker,
+            "linestyle": line,
+            "markerfacecolor": colour if filled else "white",
+        }
+        if model == ROUTED:
+            style = {"color": "black", "marker": "", "linestyle": "--", "linewidth": 1.0, "zorder": 5}
+        ax.plot(m.shots, m["mean"], label=model, **style)
+        if seeds > 1 and model != ROUTED:
+            ax.fill_between(m.shots, m["mean"] - m["std"], m["mean"] + m["std"], alpha=0.08, color=colour)
+        if model not in BASELINE_KINDS and not base.empty:
+            ratio = m.set_index("shots")["mean"] / base.reindex(m.shots).to_numpy()
+            ratio_ax.plot(ratio.index, ratio.to_numpy(), label=model, **style)
+    shots = sorted(s.shots.unique())
+    for a in (ax, ratio_ax):
+        a.set_xticks(shots)
+        a.set_xlabel("support interactions per test user (K)")
+        a.grid(alpha=0.3)
     ax.set_ylabel(metric)
-    ax.set_title(
-        f"{metric} against shots ({result.config['split']} split, {len(result.config['seeds'])} seeds)"
-    )
-    ax.grid(alpha=0.3)
-    ax.legend()
+    ax.set_title(f"{metric} ({result.config['split']} split, {seeds} seed{'s' if seeds > 1 else ''})")
+    ratio_ax.axhline(1.0, color="grey", linewidth=0.8)
+    ratio_ax.set_ylabel(f"{metric} / best baseline" + (" (lower is better)" if lower_better else ""))
+    ratio_ax.set_title("against the best baseline at each K")
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
     return path
 
