@@ -200,8 +200,8 @@ class RecommendationService:
             return name, f"warm: {n_rows} interactions >= {threshold}, served by {name}"
         if threshold is None:
             return cold, (
-                f"meta-learner {cold} for {n_rows} interactions (on validation no baseline "
-                "beat it at any history length)"
+                f"meta-learner {cold} for {n_rows} interactions (on validation, none of the "
+                "baselines beat it at every history length from some length on)"
             )
         return cold, f"cold: {n_rows} interactions < {threshold}, served by meta-learner {cold}"
 

@@ -43,9 +43,10 @@ def validation_table(
 
 def routing(validation: dict[str, dict[str, float]]) -> dict[str, Any]:
     """From each model's validation ndcg@10 by support size ({"K5": ...}): the best
-    meta-learner up to COLD_SHOTS rows serves cold users; the baseline best from 10 rows up
-    serves users with at least `threshold` rows, the smallest support size from which it
-    beats the cold model at every larger size validated."""
+    meta-learner up to COLD_SHOTS rows serves cold users. Every baseline is weighed: each
+    has a threshold, the smallest support size from which it beats the cold model at every
+    larger size validated; the baseline with the smallest threshold (the best one from that
+    size on, between equals) serves users with at least that many rows."""
     metas = [k for k in validation if k in META_LEARNERS]
     others = [k for k in validation if k not in META_LEARNERS]
     if not validation:
@@ -56,19 +57,28 @@ def routing(validation: dict[str, dict[str, float]]) -> dict[str, Any]:
         return float(np.mean(vals)) if vals else -1.0
 
     cold = max(metas or others, key=lambda m: mean(m, lambda k: k <= COLD_SHOTS))
-    warm = max(others, key=lambda m: mean(m, lambda k: k >= 10)) if others else cold
-    threshold = None
-    for k in reversed(VAL_SHOTS[1:]):
-        key = f"K{k}"
-        if key not in validation[warm] or key not in validation[cold]:
-            continue
-        if validation[warm][key] > validation[cold][key]:
-            threshold = k
-        else:
-            break
+
+    def threshold_of(warm: str) -> int | None:
+        found = None
+        for k in reversed(VAL_SHOTS[1:]):
+            key = f"K{k}"
+            if key not in validation[warm] or key not in validation[cold]:
+                continue
+            if validation[warm][key] > validation[cold][key]:
+                found = k
+            else:
+                break
+        return found
+
+    candidates = [(threshold_of(b), b) for b in others if b != cold]
+    winners = [(t, b) for t, b in candidates if t is not None]
+    warm, threshold = cold, None
+    if winners:
+        threshold = min(t for t, _ in winners)
+        warm = max((b for t, b in winners if t == threshold), key=lambda b: mean(b, lambda k: k >= threshold))
     return {
         "cold": cold,
-        "warm": warm if threshold is not None else cold,
+        "warm": warm,
         "threshold": threshold,
         "validation": validation,
     }

@@ -49,3 +49,16 @@ def test_sizes_without_enough_validation_users_are_ignored():
         }
     )
     assert (route["warm"], route["threshold"]) == ("itemknn", 10)
+
+
+def test_every_baseline_is_weighed_not_only_the_best_on_average():
+    # als is the best baseline on average from 10 rows but never beats the ensemble for good;
+    # itemknn does from 50 rows: it serves from there
+    route = routing(
+        {
+            "ensemble": {"K1": 0.40, "K10": 0.39, "K20": 0.38, "K50": 0.501},
+            "als": {"K1": 0.39, "K10": 0.385, "K20": 0.39, "K50": 0.45},
+            "itemknn": {"K1": 0.30, "K10": 0.33, "K20": 0.34, "K50": 0.511},
+        }
+    )
+    assert (route["cold"], route["warm"], route["threshold"]) == ("ensemble", "itemknn", 50)
