@@ -455,6 +455,9 @@ def plain_progress(text: str) -> None:
         err.print(text, highlight=False, soft_wrap=True)
 
 
+FEW_USERS = 5  # a table cell that averages fewer users than this prints '-'
+
+
 def _model_list(models: list[str]) -> tuple[str, ...]:
     from recmeta.train import ALL
 
@@ -575,12 +578,19 @@ def train(
     for k in shots:
         t.add_column(k.replace("K", "K="), justify="right")
     t.add_column("fit s", justify="right")
+    users = results[0].validation_users if results else {}
+    few = {k for k in shots if users.get(k, 0) < FEW_USERS}
     for r in results:
         t.add_row(
             r.kind,
-            *[f"{r.validation[k]:.3f}" if k in r.validation else "-" for k in shots],
+            *[f"{r.validation[k]:.3f}" if k in r.validation and k not in few else "-" for k in shots],
             f"{r.seconds:.1f}",
         )
+    t.caption = "validation users per size: " + ", ".join(
+        f"{k.replace('K', 'K=')} {users.get(k, 0)}" for k in shots
+    )
+    if few:
+        t.caption += f" ('-': fewer than {FEW_USERS} users, too few to read)"
     out.print(t)
     if resume:
         rows = max(r.new_rows for r in results)

@@ -41,6 +41,12 @@ def validation_table(
     return out
 
 
+def validation_users(validation: Interactions, shots=VAL_SHOTS) -> dict[str, int]:
+    """How many validation users each support size of `validation_table` scores."""
+    counts = validation.counts_per_user()
+    return {f"K{k}": int(min((counts > k).sum(), MAX_VAL_USERS)) for k in shots}
+
+
 def routing(validation: dict[str, dict[str, float]]) -> dict[str, Any]:
     """From each model's validation ndcg@10 by support size ({"K5": ...}): the best
     meta-learner up to COLD_SHOTS rows serves cold users. Every baseline is weighed: each

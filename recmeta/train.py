@@ -19,7 +19,7 @@ from recmeta import checkpoint, snapshot
 from recmeta.errors import CheckpointError, DataError
 from recmeta.learners import BASELINES, META_LEARNERS, REGISTRY, Recommender, create
 from recmeta.learners.meta import MetaLearner
-from recmeta.routing import routing, validation_table
+from recmeta.routing import routing, validation_table, validation_users
 from recmeta.snapshot import Interactions
 from recmeta.store import repository as repo
 from recmeta.store import session_scope
@@ -59,6 +59,7 @@ class Trained:
     parent: int | None = None  # registry id of the checkpoint it continued
     new_rows: int = 0
     steps: int = 0
+    validation_users: dict[str, int] = field(default_factory=dict)  # users behind each K
 
 
 @dataclass
@@ -379,7 +380,8 @@ def _save(
                 **lineage,
             },
         )
-    return Trained(kind, model, path, seconds, val, parent[0] if parent else None, new_rows, steps)
+    users = validation_users(split.validation)
+    return Trained(kind, model, path, seconds, val, parent[0] if parent else None, new_rows, steps, users)
 
 
 def _route(engine: Engine, cfg: TrainConfig, stamp: str, results: list[Trained], data: Interactions) -> None:

@@ -337,3 +337,24 @@ def test_progress_into_a_pipe_is_plain_lines(tmp_path):
         ],
     )
     assert res.exit_code == 0 and "evaluate 1/" in res.output and "seed 0 popular fitting" in res.output
+
+
+def test_validation_cells_with_too_few_users_print_a_dash_and_the_counts(tmp_path):
+    db = str(tmp_path / "x.db")
+    assert (
+        runner.invoke(
+            app, ["data", "synth", "--out", str(tmp_path / "s"), "--users", "40", "--items", "30"]
+        ).exit_code
+        == 0
+    )
+    assert (
+        runner.invoke(
+            app, ["--db", db, "ingest", "interactions", str(tmp_path / "s" / "interactions.csv")]
+        ).exit_code
+        == 0
+    )
+    res = runner.invoke(app, ["--db", db, "train", "--model", "popular", "--models-dir", str(tmp_path / "m")])
+    assert res.exit_code == 0, res.output
+    assert "validation users per size: K=0 4" in res.output and "too few to read" in res.output
+    row = next(line for line in res.output.splitlines() if line.strip().startswith("popular"))
+    assert "0." not in row.split()[1]  # a dash, not a figure from 4 users
