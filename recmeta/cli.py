@@ -216,7 +216,12 @@ def _report_table(reports, as_json: bool) -> None:
 @fail_cleanly
 def ingest_interactions(
     path: Annotated[Path, typer.Argument(help="A CSV/TSV/Parquet log, or a MovieLens folder.")],
-    fmt: Annotated[LogFormat, typer.Option("--format", "-f", help="File layout.")] = LogFormat.auto,
+    fmt: Annotated[
+        LogFormat,
+        typer.Option(
+            "--format", "-f", help="File layout: auto, csv, tsv, parquet, movielens-100k or movielens."
+        ),
+    ] = LogFormat.auto,
     user_col: UserCol = None,
     item_col: ItemCol = None,
     value_col: ValueCol = None,
@@ -667,7 +672,12 @@ def evaluate(
     log_path: Annotated[
         Path | None, typer.Option("--log", help="Evaluate a log file in a temporary store instead of --db.")
     ] = None,
-    fmt: Annotated[LogFormat, typer.Option("--format", "-f", help="Layout of --log.")] = LogFormat.auto,
+    fmt: Annotated[
+        LogFormat,
+        typer.Option(
+            "--format", "-f", help="Layout of --log: auto, csv, tsv, parquet, movielens-100k or movielens."
+        ),
+    ] = LogFormat.auto,
     implicit: Implicit = False,
     explicit: Explicit = False,
     user_col: UserCol = None,
@@ -868,7 +878,13 @@ def recommend(
         ),
     ] = None,
     n: Annotated[int, typer.Option("--top", "-n", help="How many items.", min=1)] = 10,
-    model: Annotated[str, typer.Option(help="auto (route by history length) or a model name.")] = "auto",
+    model: Annotated[
+        str,
+        typer.Option(
+            help="auto (route by history length), maml, protonet, metalstm, ensemble, als, itemknn "
+            "or popular."
+        ),
+    ] = "auto",
     explain: Annotated[bool, typer.Option(help="Say why each item is there.")] = False,
     remember: Annotated[
         str | None, typer.Option(help="Store the --with interactions as this new user.")
@@ -1013,8 +1029,41 @@ def _split_pairs(values: list[str]) -> list[str]:
     return [p for v in values for p in v.replace(",", " ").split()]
 
 
+def command():
+    """The click command behind `app`, with help that reads plainly: flags show no type,
+    arguments show their name in capitals, choices show as FORMAT-style names (listed in
+    the help text) rather than a wrapped list."""
+    import typer.main
+
+    cmd = typer.main.get_command(app)
+
+    def tidy(c) -> None:
+        for param in c.params:
+            if getattr(param, "is_flag", False):
+                param.metavar = ""
+            elif param.param_type_name == "argument" and param.metavar is None:
+                param.metavar = param.name.upper() + ("..." if param.nargs != 1 else "")
+            elif len(str(param.display_type(None) or "")) > 24:  # a long list of choices
+                long = [o for o in param.opts if o.startswith("--")]
+                param.metavar = (long[0][2:] if long else param.name).upper()
+        made = c.get_help_option
+
+        def help_option(ctx, made=made):  # --help is made per call: no type shown either
+            option = made(ctx)
+            if option is not None:
+                option.metavar = ""
+            return option
+
+        c.get_help_option = help_option
+        for sub in getattr(c, "commands", {}).values():
+            tidy(sub)
+
+    tidy(cmd)
+    return cmd
+
+
 def main() -> None:
-    app()
+    command()(prog_name="recmeta")
 
 
 if __name__ == "__main__":

@@ -358,3 +358,23 @@ def test_validation_cells_with_too_few_users_print_a_dash_and_the_counts(tmp_pat
     assert "validation users per size: K=0 4" in res.output and "too few to read" in res.output
     row = next(line for line in res.output.splitlines() if line.strip().startswith("popular"))
     assert "0." not in row.split()[1]  # a dash, not a figure from 4 users
+
+
+def test_help_reads_plainly():
+    import os
+    import subprocess
+    import sys
+
+    def help_of(*args: str) -> str:
+        env = {**os.environ, "COLUMNS": "200"}
+        res = subprocess.run(
+            [sys.executable, "-m", "recmeta.cli", *args, "--help"], capture_output=True, text=True, env=env
+        )
+        assert res.returncode == 0, res.stderr
+        return res.stdout
+
+    text = help_of("ingest", "interactions")
+    assert "<bool>" not in text and "{path}" not in text
+    assert "FORMAT" in text and "movielens-100k or movielens" in text
+    text = help_of("recommend")
+    assert "itemknn or popular" in text and "<bool>" not in text
