@@ -11,12 +11,18 @@ from rich.table import Table
 
 from recmeta.evaluate.protocol import ROUTED, EvalResult
 
+FEW_USERS = 5  # a cell that averages fewer users than this (per seed) prints '-'
 
-def grid(summary: pd.DataFrame, models: list[str], metric: str) -> tuple[list[int], list[tuple[str, list]]]:
+
+def grid(
+    summary: pd.DataFrame, models: list[str], metric: str, seeds: int = 2
+) -> tuple[list[int], list[tuple[str, list]]]:
     """(shots, [(model, [(text, is_best) or None per shot])]) for one metric: mean ± std over
-    seeds, the best model of each column flagged (lowest for errors, highest otherwise; the
-    routed row repeats one of the models' figures and is never flagged)."""
-    s = summary[summary.metric == metric]
+    seeds (the mean alone with one seed), the best model of each column flagged (lowest for
+    errors, highest otherwise; the routed row repeats one of the models' figures and is never
+    flagged). A cell behind fewer than FEW_USERS users is None: too few to read."""
+    s = summary[(summary.metric == metric) & (summary.users >= FEW_USERS)]
+    several = seeds > 1
     shots = [int(k) for k in sorted(s.shots.unique())]
     models = [*models, ROUTED] if ROUTED in set(s.model) and ROUTED not in models else models
     own = s[s.model != ROUTED]
@@ -31,7 +37,10 @@ def grid(summary: pd.DataFrame, models: list[str], metric: str) -> tuple[list[in
             cells.append(
                 None
                 if cell.empty
-                else (f"{cell['mean'].iloc[0]:.3f} ± {cell['std'].iloc[0]:.3f}", best_of.get(k) == model)
+                else (
+                    f"{cell['mean'].iloc[0]:.3f}" + (f" ± {cell['std'].iloc[0]:.3f}" if several else ""),
+                    best_of.get(k) == model,
+                )
             )
         if any(cells):
             rows.append((model, cells))
@@ -41,9 +50,11 @@ def grid(summary: pd.DataFrame, models: list[str], metric: str) -> tuple[list[in
 def table(result: EvalResult, metric: str = "ndcg@10") -> Table:
     """Models as rows, shots as columns, mean ± std; the best of each column in bold."""
     cfg = result.config
-    shots, rows = grid(result.summary, cfg["models"], metric)
+    seeds = list(cfg["seeds"])
+    shots, rows = grid(result.summary, cfg["models"], metric, len(seeds))
+    spread = f"mean ± std over seeds {seeds}" if len(seeds) > 1 else f"seed {seeds[0]}"
     t = Table(
-        title=f"{metric} (mean ± std over seeds {list(cfg['seeds'])}, {cfg['split']} split)",
+        title=f"{metric} ({spread}, {cfg['split']} split)",
         caption=_caption(result.summary) + _routes(result.config),
     )
     t.add_column("model")

@@ -378,3 +378,41 @@ def test_help_reads_plainly():
     assert "FORMAT" in text and "movielens-100k or movielens" in text
     text = help_of("recommend")
     assert "itemknn or popular" in text and "<bool>" not in text
+
+
+def test_one_seed_tables_print_no_spread_and_write_both_plots(tmp_path):
+    db = str(tmp_path / "x.db")
+    assert (
+        runner.invoke(
+            app, ["data", "synth", "--out", str(tmp_path / "s"), "--users", "120", "--items", "40"]
+        ).exit_code
+        == 0
+    )
+    assert (
+        runner.invoke(
+            app, ["--db", db, "ingest", "interactions", str(tmp_path / "s" / "interactions.csv")]
+        ).exit_code
+        == 0
+    )
+    out = tmp_path / "r"
+    res = runner.invoke(
+        app,
+        [
+            "--db",
+            db,
+            "evaluate",
+            "--model",
+            "popular",
+            "--model",
+            "als",
+            "--seeds",
+            "0",
+            "--min-interactions",
+            "10",
+            "--out",
+            str(out),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert "±" not in res.stdout and "(seed 0," in res.stdout
+    assert (out / "ndcg.png").stat().st_size > 0 and (out / "recall.png").stat().st_size > 0
