@@ -105,7 +105,7 @@ class Budget:
     def share(self, kind: str) -> float | None:
         if self.end is None or kind not in self.todo:
             return None
-        left = max(self.end - time.perf_counter(), 1.0)
+        left = max(self.end - time.perf_counter(), 1e-3)  # spent: one step each, then stop
         share = left / len(self.todo)
         self.todo.remove(kind)
         return share

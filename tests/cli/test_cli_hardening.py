@@ -416,3 +416,28 @@ def test_one_seed_tables_print_no_spread_and_write_both_plots(tmp_path):
     assert res.exit_code == 0, res.output
     assert "±" not in res.stdout and "(seed 0," in res.stdout
     assert (out / "ndcg.png").stat().st_size > 0 and (out / "recall.png").stat().st_size > 0
+
+
+def test_max_time_bounds_the_whole_train_run(tmp_path):
+    db = str(tmp_path / "x.db")
+    assert (
+        runner.invoke(
+            app, ["data", "synth", "--out", str(tmp_path / "s"), "--users", "120", "--items", "40"]
+        ).exit_code
+        == 0
+    )
+    assert (
+        runner.invoke(
+            app, ["--db", db, "ingest", "interactions", str(tmp_path / "s" / "interactions.csv")]
+        ).exit_code
+        == 0
+    )
+    patient = tmp_path / "patient.toml"
+    patient.write_text("[all]\npatience = 1000\n")  # no early stopping: only time can end the run
+    args = ["--db", db, "train", "--model", "maml", "--model", "protonet", "--epochs", "200", "--json"]
+    res = runner.invoke(
+        app, [*args, "--config", str(patient), "--max-time", "0.001", "--models-dir", str(tmp_path / "m")]
+    )
+    assert res.exit_code == 0, res.output
+    steps = {r["model"]: r["steps"] for r in json.loads(res.stdout)}
+    assert steps == {"maml": 1, "protonet": 1}  # each stopped within a step of its share
