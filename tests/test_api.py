@@ -1,0 +1,35 @@
+"""The Python API: README's example runs as written, and its frames hold what the CLI shows."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from recmeta.errors import DataError
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_example() -> str:
+    text = README.read_text()
+    start = text.index("## Python API")
+    return re.search(r"```python\n(.*?)```", text[start:], re.S).group(1)
+
+
+@pytest.mark.slow
+def test_the_readme_example_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(readme_example(), "README.md", "exec"), scope)  # our own README
+    fitted, top, new, like, summary = (scope[k] for k in ("fitted", "top", "new", "like", "summary"))
+    assert {"maml", "protonet", "metalstm", "ensemble", "als", "itemknn", "popular"} == set(fitted.model)
+    assert list(top.columns) == ["rank", "item", "title", "score"] and len(top) == 5 and top.attrs["route"]
+    assert len(new) == 5 and not {"3", "12"} & set(new.item)
+    assert len(like) == 5 and "3" not in set(like.item)
+    assert {"maml", "popular"} <= set(summary.model)
+    rm = scope["rm"]
+    with pytest.raises(DataError):
+        rm.recommend()
+    assert rm.recommend(user="7", n=3, exclude=[top.item[0]]).item.tolist()[0] != top.item[0]
