@@ -202,13 +202,14 @@ def _parser_message(exc: Exception) -> str:
 
 
 def _read_parquet(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     try:
         pf = pq.ParquetFile(path)
     except Exception as exc:  # pyarrow raises several types for a broken file
         raise DataError(f"{path}: not a readable Parquet file ({exc})") from exc
-    import pyarrow as pa
 
     nested = [f.name for f in pf.schema_arrow if pa.types.is_nested(f.type)]
     if nested:
@@ -218,7 +219,15 @@ def _read_parquet(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
         )
     first = 1
     for batch in pf.iter_batches(batch_size=chunk_rows):
-        frame = batch.to_pandas()
+        # timestamps of any unit and zone as whole unix seconds, in Arrow: pandas would refuse
+        # sub-second nanoseconds and dates beyond its nanosecond range (year 2262)
+        columns = [
+            pc.cast(c, pa.timestamp("s", c.type.tz), safe=False).cast(pa.int64())
+            if pa.types.is_timestamp(c.type)
+            else c
+            for c in batch.columns
+        ]
+        frame = pa.Table.from_arrays(columns, names=batch.schema.names).to_pandas()
         text = pd.DataFrame(
             {
                 str(c): frame[c].map(_as_text) if frame[c].dtype == object else _numeric_text(frame[c])

@@ -232,6 +232,8 @@ def test_bad_year_in_item_metadata(tmp_path):
 
 
 def test_parquet_timestamps_of_any_unit_are_read(sqlite_url, tmp_path):
+    """Sub-second parts (a timestamp[ns] column made pandas refuse the cast) are dropped,
+    and a date beyond pandas' nanosecond range is a rejected row, not a traceback."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -246,7 +248,7 @@ def test_parquet_timestamps_of_any_unit_are_read(sqlite_url, tmp_path):
                 "user": [1, 2],
                 "item": [3, 4],
                 "rating": [5, 4],
-                "timestamp": pa.array([t * scale for t in ts], pa.timestamp(unit)),
+                "timestamp": pa.array([t * scale + scale - 1 for t in ts], pa.timestamp(unit)),
             }
         )
         pq.write_table(table, tmp_path / f"{unit}.parquet")
@@ -254,6 +256,14 @@ def test_parquet_timestamps_of_any_unit_are_read(sqlite_url, tmp_path):
         ingest_file(engine, lambda s, u=unit: ingest_path(s, tmp_path / f"{u}.parquet"))
         with session_scope(engine) as session:
             assert sorted(interactions_frame(session)["timestamp"]) == ts, unit
+    far = pa.array([253402300799000000, ts[0] * 1_000_000], pa.timestamp("us"))  # 9999-12-31
+    pq.write_table(
+        pa.table({"user": [1, 2], "item": [3, 4], "rating": [5, 4], "timestamp": far}),
+        tmp_path / "far.parquet",
+    )
+    engine = make_engine(f"sqlite:///{tmp_path / 'far.db'}")
+    with pytest.raises(DataError, match="impossible timestamp"):
+        ingest_file(engine, lambda s: ingest_path(s, tmp_path / "far.parquet"))
 
 
 @pytest.mark.parametrize("name", ["weight", "plays", "listens", "playcount", "purchases"])
