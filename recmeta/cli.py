@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -454,6 +455,26 @@ def _progress_bar():
     )
 
 
+@contextlib.contextmanager
+def step_progress(label: str, total: int, transient: bool = False):
+    """A bar of `total` steps on a terminal; `step(what, say=True)` advances it and, into a
+    file or a pipe, prints a plain line instead (when `say`)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    started = time.perf_counter()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=transient, disable=not err.is_terminal) as bar:
+        task = bar.add_task(label, total=total)
+
+        def step(what: str, say: bool = True) -> None:
+            bar.update(task, advance=1, description=what)
+            if say:
+                done = bar.tasks[0].completed
+                plain_progress(f"{label} {done:.0f}/{total}: {what} ({time.perf_counter() - started:.0f} s)")
+
+        yield step
+
+
 def plain_progress(text: str) -> None:
     """A progress line on stderr when it is not a terminal (a log file, a pipe, a CI job)."""
     if not err.is_terminal:
@@ -713,7 +734,6 @@ def evaluate(
 ) -> None:
     """Cold-start evaluation under PROTOCOL.md: every model on the same users, splits, seeds.
     With --continual, the continual protocol: what keeping a model current costs and forgets."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from recmeta.evaluate import EvalConfig
     from recmeta.learners import META_LEARNERS
@@ -756,24 +776,13 @@ def evaluate(
         params=params,
     )
     steps = len(cfg.seeds) * len(cfg.models) * (1 + len(cfg.shots))
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-        disable=not err.is_terminal,
-    ) as bar:
-        task = bar.add_task("evaluating", total=steps)
+    with step_progress("evaluate", steps, transient=True) as step:
 
         def tick(d: dict) -> None:
-            what = f"seed {d['seed']} {d['model']} " + (
-                "fitting" if d["stage"] == "fit" else f"K={d['shots']}"
+            fitting = d["stage"] == "fit"
+            step(
+                f"seed {d['seed']} {d['model']} " + ("fitting" if fitting else f"K={d['shots']}"), say=fitting
             )
-            bar.update(task, advance=1, description=what)
-            if d["stage"] == "fit":  # a line per fit, not per scored cell
-                plain_progress(f"evaluate {bar.tasks[0].completed:.0f}/{steps}: {what}")
 
         if log_path is not None:
             result = evaluate_log(log_path, cfg, tick, fmt=fmt.value, **spec)
@@ -799,12 +808,11 @@ def evaluate(
 def _evaluate_continual(
     model, seeds, periods, first_stage, last_stage, replay, params, log_path, fmt, spec, out_dir, as_json
 ) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from recmeta.evaluate.continual import ContinualConfig
     from recmeta.evaluate.continual_report import tables, write_all
     from recmeta.evaluate.run import continual_log, continual_store
     from recmeta.learners import META_LEARNERS
+    from recmeta.learners.ensemble import MEMBERS
 
     cfg = ContinualConfig(
         models=tuple(model) if model and "all" not in model else META_LEARNERS,
@@ -815,25 +823,12 @@ def _evaluate_continual(
         replay=replay,
         params=params,
     )
-    members = 3
-    steps = len(cfg.seeds) * members * (cfg.last - cfg.first_stage + 1)
-    started = time.perf_counter()
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        disable=not err.is_terminal,
-    ) as bar:
-        task = bar.add_task("continual", total=steps)
+    members = [m for m in MEMBERS if m in cfg.models or "ensemble" in cfg.models]
+    steps = len(cfg.seeds) * len(members) * (cfg.last - cfg.first_stage + 1)
+    with step_progress("continual", steps) as step:
 
         def tick(d: dict) -> None:
-            what = f"seed {d['seed']} stage {d['stage']} {d['model']}"
-            bar.update(task, advance=1, description=what)
-            if not err.is_terminal:  # into a file or a pipe: a plain line per step
-                done = bar.tasks[0].completed
-                err.print(f"continual {done}/{steps} {what} ({time.perf_counter() - started:.0f} s)")
+            step(f"seed {d['seed']} stage {d['stage']} {d['model']}")
 
         if log_path is not None:
             result = continual_log(log_path, cfg, tick, fmt=fmt.value, **spec)

@@ -62,11 +62,16 @@ class Filters:
 
     exclude: frozenset[str] = frozenset()
     candidates: frozenset[str] | None = None
+    _last: tuple[list[str], np.ndarray] | None = field(default=None, repr=False, compare=False)
 
     def allowed(self, ids: list[str]) -> np.ndarray:
+        """A mask over `ids`, made once per catalogue (a batch asks for it every chunk)."""
+        if self._last is not None and self._last[0] is ids:
+            return self._last[1]
         ok = np.array([i not in self.exclude for i in ids], bool)
         if self.candidates is not None:
             ok &= np.array([i in self.candidates for i in ids], bool)
+        self._last = (ids, ok)
         return ok
 
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 
-ENV = "RECMETA_THREADS"  # read by the CLI's --threads
-
 
 def set_threads(n: int) -> None:
     """Use `n` threads in torch and in every BLAS library loaded now or later."""

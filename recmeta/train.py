@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -70,11 +71,11 @@ class Split:
     train_users: np.ndarray
     val_users: np.ndarray
 
-    @property
+    @cached_property
     def train(self) -> Interactions:
         return snapshot.restrict(self.data, self.train_users)
 
-    @property
+    @cached_property
     def validation(self) -> Interactions:
         return snapshot.restrict(self.data, self.val_users)
 
@@ -137,7 +138,7 @@ def train(engine: Engine, cfg: TrainConfig, progress: ProgressFactory | None = N
     reservoir = Reservoir(REPLAY if cfg.replay is None else cfg.replay, seed=cfg.seed).offer(
         row_stream(train_data)
     )
-    stamp = _stamp()
+    run = Run(engine, cfg, split)
     results: list[Trained] = []
     budget = Budget(cfg)
     for kind in cfg.models:
@@ -149,20 +150,8 @@ def train(engine: Engine, cfg: TrainConfig, progress: ProgressFactory | None = N
             model, train_data, val_data, progress=progress(kind) if progress else None, seed=cfg.seed
         )
         seconds = time.perf_counter() - start
-        results.append(
-            _save(
-                engine,
-                cfg,
-                stamp,
-                model,
-                split,
-                seconds,
-                reservoir,
-                done.optimizer,
-                steps=_steps(done.outcome),
-            )
-        )
-    _route(engine, cfg, stamp, results, data)
+        results.append(run.save(model, seconds, reservoir, done.optimizer, steps=_steps(done.outcome)))
+    run.route(results)
     return results
 
 
@@ -205,7 +194,7 @@ def continue_training(
         checkpoint.check_catalogue(parent.manifest, set(data.item_ids), Path(registry[kind].path))
     split = _continued_split(data, first, cfg.seed)
     val_data = split.validation
-    stamp = _stamp()
+    run = Run(engine, cfg, split)
     results: list[Trained] = []
     fitted: dict[str, Recommender] = {}
     reservoir = None
@@ -232,21 +221,8 @@ def continue_training(
         fitted[kind] = model
         if kind in cfg.models:
             reservoir.offer(row_stream(snapshot.restrict(new, split.train_users)))
-            results.append(
-                _save(
-                    engine,
-                    cfg,
-                    stamp,
-                    model,
-                    split,
-                    seconds,
-                    reservoir,
-                    optimizer,
-                    parent=(registry[kind].id, mark),
-                    new_rows=int(new.values.nnz),
-                    steps=outcome.steps,
-                )
-            )
+            lineage = {"parent": (registry[kind].id, mark), "new_rows": int(new.values.nnz)}
+            results.append(run.save(model, seconds, reservoir, optimizer, steps=outcome.steps, **lineage))
     train_data = split.train
     for kind in cfg.models:
         if kind in members:
@@ -258,12 +234,8 @@ def continue_training(
         )
         parent = (registry[kind].id, mark) if kind in registry else None
         results.append(
-            _save(
-                engine,
-                cfg,
-                stamp,
+            run.save(
                 model,
-                split,
                 time.perf_counter() - start,
                 reservoir,
                 done.optimizer,
@@ -271,15 +243,11 @@ def continue_training(
                 new_rows=int(new.values.nnz),
             )
         )
-    _route(engine, cfg, stamp, results, data)
+    run.route(results)
     return results
 
 
 # ---------------------------------------------------------------------- parts
-
-
-def _stamp() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
 
 
 def _steps(outcome) -> int:
@@ -322,82 +290,90 @@ def _reservoir(manifest: dict[str, Any], cfg: TrainConfig, old: Interactions, sp
     return Reservoir(size, seed=cfg.seed).offer(row_stream(snapshot.restrict(old, split.train_users)))
 
 
-def _save(
-    engine: Engine,
-    cfg: TrainConfig,
-    stamp: str,
-    model: Recommender,
-    split: Split,
-    seconds: float,
-    reservoir: Reservoir | None,
-    optimizer: dict,
-    *,
-    parent: tuple[int, int] | None = None,
-    new_rows: int = 0,
-    steps: int = 0,
-) -> Trained:
-    """Validate, checkpoint (with its lineage and replay memory) and register one model."""
-    data, kind = split.data, model.kind
-    val = validation_table(model, split.validation, positive_threshold(data, model.params.get("threshold")))
-    path = (cfg.models_dir / f"{kind}-{stamp}.safetensors").resolve()
-    lineage = {}
-    if parent is not None:
-        lineage = {
-            "parent_id": parent[0],
-            "watermark_range": [parent[1], data.watermark.get("max_interaction_id", 0)],
-            "new_rows": new_rows,
-        }
-    replay = None
-    if reservoir is not None:
-        state, sample = reservoir.state()
-        replay = {**state, "sample": [str(u) for u in sample]}
-    checkpoint.save(
-        model,
-        path,
-        data,
-        optimizer=optimizer,
-        name=kind,
-        seed=cfg.seed,
-        train_seconds=seconds,
-        validation=val,
-        validation_user_ids=[str(u) for u in data.user_ids[split.val_users]],
-        replay=replay,
-        **lineage,
-    )
-    with session_scope(engine) as session:
-        repo.register_model(
-            session,
+@dataclass
+class Run:
+    """One `recmeta train` run: where and how its checkpoints are written and registered."""
+
+    engine: Engine
+    cfg: TrainConfig
+    split: Split
+    stamp: str = field(default_factory=lambda: datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f"))
+
+    def save(
+        self,
+        model: Recommender,
+        seconds: float,
+        reservoir: Reservoir | None,
+        optimizer: dict,
+        *,
+        parent: tuple[int, int] | None = None,
+        new_rows: int = 0,
+        steps: int = 0,
+    ) -> Trained:
+        """Validate, checkpoint (with its lineage and replay memory) and register one model."""
+        data, kind = self.split.data, model.kind
+        val = validation_table(
+            model, self.split.validation, positive_threshold(data, model.params.get("threshold"))
+        )
+        path = (self.cfg.models_dir / f"{kind}-{self.stamp}.safetensors").resolve()
+        lineage = {}
+        if parent is not None:
+            lineage = {
+                "parent_id": parent[0],
+                "watermark_range": [parent[1], data.watermark.get("max_interaction_id", 0)],
+                "new_rows": new_rows,
+            }
+        replay = None
+        if reservoir is not None:
+            state, sample = reservoir.state()
+            replay = {**state, "sample": [str(u) for u in sample]}
+        checkpoint.save(
+            model,
+            path,
+            data,
+            optimizer=optimizer,
             name=kind,
-            kind=kind,
-            path=str(path),
-            config=checkpoint.read_manifest(path)["config"],
-            data_watermark=data.watermark,
-            metrics={
-                "validation_ndcg@10": val,
-                "train_seconds": seconds,
-                "steps": steps,
-                "versions": checkpoint.versions(),
-                **lineage,
-            },
+            seed=self.cfg.seed,
+            train_seconds=seconds,
+            validation=val,
+            validation_user_ids=[str(u) for u in data.user_ids[self.split.val_users]],
+            replay=replay,
+            **lineage,
         )
-    users = validation_users(split.validation)
-    return Trained(kind, model, path, seconds, val, parent[0] if parent else None, new_rows, steps, users)
+        with session_scope(self.engine) as session:
+            repo.register_model(
+                session,
+                name=kind,
+                kind=kind,
+                path=str(path),
+                config=checkpoint.read_manifest(path)["config"],
+                data_watermark=self.split.data.watermark,
+                metrics={
+                    "validation_ndcg@10": val,
+                    "train_seconds": seconds,
+                    "steps": steps,
+                    "versions": checkpoint.versions(),
+                    **lineage,
+                },
+            )
+        users = validation_users(self.split.validation)
+        return Trained(kind, model, path, seconds, val, parent[0] if parent else None, new_rows, steps, users)
 
-
-def _route(engine: Engine, cfg: TrainConfig, stamp: str, results: list[Trained], data: Interactions) -> None:
-    route = routing({r.kind: r.validation for r in results})
-    if not route:
-        return
-    path = (cfg.models_dir / f"routing-{stamp}.json").resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(route, indent=2))
-    with session_scope(engine) as session:
-        repo.register_model(
-            session,
-            name="router",
-            kind="router",
-            path=str(path),
-            config=route,
-            data_watermark=data.watermark,
-            metrics={},
-        )
+    def route(self, results: list[Trained]) -> None:
+        """Choose the routing on validation and register it."""
+        route = routing({r.kind: r.validation for r in results})
+        if not route:
+            return
+        path = (self.cfg.models_dir / f"routing-{self.stamp}.json").resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(route, indent=2))
+        with session_scope(self.engine) as session:
+            repo.register_model(
+                session,
+                name="router",
+                kind="router",
+                path=str(path),
+                config=route,
+                data_watermark=self.split.data.watermark,
+                metrics={},
+            )

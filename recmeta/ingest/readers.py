@@ -21,6 +21,23 @@ from recmeta.ingest.ids import CONTROL, MAX_ID_LENGTH
 CHUNK_ROWS = 200_000
 MAX_UNIX_SECONDS = 4_102_444_800  # 2100-01-01: later timestamps are taken as impossible
 
+# A value column found under one of these names holds counts: the log is read as implicit
+COUNT_COLUMNS = (
+    "weight",
+    "count",
+    "plays",
+    "play_count",
+    "playcount",
+    "listens",
+    "listen_count",
+    "clicks",
+    "views",
+    "quantity",
+    "purchases",
+    "purchase_count",
+    "interactions",
+)
+
 ALIASES = {
     "user": (
         "user",
@@ -60,47 +77,9 @@ ALIASES = {
         "video_id",
         "sku",
     ),
-    "value": (
-        "value",
-        "rating",
-        "score",
-        "stars",
-        "weight",
-        "count",
-        "plays",
-        "play_count",
-        "playcount",
-        "listens",
-        "listen_count",
-        "clicks",
-        "views",
-        "quantity",
-        "purchases",
-        "purchase_count",
-        "interactions",
-    ),
+    "value": ("value", "rating", "score", "stars", *COUNT_COLUMNS),
     "time": ("timestamp", "time", "ts", "datetime", "date", "event_time", "created_at"),
 }
-
-
-# A value column found under one of these names holds counts: the log is read as implicit
-COUNT_COLUMNS = frozenset(
-    {
-        "count",
-        "plays",
-        "play_count",
-        "playcount",
-        "listens",
-        "listen_count",
-        "clicks",
-        "views",
-        "quantity",
-        "weight",
-        "purchases",
-        "purchase_count",
-        "interactions",
-    }
-)
 
 
 @dataclass(frozen=True)
