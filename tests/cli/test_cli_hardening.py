@@ -14,6 +14,20 @@ from recmeta.cli import app
 runner = CliRunner()
 
 
+def synth_store(tmp_path, users: int, items: int) -> str:
+    """A SQLite store holding a small synthetic log; returns its path."""
+    db = str(tmp_path / "x.db")
+    args = ["data", "synth", "--out", str(tmp_path / "s"), "--users", str(users), "--items", str(items)]
+    assert runner.invoke(app, args).exit_code == 0
+    assert (
+        runner.invoke(
+            app, ["--db", db, "ingest", "interactions", str(tmp_path / "s" / "interactions.csv")]
+        ).exit_code
+        == 0
+    )
+    return db
+
+
 def boom(*args, **kwargs):
     raise RuntimeError("something nobody foresaw")
 
@@ -260,19 +274,7 @@ def test_one_option_vocabulary(tmp_path):
 
 
 def test_train_config_file(tmp_path):
-    db = str(tmp_path / "x.db")
-    assert (
-        runner.invoke(
-            app, ["data", "synth", "--out", str(tmp_path / "s"), "--users", "60", "--items", "30"]
-        ).exit_code
-        == 0
-    )
-    assert (
-        runner.invoke(
-            app, ["--db", db, "ingest", "interactions", str(tmp_path / "s" / "interactions.csv")]
-        ).exit_code
-        == 0
-    )
+    db = synth_store(tmp_path, users=60, items=30)
     good = tmp_path / "good.toml"
     good.write_text("[all]\ndim = 8\nepochs = 1\n\n[maml]\ninner_steps = 2\n\n[als]\nfactors = 4\n")
     args = ["--db", db, "train", "--model", "maml", "--model", "protonet", "--model", "als"]
@@ -297,19 +299,7 @@ def test_train_config_file(tmp_path):
 
 
 def test_progress_into_a_pipe_is_plain_lines(tmp_path):
-    db = str(tmp_path / "x.db")
-    assert (
-        runner.invoke(
-            app, ["data", "synth", "--out", str(tmp_path / "s"), "--users", "80", "--items", "30"]
-        ).exit_code
-        == 0
-    )
-    assert (
-        runner.invoke(
-            app, ["--db", db, "ingest", "interactions", str(tmp_path / "s" / "interactions.csv")]
-        ).exit_code
-        == 0
-    )
+    db = synth_store(tmp_path, users=80, items=30)
     res = runner.invoke(
         app,
         ["--db", db, "train", "--model", "protonet", "--epochs", "2", "--models-dir", str(tmp_path / "m")],
@@ -340,19 +330,7 @@ def test_progress_into_a_pipe_is_plain_lines(tmp_path):
 
 
 def test_validation_cells_with_too_few_users_print_a_dash_and_the_counts(tmp_path):
-    db = str(tmp_path / "x.db")
-    assert (
-        runner.invoke(
-            app, ["data", "synth", "--out", str(tmp_path / "s"), "--users", "40", "--items", "30"]
-        ).exit_code
-        == 0
-    )
-    assert (
-        runner.invoke(
-            app, ["--db", db, "ingest", "interactions", str(tmp_path / "s" / "interactions.csv")]
-        ).exit_code
-        == 0
-    )
+    db = synth_store(tmp_path, users=40, items=30)
     res = runner.invoke(app, ["--db", db, "train", "--model", "popular", "--models-dir", str(tmp_path / "m")])
     assert res.exit_code == 0, res.output
     assert "validation users per size: K=0 4" in res.output and "too few to read" in res.output
@@ -381,19 +359,7 @@ def test_help_reads_plainly():
 
 
 def test_one_seed_tables_print_no_spread_and_write_both_plots(tmp_path):
-    db = str(tmp_path / "x.db")
-    assert (
-        runner.invoke(
-            app, ["data", "synth", "--out", str(tmp_path / "s"), "--users", "120", "--items", "40"]
-        ).exit_code
-        == 0
-    )
-    assert (
-        runner.invoke(
-            app, ["--db", db, "ingest", "interactions", str(tmp_path / "s" / "interactions.csv")]
-        ).exit_code
-        == 0
-    )
+    db = synth_store(tmp_path, users=120, items=40)
     out = tmp_path / "r"
     res = runner.invoke(
         app,
@@ -419,19 +385,7 @@ def test_one_seed_tables_print_no_spread_and_write_both_plots(tmp_path):
 
 
 def test_max_time_bounds_the_whole_train_run(tmp_path):
-    db = str(tmp_path / "x.db")
-    assert (
-        runner.invoke(
-            app, ["data", "synth", "--out", str(tmp_path / "s"), "--users", "120", "--items", "40"]
-        ).exit_code
-        == 0
-    )
-    assert (
-        runner.invoke(
-            app, ["--db", db, "ingest", "interactions", str(tmp_path / "s" / "interactions.csv")]
-        ).exit_code
-        == 0
-    )
+    db = synth_store(tmp_path, users=120, items=40)
     patient = tmp_path / "patient.toml"
     patient.write_text("[all]\npatience = 1000\n")  # no early stopping: only time can end the run
     args = ["--db", db, "train", "--model", "maml", "--model", "protonet", "--epochs", "200", "--json"]
