@@ -8,32 +8,84 @@ DataFrames out.
     rm.train()                               # all models; a DataFrame of what was fitted
     rm.recommend(user="42")                  # item, title, score, rank
     rm.recommend(items={"50": 5, "181": 4})  # someone not in the store; nothing written
+    rm.add_interactions([{"user": "42", "item": "50"}])  # counts in the next recommend at once
+
+One `Recmeta` serves many requests (`recmeta serve` runs on one): checkpoints load once and
+`refresh()` switches to newly trained ones without failing requests in flight.
 """
 
 from __future__ import annotations
 
+import math
 import tempfile
+import threading
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from sqlalchemy import Engine
 
 from recmeta.errors import DataError
 from recmeta.evaluate import EvalConfig
 from recmeta.evaluate.run import evaluate_store
-from recmeta.ingest.pipeline import ingest_file, ingest_path
+from recmeta.ingest.pipeline import ingest_events, ingest_file, ingest_path
 from recmeta.recommend import Filters, Recommendations, RecommendationService
-from recmeta.store import make_engine
+from recmeta.store import make_engine, session_scope
+from recmeta.store import repository as repo
 from recmeta.train import ALL, TrainConfig, train
 
 
 class Recmeta:
-    """One store (`db`: a SQLite path or a database URL; default ./recmeta.db or $RECMETA_DB)."""
+    """One store (`db`: a SQLite path, a database URL or an Engine; default ./recmeta.db or
+    $RECMETA_DB). Safe to share between threads."""
 
-    def __init__(self, db: str | None = None, models_dir: str | Path = "models") -> None:
-        self.engine = make_engine(db)
+    def __init__(
+        self,
+        db: str | Engine | None = None,
+        models_dir: str | Path = "models",
+        *,
+        check_every: float | None = 0.0,
+    ) -> None:
+        """`check_every`: `recommendations` calls `refresh` when this many seconds have passed
+        since the last check (0: every call, two small queries); None: only when called (a
+        server refreshes in the background instead)."""
+        self.engine = db if isinstance(db, Engine) else make_engine(db)
         self.models_dir = Path(models_dir)
+        self.check_every = check_every
+        self._service: RecommendationService | None = None
+        self._serving: tuple | None = None  # what the service was built from (see `refresh`)
+        self._checked = -math.inf
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ serving state
+    @property
+    def service(self) -> RecommendationService:
+        """The warm recommendation service: active checkpoints loaded once, the catalogue read
+        once (built on first use; `refresh` replaces it)."""
+        service = self._service
+        if service is None:
+            self.refresh()
+            service = self._service
+        return service
+
+    def refresh(self, *, preload: bool = False) -> bool:
+        """Switch to what the store holds now when its active models or its catalogue changed
+        since the service was built: a new service is made (with `preload`, every model loaded
+        and warmed) and then swapped in, so requests already running finish on the old one.
+        True when it switched."""
+        with self._lock:
+            self._checked = time.monotonic()
+            with session_scope(self.engine) as session:
+                now = repo.serving_state(session)
+            if self._service is not None and now == self._serving:
+                return False
+            service = RecommendationService(self.engine)
+            if preload:
+                service.preload()
+            self._service, self._serving = service, now
+            return True
 
     def ingest(self, frame: pd.DataFrame, **spec: Any) -> dict[str, Any]:
         """Load interactions from a DataFrame (user, item[, value][, timestamp] columns, named
@@ -45,7 +97,20 @@ class Recmeta:
             path = Path(tmp) / "frame.parquet"
             frame.to_parquet(path, index=False)
             (report,) = ingest_file(self.engine, lambda s: ingest_path(s, path, **spec))
+        self._service = None  # the catalogue may have grown
         return report.as_dict()
+
+    def add_interactions(self, events: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+        """Append events ({user, item, value?, timestamp?} each) through ingest's validation,
+        all or nothing; a user's next recommendation counts them at once, with no training.
+        A missing timestamp is now; a missing value is 1 in an implicit store (a ratings store
+        needs one). Returns what was written (inserted, duplicates, users/items created)."""
+        events = [dict(e) if isinstance(e, Mapping) else e for e in events]
+        with session_scope(self.engine) as session:
+            implicit = repo.log_is_implicit(session)
+            report = ingest_events(session, events, implicit=implicit)
+        out = report.as_dict()
+        return {k: out[k] for k in ("inserted", "duplicates", "users_created", "items_created", "notes")}
 
     def train(self, models: Iterable[str] = ALL, *, resume: bool = False, **options: Any) -> pd.DataFrame:
         """Fit (or, with resume=True, continue) models as `recmeta train` does; one row per
@@ -53,38 +118,59 @@ class Recmeta:
         (seed, epochs, max_time, replay, params)."""
         cfg = TrainConfig(models=tuple(models), models_dir=self.models_dir, resume=resume, **options)
         results = train(self.engine, cfg)
+        self._service = None  # new checkpoints are active
         return pd.DataFrame(
             [{"model": r.kind, "path": str(r.path), "seconds": r.seconds, **r.validation} for r in results]
         )
 
-    def recommend(
+    def recommendations(
         self,
         user: str | None = None,
-        items: Mapping[str, float] | Iterable[str] | None = None,
+        items: Mapping[str, float | None] | Iterable[str] | None = None,
         n: int = 10,
         model: str = "auto",
         exclude: Iterable[str] = (),
         candidates: Iterable[str] | None = None,
-    ) -> pd.DataFrame:
+        explain: bool = False,
+    ) -> Recommendations:
         """Top `n` for a stored `user`, or for someone known only by `items` (item ids, or a
-        mapping item -> value); nothing is written. Columns: rank, item, title, score; the
-        frame's `attrs` hold the route and any notes."""
-        service = RecommendationService(self.engine)
+        mapping item -> value, None for a like); nothing is written. The route, the model, the
+        items with their scores (and reasons with `explain`) and any notes."""
+        if model != "auto" and model not in ALL:
+            raise DataError(f"unknown model {model!r}; choose auto, {', '.join(ALL)}")
+        if self.check_every is not None and time.monotonic() - self._checked >= self.check_every:
+            self.refresh()
+        service = self.service
         filters = Filters(
-            frozenset(map(str, exclude)), frozenset(map(str, candidates)) if candidates else None
+            frozenset(map(str, exclude)), frozenset(map(str, candidates)) if candidates is not None else None
         )
         if (user is None) == (items is None):
             raise DataError("give either user=... or items=...")
         if user is not None:
-            result = service.for_user(str(user), n=n, model=model, filters=filters)
-        else:
-            pairs = (
-                [f"{i}:{v}" for i, v in items.items()]
-                if isinstance(items, Mapping)
-                else [str(i) for i in items]
-            )
-            result = service.for_history(service.parse_with(pairs), n=n, model=model, filters=filters)
-        return _frame(result)
+            return service.for_user(str(user), n=n, model=model, explain=explain, filters=filters)
+        pairs = list(items.items()) if isinstance(items, Mapping) else [(i, None) for i in items]
+        return service.for_history(
+            service.history_of(pairs), n=n, model=model, explain=explain, filters=filters
+        )
+
+    def recommend(self, user: str | None = None, items=None, n: int = 10, **options: Any) -> pd.DataFrame:
+        """`recommendations` as a frame: rank, item, title, score (and reasons with
+        explain=True); `attrs` hold the route, the model and any notes."""
+        return _frame(self.recommendations(user, items, n, **options))
+
+    def models(self, active_only: bool = False) -> list[dict[str, Any]]:
+        """Registered checkpoints, newest first: id, name, kind, active, path, created,
+        validation ndcg@10 by support size, lineage (parent, watermark range, new rows), config."""
+        with session_scope(self.engine) as session:
+            return repo.describe_models(session, active_only=active_only)
+
+    def health(self) -> dict[str, Any]:
+        """Whether the store answers and which models are loaded (name -> registry id)."""
+        with session_scope(self.engine) as session:
+            users, items = repo.entity_counts(session)
+        service = self._service
+        loaded = {} if service is None else {k: v.id for k, v in service.registry.items()}
+        return {"store": "ok", "users": users, "items": items, "models": loaded}
 
     def similar(self, item: str, n: int = 10, model: str = "auto") -> pd.DataFrame:
         """Items like `item` (rank, item, title, score), as `recmeta similar`."""
@@ -97,12 +183,14 @@ class Recmeta:
 
 
 def _frame(result: Recommendations) -> pd.DataFrame:
+    explained = any(it.reasons for it in result.items)
+    columns = ["rank", "item", "title", "score", *(["reasons"] if explained else [])]
     frame = pd.DataFrame(
         [
-            {"rank": r, "item": it.item, "title": it.title, "score": it.score}
+            {"rank": r, "item": it.item, "title": it.title, "score": it.score, "reasons": it.reasons}
             for r, it in enumerate(result.items, 1)
         ],
-        columns=["rank", "item", "title", "score"],
+        columns=columns,
     )
     frame.attrs.update(route=result.route, model=result.model, notes=list(result.warnings))
     return frame

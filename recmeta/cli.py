@@ -635,25 +635,10 @@ def train(
 def models(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
     """List registered checkpoints, newest first (active ones marked *)."""
     from recmeta.store import session_scope
-    from recmeta.store.repository import list_models
+    from recmeta.store.repository import describe_models
 
     with session_scope(engine()) as session:
-        rows = [
-            {
-                "id": m.id,
-                "name": m.name,
-                "kind": m.kind,
-                "active": m.active,
-                "path": m.path,
-                "created": m.created_at.isoformat(timespec="seconds"),
-                "validation": m.metrics.get("validation_ndcg@10", {}),
-                "parent_id": m.metrics.get("parent_id"),
-                "watermark_range": m.metrics.get("watermark_range"),
-                "new_rows": m.metrics.get("new_rows"),
-                "config": m.config,
-            }
-            for m in list_models(session)
-        ]
+        rows = describe_models(session)
     if as_json:
         print_json(rows)
         return
@@ -1017,6 +1002,58 @@ def similar(
     out.print(t)
     for w in result.warnings:
         err.print(f"[yellow]note:[/yellow] {w}")
+
+
+@app.command()
+@fail_cleanly
+def serve(
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; 0.0.0.0 for every interface.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Server processes, each with its own warm models (about one per core).")
+    ] = 1,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="RECMETA_TOKEN",
+            help="Require 'Authorization: Bearer TOKEN' for POST /interactions (and for reads "
+            "with --token-for-reads).",
+        ),
+    ] = None,
+    token_for_reads: Annotated[
+        bool, typer.Option("--token-for-reads", help="Require the token for every endpoint but /health.")
+    ] = False,
+    reload_every: Annotated[
+        float, typer.Option(min=0.1, help="Seconds between checks for newly trained models.")
+    ] = 2.0,
+    models_dir: Annotated[Path, typer.Option(help="Where `recmeta train` wrote the checkpoints.")] = Path(
+        "models"
+    ),
+    access_log: Annotated[bool, typer.Option("--access-log", help="Log every request.")] = False,
+) -> None:
+    """Serve recommendations over HTTP (JSON) from the active models, warm between requests.
+
+    GET /recommend/{user}?n=10&model=auto&explain=false, POST /recommend {"interactions":
+    [{"item": ..., "value": ...}]} for someone not in the store, POST /interactions (events,
+    counted at once), GET /health, GET /models; interactive docs at /docs. Newly trained models
+    are picked up within --reload-every seconds, without dropping requests.
+    """
+    from recmeta.server import Settings
+    from recmeta.server import serve as run_server
+
+    if token_for_reads and not token:
+        raise typer.BadParameter("--token-for-reads needs --token (or RECMETA_TOKEN)")
+    settings = Settings(
+        db=State.db,
+        models_dir=str(models_dir),
+        token=token,
+        token_for_reads=token_for_reads,
+        reload_every=reload_every,
+        threads=State.threads or 1,
+    )
+    run_server(settings, host=host, port=port, workers=workers, access_log=access_log)
 
 
 def _split_pairs(values: list[str]) -> list[str]:

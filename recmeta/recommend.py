@@ -157,8 +157,13 @@ class RecommendationService:
             self.top_value = top or 1.0
             self.implicit = repo.log_is_implicit(session)
         if not self.catalogue:
-            raise DataError("the store holds no items; run `recmeta ingest` first")
+            raise CheckpointError(
+                "the store holds no items, so no model; run `recmeta ingest`, then `recmeta train`"
+            )
         self._served: dict[str, Served] = {}
+        # PROTOCOL.md's like rule: every row of an implicit log, else the top quarter of the scale
+        low = self.low_value if self.low_value is not None else self.top_value
+        self.like_threshold = -math.inf if self.implicit else low + 0.75 * (self.top_value - low)
         router = self.registry.get("router")
         self.router = router.config if router is not None else {}
 
@@ -260,7 +265,7 @@ class RecommendationService:
         if rows is None:
             raise UnknownUserError(
                 f"user {user!r} is not in the store; to recommend for someone new, pass their "
-                "first interactions with --with ITEM[:VALUE] ..."
+                "first interactions (recmeta recommend --with ITEM[:VALUE] ..., or POST /recommend)"
             )
         return History.from_rows(rows)
 
@@ -315,23 +320,45 @@ class RecommendationService:
     def parse_with(self, pairs: list[str]) -> History:
         """`ITEM[:VALUE]` strings into a history stamped now, in order; an item without a value
         counts as the store's top value (a like)."""
-        known = self.catalogue
-        items, values = [], []
+        split = []
         for raw in pairs:
             item, _, value = str(raw).partition(":")
+            try:
+                split.append((item, float(value) if value else None))
+            except ValueError:
+                raise DataError(f"{raw!r}: the value after ':' must be a number") from None
+        return self.history_of(split)
+
+    def history_of(self, pairs: list[tuple[str, float | None]]) -> History:
+        """(item, value) pairs into a history stamped now, in order; a value of None counts as
+        the store's top value (a like). Every item must be in the catalogue."""
+        known = self.catalogue
+        items, values = [], []
+        for item, value in pairs:
+            item = str(item)
             if item not in known:
                 raise UnknownItemError(
                     f"item {item!r} is not in the catalogue; check the id "
                     "(recmeta stats shows how many items there are)"
                 )
+            raw = item if value is None else f"{item}:{value}"
             try:
-                number = float(value) if value else float(self.top_value)
-            except ValueError:
-                raise DataError(f"{raw!r}: the value after ':' must be a number") from None
+                number = float(self.top_value) if value is None else float(value)
+            except (TypeError, ValueError):
+                raise DataError(f"{raw!r}: the value must be a number") from None
             values.append(self._checked(raw, number))
             items.append(item)
         now = int(time.time())
         return History(items, values, [now + i for i in range(len(items))])
+
+    def preload(self) -> None:
+        """Load every active model and score once with each, so that the first request after a
+        model switch pays for neither."""
+        empty = History([], [], [])
+        for name in self.registry:
+            if name != "router":
+                served = self.load(name)
+                self._scores(served, self._batch([empty], [None], served)[0])
 
     def _checked(self, raw: str, value: float) -> float:
         """A --with value enters the math only when finite and on the store's scale: within
@@ -488,18 +515,19 @@ class RecommendationService:
         # ProtoNet, alone or as a member of the ensemble, also says which prototype is nearer
         proto = model if isinstance(model, ProtoNet) else getattr(model, "models", {}).get("protonet")
         protos = self._prototype_reasons(proto, batch, top, served.new_x, self.implicit) if proto else {}
+        # a reason cites only rows the user liked: a disliked item is never why something is shown
+        liked = vals[cols] >= self.like_threshold
         for j, it in enumerate(items):
-            order = np.argsort(-delta[:, j])[:2]
+            order = [o for o in np.argsort(-delta[:, j]) if delta[o, j] > 0 and liked[o]][:2]
             reasons = []
             for o in order:
-                if delta[o, j] > 0:
-                    src = served.ids[its[cols[o]]]
-                    title = self._title(src) or f"item {src}"
-                    reasons.append(
-                        f"because you have {title}"
-                        if self.implicit
-                        else f"because you rated {title} {vals[cols[o]]:g}"
-                    )
+                src = served.ids[its[cols[o]]]
+                title = self._title(src) or f"item {src}"
+                reasons.append(
+                    f"because you have {title}"
+                    if self.implicit
+                    else f"because you rated {title} {vals[cols[o]]:g}"
+                )
             if not reasons:
                 reasons.append("popular overall; none of your items pushed it up")
             if j in protos:
@@ -526,12 +554,11 @@ class RecommendationService:
             if implicit:  # a click log has no dislikes to compare with
                 out[j] = f"close to what you have (distance {like:.2f} to your prototype)"
                 continue
-            out[j] = (
-                f"close to what you liked (distance {like:.2f} to your liked prototype, "
-                f"{dislike:.2f} to {disliked} disliked one)"
-                if like < dislike
-                else f"nearer {disliked} disliked prototype ({dislike:.2f}) than your liked one ({like:.2f})"
-            )
+            if like < dislike:  # nearer the disliked prototype is no reason to recommend it
+                out[j] = (
+                    f"close to what you liked (distance {like:.2f} to your liked prototype, "
+                    f"{dislike:.2f} to {disliked} disliked one)"
+                )
         return out
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -116,10 +117,80 @@ def ingest_log(
     rejects_path = Path(rejects_path or default_rejects_path(path))
     if on_error == "skip":
         check_writable(rejects_path)
+    return _ingest_chunks(
+        session,
+        spec,
+        read_raw(spec),
+        file_hash(path),
+        on_error=on_error,
+        rejects_path=rejects_path,
+        progress=progress,
+        catalogue=catalogue,
+    )
+
+
+def ingest_events(session: Session, events: list[dict[str, Any]], *, implicit: bool) -> IngestReport:
+    """Events sent to a running store (`recmeta serve`, the Python API): dicts with user,
+    item, and value and timestamp where known. They pass the validation of a file's rows
+    (messages name the event, counting from 1), a missing timestamp is now, a missing value
+    counts 1 in an implicit store; any bad event fails them all and nothing is written."""
+    if not events:
+        raise DataError("no events: send at least one {user, item[, value][, timestamp]}")
+    if len(events) > MAX_EVENTS:
+        raise DataError(f"{len(events):,} events in one request; send at most {MAX_EVENTS:,}")
+    now = int(time.time())
+    rows = []
+    for k, event in enumerate(events, 1):
+        if not isinstance(event, dict):
+            raise DataError(f"event {k}: an event is an object with user, item, value, timestamp")
+        unknown = set(event) - {"user", "item", "value", "timestamp"}
+        if unknown:
+            raise DataError(
+                f"event {k}: unknown field(s) {sorted(unknown)}; give user, item, value, timestamp"
+            )
+        value = event.get("value")
+        stamp = event.get("timestamp")
+        rows.append(
+            [
+                _text(event.get("user"), k, "user"),
+                _text(event.get("item"), k, "item"),
+                _text(1 if value is None and implicit else value, k, "value"),
+                _text(now if stamp is None else stamp, k, "timestamp"),
+            ]
+        )
+    frame = pd.DataFrame(rows, columns=["user", "item", "value", "timestamp"], index=range(1, len(rows) + 1))
+    spec = LogSpec(path=Path("event"), implicit=implicit, explicit=not implicit)
+    digest = hashlib.sha256(frame.to_csv().encode()).hexdigest()
+    return _ingest_chunks(session, spec, iter([frame]), digest, on_error="fail")
+
+
+MAX_EVENTS = 10_000  # per request: a larger load is a file for `recmeta ingest`
+
+
+def _text(value: Any, k: int, name: str) -> str:
+    """An event's field as the text a file would hold ('' when missing), for `validate`."""
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise DataError(f"event {k}: {name} must be a string or a number, not {type(value).__name__}")
+    return str(value)
+
+
+def _ingest_chunks(
+    session: Session,
+    spec: LogSpec,
+    chunks: Iterator[pd.DataFrame],
+    digest: str,
+    *,
+    on_error: str,
+    rejects_path: Path | None = None,
+    progress: Progress | None = None,
+    catalogue: set[str] | None = None,
+) -> IngestReport:
+    """Validate and write text chunks (indexed by line) of the log that `spec` describes."""
+    path = Path(spec.path)
     report = IngestReport(source=str(path))
-    digest = file_hash(path)
     report.seen_before = repo.batch_seen(session, digest)
-    chunks = read_raw(spec)
     first = next(chunks, None)
     if first is None:
         raise DataError(f"{path}: the file holds no rows")
@@ -165,11 +236,13 @@ def ingest_log(
         if len(chunk.rejects):
             if on_error == "fail":
                 first = chunk.rejects.iloc[0]
-                raise DataError(
-                    f"{path}:{first['line']}: {first['reason']}. Nothing was written. Fix the "
-                    "row, or pass --on-error skip to load the valid rows and write the rest "
-                    "to a rejects file"
+                skip = (
+                    " Fix the row, or pass --on-error skip to load the valid rows and write the "
+                    "rest to a rejects file"
+                    if rejects_path is not None
+                    else ""
                 )
+                raise DataError(f"{path}:{first['line']}: {first['reason']}. Nothing was written.{skip}")
             try:
                 chunk.rejects.to_csv(
                     rejects_path, mode="a" if wrote_rejects else "w", header=not wrote_rejects, index=False

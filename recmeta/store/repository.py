@@ -274,6 +274,28 @@ def list_models(session: Session, *, active_only: bool = False) -> list[Model]:
     return list(session.scalars(stmt))
 
 
+def describe_models(session: Session, *, active_only: bool = False) -> list[dict[str, Any]]:
+    """Registered checkpoints as plain dicts, newest first: id, name, kind, active, path,
+    created, validation ndcg@10 by support size, lineage (parent, watermark range, new rows),
+    config."""
+    return [
+        {
+            "id": m.id,
+            "name": m.name,
+            "kind": m.kind,
+            "active": m.active,
+            "path": m.path,
+            "created": m.created_at.isoformat(timespec="seconds"),
+            "validation": m.metrics.get("validation_ndcg@10", {}),
+            "parent_id": m.metrics.get("parent_id"),
+            "watermark_range": m.metrics.get("watermark_range"),
+            "new_rows": m.metrics.get("new_rows"),
+            "config": m.config,
+        }
+        for m in list_models(session, active_only=active_only)
+    ]
+
+
 def user_interactions(session: Session, external_id: str) -> list[tuple[str, float, int]] | None:
     """One user's rows (item external id, value, timestamp) in time order, or None for an
     unknown user."""
@@ -344,6 +366,19 @@ def stats(session: Session) -> dict[str, Any]:
 def active_models(session: Session) -> dict[str, Model]:
     """The active model of each name (the newest registered one)."""
     return {m.name: m for m in list_models(session, active_only=True)}
+
+
+def serving_state(session: Session) -> tuple:
+    """What a warm server was built from: the active model of each name and the number of
+    items. When it changes, the server reloads."""
+    models = session.execute(select(Model.name, Model.id).where(Model.active.is_(True))).all()
+    return tuple(sorted(models)), entity_counts(session)[1]
+
+
+def entity_counts(session: Session) -> tuple[int, int]:
+    """How many users and items the store holds."""
+    users = session.scalar(select(func.count()).select_from(User)) or 0
+    return users, session.scalar(select(func.count()).select_from(Item)) or 0
 
 
 def max_value(session: Session) -> float | None:
