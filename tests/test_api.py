@@ -28,6 +28,9 @@ def test_the_readme_example_runs(tmp_path, monkeypatch):
     assert list(top.columns) == ["rank", "item", "title", "score"] and len(top) == 5 and top.attrs["route"]
     assert len(new) == 5 and not {"3", "12"} & set(new.item)
     assert len(like) == 5 and "3" not in set(like.item)
+    wrote, after = scope["wrote"], scope["after"]
+    assert wrote["inserted"] == 1 and wrote["users_created"] == 0
+    assert top.item[0] not in set(after.item) and "reasons" in after.columns
     assert {"maml", "popular"} <= set(summary.model)
     rm = scope["rm"]
     with pytest.raises(DataError):
