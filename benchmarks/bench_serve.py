@@ -9,9 +9,12 @@ Without --store it ingests ML-100K into a temporary SQLite store and trains ever
 `--clients` concurrent keep-alive HTTP/1.1 connections (a small asyncio client, so that the
 load generator takes little of the 2 cores it shares with the server). Phases:
 
-1. `GET /recommend/{user}` for random stored users (model=auto): p50, p99, requests/s;
-2. `POST /recommend` for a person with 5 interactions, once per meta-learner and the
-   ensemble (the cold route), then with model=auto;
+1. `GET /recommend/{user}` for random stored users (model=auto): requests/s with every
+   client sending as fast as it is answered (a closed loop, where p50 is mostly queueing:
+   20 clients at R requests/s wait about 20/R s), then p50 and p99 under bounded loads of
+   `--rates` requests/s spread over the same clients;
+2. `POST /recommend` for a person with 5 interactions at `--post-rate` requests/s, once per
+   meta-learner and the ensemble (the cold route), then with model=auto;
 3. consistency: `POST /interactions` then `GET /recommend` for the same user, `--tries`
    times; a try passes when the answer counts the new row and no longer lists the item;
 4. a model switch: phase 1's load while `recmeta train --model popular` registers a new
@@ -73,20 +76,29 @@ async def request(reader, writer, method: str, path: str, body: bytes = b"") -> 
     return status, await reader.readexactly(length)
 
 
-async def drive(port: int, make, clients: int, seconds: float, until=None) -> dict:
+async def drive(port: int, make, clients: int, seconds: float, until=None, rate: float | None = None) -> dict:
     """`clients` keep-alive connections sending `make()` -> (method, path, body) for
-    `seconds`, or, given `until` (a coroutine), until it returns."""
+    `seconds` (or, given `until`, a coroutine, until it returns). Without `rate` each client
+    sends its next request when the last is answered (a closed loop: the server's most
+    requests/s). With `rate` (requests/s, all clients together) each client sends on a fixed
+    schedule and a request's latency counts from its scheduled time, so that time spent
+    queueing behind a slow answer is not left out."""
     lat: list[float] = []
     failed: list[tuple[int, bytes]] = []
     stop = [time.perf_counter() + seconds]
+    interval = clients / rate if rate else 0.0
 
-    async def one() -> None:
+    async def one(k: int) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        due = time.perf_counter() + interval * k / clients
         while time.perf_counter() < stop[0]:
             method, path, body = make()
-            t0 = time.perf_counter()
+            if rate:
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            t0 = due if rate else time.perf_counter()
             status, payload = await request(reader, writer, method, path, body)
             lat.append(time.perf_counter() - t0)
+            due += interval
             if status != 200:
                 failed.append((status, payload[:200]))
         writer.close()
@@ -96,16 +108,17 @@ async def drive(port: int, make, clients: int, seconds: float, until=None) -> di
         stop[0] = time.perf_counter()
 
     t0 = time.perf_counter()
-    await asyncio.gather(*(one() for _ in range(clients)), *([watch()] if until is not None else []))
+    await asyncio.gather(*(one(k) for k in range(clients)), *([watch()] if until is not None else []))
     wall = time.perf_counter() - t0
     ms = np.array(lat) * 1000
     return {
         "requests": len(lat),
         "failed": len(failed),
         "first_failures": [f"{s} {p.decode(errors='replace')}" for s, p in failed[:3]],
-        "p50_ms": float(np.percentile(ms, 50)),
-        "p99_ms": float(np.percentile(ms, 99)),
-        "rps": len(lat) / wall,
+        "p50_ms": round(float(np.percentile(ms, 50)), 2),
+        "p99_ms": round(float(np.percentile(ms, 99)), 2),
+        "rps": round(len(lat) / wall, 1),
+        "rate": rate,
     }
 
 
@@ -138,6 +151,10 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--tries", type=int, default=200)
+    ap.add_argument(
+        "--rates", type=float, nargs="+", default=[100, 250], help="bounded GET loads, requests/s"
+    )
+    ap.add_argument("--post-rate", type=float, default=100, help="bounded POST /recommend load, requests/s")
     ap.add_argument("--json", dest="json_out", help="write the figures here")
     args = ap.parse_args()
     print(machine(), f"load average {os.getloadavg()[0]:.2f}", flush=True)
@@ -196,17 +213,23 @@ def run(port: int, db: str, models: Path, args) -> dict:
         def make():
             picks = rng.sample(items[:400], 5)
             body = {"interactions": [{"item": i, "value": rng.choice([3, 4, 5])} for i in picks], "n": 10}
-            return "POST", f"/recommend?model={model}", json.dumps({**body, "model": model}).encode()
+            return "POST", "/recommend", json.dumps({**body, "model": model}).encode()
 
         return make
 
     out: dict = {"load_average_before": os.getloadavg()[0]}
     asyncio.run(drive(port, by_user, args.clients, 3))  # warm-up: connections, caches
-    out["get_user"] = asyncio.run(drive(port, by_user, args.clients, args.seconds))
-    print("GET /recommend/{user}", out["get_user"], flush=True)
+    out["get_user_max"] = asyncio.run(drive(port, by_user, args.clients, args.seconds))
+    print("GET /recommend/{user}, closed loop", out["get_user_max"], flush=True)
+    for rate in args.rates:
+        out[f"get_user_at_{rate:g}"] = asyncio.run(
+            drive(port, by_user, args.clients, args.seconds, rate=rate)
+        )
+        print(f"GET /recommend/{{user}} at {rate:g}/s", out[f"get_user_at_{rate:g}"], flush=True)
     for model in ("maml", "protonet", "metalstm", "ensemble", "auto"):
-        out[f"post_{model}"] = asyncio.run(drive(port, cold(model), args.clients, args.seconds / 2))
-        print(f"POST /recommend model={model}", out[f"post_{model}"], flush=True)
+        stats = asyncio.run(drive(port, cold(model), args.clients, args.seconds / 2, rate=args.post_rate))
+        out[f"post_{model}_at_{args.post_rate:g}"] = stats
+        print(f"POST /recommend model={model} at {args.post_rate:g}/s", stats, flush=True)
     out["consistency"] = asyncio.run(consistency(port, users, args.tries))
     print("consistency", out["consistency"], flush=True)
     before = get(port, "/health")["models"]["popular"]

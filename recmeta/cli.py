@@ -1031,6 +1031,14 @@ def serve(
     models_dir: Annotated[Path, typer.Option(help="Where `recmeta train` wrote the checkpoints.")] = Path(
         "models"
     ),
+    request_threads: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Requests each process works on at once (1 is fastest for the math; more helps "
+            "when a remote store is slow to answer).",
+        ),
+    ] = 1,
     access_log: Annotated[bool, typer.Option("--access-log", help="Log every request.")] = False,
 ) -> None:
     """Serve recommendations over HTTP (JSON) from the active models, warm between requests.
@@ -1052,6 +1060,7 @@ def serve(
         token_for_reads=token_for_reads,
         reload_every=reload_every,
         threads=State.threads or 1,
+        request_threads=request_threads,
     )
     run_server(settings, host=host, port=port, workers=workers, access_log=access_log)
 

@@ -7,10 +7,11 @@ One request imports no pandas (the batch and file helpers import it themselves):
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,7 +53,19 @@ class Recommendations:
     warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain JSON-ready dicts (by hand: `dataclasses.asdict` deep-copies every field, and
+        a server calls this per request)."""
+        return {
+            "user": self.user,
+            "model": self.model,
+            "route": self.route,
+            "interactions": self.interactions,
+            "items": [
+                {"item": it.item, "title": it.title, "score": it.score, "reasons": list(it.reasons)}
+                for it in self.items
+            ],
+            "warnings": list(self.warnings),
+        }
 
 
 @dataclass
@@ -136,6 +149,15 @@ class Served:
     @property
     def new(self) -> int:
         return len(self.ids) - len(self.loaded.item_ids)
+
+    @functools.cached_property
+    def item_index(self) -> dict[str, int]:
+        """External item id -> the model's row (made once, not per request)."""
+        return {i: k for k, i in enumerate(self.loaded.item_ids)}
+
+    @functools.cached_property
+    def user_index(self) -> dict[str, int]:
+        return {u: k for k, u in enumerate(self.loaded.user_ids)}
 
     def raw_scores(self, batch: Batch) -> np.ndarray:
         model = self.loaded.model
@@ -240,7 +262,7 @@ class RecommendationService:
             ]
             model = cold if cold in trained else (trained[0] if trained else "itemknn")
         served = self.load(model)
-        index = {i: k for k, i in enumerate(served.loaded.item_ids)}
+        index = served.item_index
         if item not in index:
             raise DataError(
                 f"item {item!r} was added after {model} was trained; retrain with `recmeta train`"
@@ -432,8 +454,7 @@ class RecommendationService:
     def _batch(
         self, histories: list[History], users: list[str | None], served: Served
     ) -> tuple[Batch, list[str]]:
-        index = {i: k for k, i in enumerate(served.loaded.item_ids)}
-        user_index = {u: k for k, u in enumerate(served.loaded.user_ids)}
+        index, user_index = served.item_index, served.user_index
         notes = []
         items, values, times = [], [], []
         for h in histories:
@@ -467,7 +488,7 @@ class RecommendationService:
         scores[rows, batch.support_items] = np.where(
             batch.support_mask, -np.inf, scores[rows, batch.support_items]
         )
-        if filters is not None:
+        if filters is not None and (filters.exclude or filters.candidates is not None):
             scores[:, ~filters.allowed(served.ids)] = -np.inf
         return scores
 

@@ -1,8 +1,9 @@
 """`recmeta serve`: the Python API over HTTP (FastAPI on uvicorn), warm between requests.
 
 The server holds no recommendation logic: every endpoint calls one `Recmeta` method. The
-model math runs in the threadpool (never on the event loop), one intra-op thread per request
-unless `--threads` says otherwise. A background task calls `Recmeta.refresh` every few
+work runs on request threads (never on the event loop; `--request-threads`, default 1, per
+process) with one intra-op thread each unless `--threads` says otherwise; `--workers N` runs
+N processes. A background task calls `Recmeta.refresh` every few
 seconds: a newly registered checkpoint is loaded and warmed beside the old one, then swapped
 in, so requests in flight finish on the old one and none fails.
 
@@ -15,14 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import json
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
@@ -60,10 +63,12 @@ class Settings:
     token_for_reads: bool = False
     reload_every: float = 2.0  # seconds between checks for new checkpoints
     threads: int = 1  # intra-op threads per request: one request's matrices are small
+    request_threads: int = 1  # requests worked on at once per process (more for a slow store)
 
     def to_env(self) -> dict[str, str]:
         env = {
             "RECMETA_THREADS": str(self.threads),
+            "RECMETA_REQUEST_THREADS": str(self.request_threads),
             "RECMETA_MODELS_DIR": self.models_dir,
             "RECMETA_TOKEN_FOR_READS": "1" if self.token_for_reads else "",
             "RECMETA_RELOAD_EVERY": str(self.reload_every),
@@ -83,6 +88,7 @@ class Settings:
             token_for_reads=bool(os.environ.get("RECMETA_TOKEN_FOR_READS")),
             reload_every=float(os.environ.get("RECMETA_RELOAD_EVERY", "2")),
             threads=int(os.environ.get("RECMETA_THREADS") or 1),
+            request_threads=int(os.environ.get("RECMETA_REQUEST_THREADS") or 1),
         )
 
 
@@ -100,8 +106,15 @@ class Unauthorized(Exception):
 
 def create_app(rm: Recmeta, settings: Settings) -> FastAPI:
     """The ASGI app serving `rm`."""
+    # Requests' work runs on a few threads of its own, not on the event loop and not on one
+    # thread per request: torch releases the GIL at every operation, and twenty threads
+    # fighting for it answer several times slower than one that works through them in turn.
+    pool = ThreadPoolExecutor(settings.request_threads, thread_name_prefix="recmeta-request")
 
-    def require_token(request: Request) -> None:
+    async def work(fn, *args, **kwargs):
+        return await asyncio.get_running_loop().run_in_executor(pool, functools.partial(fn, *args, **kwargs))
+
+    async def require_token(request: Request) -> None:
         if settings.token is None:
             return
         given = request.headers.get("authorization", "")
@@ -111,9 +124,9 @@ def create_app(rm: Recmeta, settings: Settings) -> FastAPI:
         ):
             raise Unauthorized
 
-    def require_for_reads(request: Request) -> None:
+    async def require_for_reads(request: Request) -> None:
         if settings.token_for_reads:
-            require_token(request)
+            await require_token(request)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -124,6 +137,7 @@ def create_app(rm: Recmeta, settings: Settings) -> FastAPI:
         task = asyncio.create_task(reload_loop())
         yield
         task.cancel()
+        pool.shutdown(wait=False, cancel_futures=True)
 
     async def reload_loop() -> None:
         while True:
@@ -168,15 +182,14 @@ def create_app(rm: Recmeta, settings: Settings) -> FastAPI:
         log.error("internal error", exc_info=exc)
         return error(500, "internal error; the server's log has the details")
 
-    @app.get("/recommend/{user}", dependencies=[Depends(require_for_reads)])
-    def recommend_user(
-        user: str,
-        n: int = Query(10, ge=1, le=MAX_N),
-        model: str = "auto",
-        explain: bool = False,
-    ) -> Response:
-        """Top `n` for a stored user: the same list, route and reasons as `recmeta recommend`."""
-        result = rm.recommendations(user=user, n=n, model=model, explain=explain)
+    @app.get("/recommend/{user}", openapi_extra={"parameters": QUERY_DOCS})
+    async def recommend_user(user: str, request: Request) -> Response:
+        """Top `n` for a stored user: the same list, route and reasons as `recmeta recommend`.
+        Query: n (1-1000, default 10), model (auto), explain (false)."""
+        await require_for_reads(request)
+        n, model, explain = recommend_query(request.query_params)  # read here: FastAPI's
+        # parameter machinery costs more than the model on this hot path
+        result = await work(rm.recommendations, user=user, n=n, model=model, explain=explain)
         return json_response(result.as_dict())
 
     @app.post("/recommend", dependencies=[Depends(require_for_reads)])
@@ -184,7 +197,7 @@ def create_app(rm: Recmeta, settings: Settings) -> FastAPI:
         """Top `n` for someone known only by `interactions` ([{item, value?}]); nothing is
         written. Also takes n, model, explain, exclude and candidates."""
         body = await json_body(request)
-        return json_response((await run_in_threadpool(history_request, body)).as_dict())
+        return json_response((await work(history_request, body)).as_dict())
 
     def history_request(body: Any):
         if not isinstance(body, dict):
@@ -224,23 +237,49 @@ def create_app(rm: Recmeta, settings: Settings) -> FastAPI:
         body = await json_body(request)
         events = body.get("events") if isinstance(body, dict) and "events" in body else body
         events = events if isinstance(events, list) else [events]
-        return json_response(await run_in_threadpool(rm.add_interactions, events))
+        return json_response(await work(rm.add_interactions, events))
 
     @app.get("/health")
-    def health() -> Response:
+    async def health() -> Response:
         """The store answers and which models are loaded (name -> registry id)."""
         try:
-            state = rm.health()
+            state = await work(rm.health)
         except RecmetaError as exc:
             return json_response({"store": "unreachable", "error": str(exc)}, 503)
         return json_response({**state, "status": "ok" if state["models"] else "no models"})
 
     @app.get("/models", dependencies=[Depends(require_for_reads)])
-    def models(active: bool = False) -> Response:
+    async def models(active: bool = False) -> Response:
         """Registered checkpoints, newest first (as `recmeta models --json`)."""
-        return json_response(rm.models(active_only=active))
+        return json_response(await work(rm.models, active_only=active))
 
     return app
+
+
+QUERY_DOCS = [
+    {
+        "name": "n",
+        "in": "query",
+        "schema": {"type": "integer", "default": 10, "minimum": 1, "maximum": MAX_N},
+    },
+    {"name": "model", "in": "query", "schema": {"type": "string", "default": "auto"}},
+    {"name": "explain", "in": "query", "schema": {"type": "boolean", "default": False}},
+]
+TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off", "")
+
+
+def recommend_query(params) -> tuple[int, str, bool]:
+    """n, model and explain from a query string, each checked."""
+    unknown = set(params) - {"n", "model", "explain"}
+    if unknown:
+        raise DataError(f"unknown query parameter(s) {sorted(unknown)}; give n, model, explain")
+    raw = params.get("n", "10")
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_N:
+        raise DataError(f"n={raw!r}: give a whole number from 1 to {MAX_N}")
+    explain = params.get("explain", "false").lower()
+    if explain not in TRUE + FALSE:
+        raise DataError(f"explain={explain!r}: give true or false")
+    return int(raw), params.get("model", "auto"), explain in TRUE
 
 
 async def json_body(request: Request) -> Any:

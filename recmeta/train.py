@@ -360,8 +360,17 @@ class Run:
         return Trained(kind, model, path, seconds, val, parent[0] if parent else None, new_rows, steps, users)
 
     def route(self, results: list[Trained]) -> None:
-        """Choose the routing on validation and register it."""
-        route = routing({r.kind: r.validation for r in results})
+        """Choose the routing on validation and register it. Active models this run did not
+        fit keep their place, with the validation figures they were registered with (a
+        `train --model popular` does not route everyone to popularity)."""
+        with session_scope(self.engine) as session:
+            validation = {
+                name: dict(row.metrics.get("validation_ndcg@10") or {})
+                for name, row in repo.active_models(session).items()
+                if name != "router" and row.metrics.get("validation_ndcg@10")
+            }
+        validation.update({r.kind: r.validation for r in results})
+        route = routing(validation)
         if not route:
             return
         path = (self.cfg.models_dir / f"routing-{self.stamp}.json").resolve()

@@ -150,7 +150,9 @@ def test_recommend_for_someone_new_writes_nothing(client, store):
     [
         ("GET", "/recommend/nobody", None, 404, "not in the store"),
         ("POST", "/recommend", {"interactions": [{"item": "no-such-item"}]}, 404, "not in the catalogue"),
-        ("GET", "/recommend/7?n=0", None, 422, "n"),
+        ("GET", "/recommend/7?n=0", None, 422, "n='0'"),
+        ("GET", "/recommend/7?explain=maybe", None, 422, "explain"),
+        ("GET", "/recommend/7?count=3", None, 422, "unknown query"),
         ("GET", "/recommend/7?n=abc", None, 422, "n"),
         ("GET", "/recommend/7?model=best", None, 422, "unknown model"),
         ("POST", "/recommend", {"interactions": [{"item": "3", "value": "five"}]}, 422, "number"),
@@ -259,6 +261,9 @@ def test_a_new_checkpoint_is_picked_up_under_load_without_a_failed_request(clien
         for w in workers:
             w.join()
     assert failures == []
+    # the partial train re-routed with every active model, not with popularity alone
+    router = next(m for m in client.get("/models?active=true")[1] if m["name"] == "router")
+    assert {"maml", "protonet", "metalstm", "als", "popular"} <= set(router["config"]["validation"])
 
 
 def readme_http_examples() -> list[list[str]]:

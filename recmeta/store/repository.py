@@ -296,10 +296,26 @@ def describe_models(session: Session, *, active_only: bool = False) -> list[dict
     ]
 
 
+_ONE_USER = (
+    "SELECT i.external_id, x.value, x.timestamp FROM users u "
+    "JOIN interactions x ON x.user_id = u.id JOIN items i ON i.id = x.item_id "
+    "WHERE u.external_id = {mark} ORDER BY x.timestamp, i.id"
+)
+
+
 def user_interactions(session: Session, external_id: str) -> list[tuple[str, float, int]] | None:
     """One user's rows (item external id, value, timestamp) in time order, or None for an
-    unknown user."""
-    return user_histories(session, [external_id]).get(external_id)
+    unknown user. One plain query on the driver's cursor: a server asks this per request."""
+    conn = session.connection()
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.execute(_ONE_USER.format(mark="?" if conn.dialect.name == "sqlite" else "%s"), (external_id,))
+        rows = [(str(item), float(value), int(ts)) for item, value, ts in cursor.fetchall()]
+    finally:
+        cursor.close()
+    if not rows and session.scalar(select(User.id).where(User.external_id == external_id)) is None:
+        return None
+    return rows
 
 
 def user_histories(session: Session, external_ids: Sequence[str]) -> dict[str, list[tuple[str, float, int]]]:
