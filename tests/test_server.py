@@ -284,3 +284,18 @@ def test_the_readme_http_examples_work(client):
         token = TOKEN if any("Authorization" in a for a in argv) else None
         status, out = client.call(method, path, token=token, raw=data)
         assert status == 200, (argv, out)
+
+
+def test_serving_a_postgresql_store(pg_url, tmp_path):
+    invoke("data", "synth", "--out", str(tmp_path / "s"), "--users", "60", "--items", "30")
+    invoke("--db", pg_url, "ingest", "interactions", str(tmp_path / "s" / "interactions.csv"))
+    invoke("--db", pg_url, "train", "--model", "popular", "--model", "itemknn", "--models-dir", str(tmp_path / "m"))
+    with server(pg_url, tmp_path / "m", "--token", TOKEN) as c:
+        status, before = c.get("/recommend/3?n=30&model=itemknn")
+        assert status == 200 and before["interactions"] > 0
+        item = before["items"][0]["item"]
+        event = {"user": "3", "item": item, "value": 5, "timestamp": 2_000_000_000}
+        assert c.post("/interactions", event, token=TOKEN)[1]["inserted"] == 1
+        status, after = c.get("/recommend/3?n=30&model=itemknn")
+        assert after["interactions"] == before["interactions"] + 1 and item not in {it["item"] for it in after["items"]}
+        assert c.get("/recommend/nobody")[0] == 404
