@@ -22,19 +22,20 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from sqlalchemy import Engine
 
 from recmeta.errors import DataError
-from recmeta.evaluate import EvalConfig
-from recmeta.evaluate.run import evaluate_store
-from recmeta.ingest.pipeline import ingest_events, ingest_file, ingest_path
+from recmeta.learners import BASELINES, META_LEARNERS
 from recmeta.recommend import Filters, Recommendations, RecommendationService
 from recmeta.store import make_engine, session_scope
 from recmeta.store import repository as repo
-from recmeta.train import ALL, TrainConfig, train
+
+if TYPE_CHECKING:  # pandas, training and evaluation are imported when used: a single
+    import pandas as pd  # `recmeta recommend` starts faster without them
+
+MODELS = (*META_LEARNERS, *BASELINES)
 
 
 class Recmeta:
@@ -91,6 +92,10 @@ class Recmeta:
         """Load interactions from a DataFrame (user, item[, value][, timestamp] columns, named
         as `recmeta ingest` recognises them or with user_col=..., item_col=...; implicit=True
         for clicks). All or nothing, as `recmeta ingest`; returns the ingest report."""
+        import pandas as pd
+
+        from recmeta.ingest.pipeline import ingest_file, ingest_path
+
         if not isinstance(frame, pd.DataFrame) or frame.empty:
             raise DataError("ingest takes a DataFrame with at least one row")
         with tempfile.TemporaryDirectory(prefix="recmeta-api-") as tmp:
@@ -105,6 +110,8 @@ class Recmeta:
         all or nothing; a user's next recommendation counts them at once, with no training.
         A missing timestamp is now; a missing value is 1 in an implicit store (a ratings store
         needs one). Returns what was written (inserted, duplicates, users/items created)."""
+        from recmeta.ingest.pipeline import ingest_events
+
         events = [dict(e) if isinstance(e, Mapping) else e for e in events]
         with session_scope(self.engine) as session:
             implicit = repo.log_is_implicit(session)
@@ -112,10 +119,14 @@ class Recmeta:
         out = report.as_dict()
         return {k: out[k] for k in ("inserted", "duplicates", "users_created", "items_created", "notes")}
 
-    def train(self, models: Iterable[str] = ALL, *, resume: bool = False, **options: Any) -> pd.DataFrame:
+    def train(self, models: Iterable[str] = MODELS, *, resume: bool = False, **options: Any) -> pd.DataFrame:
         """Fit (or, with resume=True, continue) models as `recmeta train` does; one row per
         model: path, seconds, validation ndcg@10 by support size. `options` are TrainConfig's
         (seed, epochs, max_time, replay, params)."""
+        import pandas as pd
+
+        from recmeta.train import TrainConfig, train
+
         cfg = TrainConfig(models=tuple(models), models_dir=self.models_dir, resume=resume, **options)
         results = train(self.engine, cfg)
         self._service = None  # new checkpoints are active
@@ -126,37 +137,81 @@ class Recmeta:
     def recommendations(
         self,
         user: str | None = None,
-        items: Mapping[str, float | None] | Iterable[str] | None = None,
+        items: Mapping[str, float | None] | Iterable[str | tuple[str, float | None]] | None = None,
         n: int = 10,
         model: str = "auto",
         exclude: Iterable[str] = (),
         candidates: Iterable[str] | None = None,
         explain: bool = False,
+        remember: str | None = None,
     ) -> Recommendations:
-        """Top `n` for a stored `user`, or for someone known only by `items` (item ids, or a
-        mapping item -> value, None for a like); nothing is written. The route, the model, the
-        items with their scores (and reasons with `explain`) and any notes."""
-        if model != "auto" and model not in ALL:
-            raise DataError(f"unknown model {model!r}; choose auto, {', '.join(ALL)}")
-        if self.check_every is not None and time.monotonic() - self._checked >= self.check_every:
-            self.refresh()
-        service = self.service
+        """Top `n` for a stored `user`, or for someone known only by `items` (item ids, (item,
+        value) pairs, or a mapping item -> value; None for a like); nothing is written unless
+        `remember` names a new user to store those items as. The route, the model, the items
+        with their scores (and reasons with `explain`) and any notes."""
+        service = self._checked_service(model)
         filters = Filters(
             frozenset(map(str, exclude)), frozenset(map(str, candidates)) if candidates is not None else None
         )
         if (user is None) == (items is None):
             raise DataError("give either user=... or items=...")
         if user is not None:
+            if remember is not None:
+                raise DataError("remember=... stores the items of someone new; it does not go with user=...")
             return service.for_user(str(user), n=n, model=model, explain=explain, filters=filters)
-        pairs = list(items.items()) if isinstance(items, Mapping) else [(i, None) for i in items]
-        return service.for_history(
-            service.history_of(pairs), n=n, model=model, explain=explain, filters=filters
+        pairs = (
+            list(items.items())
+            if isinstance(items, Mapping)
+            else [i if isinstance(i, tuple) else (i, None) for i in items]
         )
+        history = service.history_of(pairs)
+        result = service.for_history(
+            history, n=n, model=model, explain=explain, filters=filters, user=remember
+        )
+        if remember is not None:
+            service.remember(remember, history)
+            result.warnings.append(f"stored {len(history)} interaction(s) as new user {remember!r}")
+        return result
 
     def recommend(self, user: str | None = None, items=None, n: int = 10, **options: Any) -> pd.DataFrame:
         """`recommendations` as a frame: rank, item, title, score (and reasons with
         explain=True); `attrs` hold the route, the model and any notes."""
         return _frame(self.recommendations(user, items, n, **options))
+
+    def recommend_users(
+        self,
+        users: Iterable[str],
+        n: int = 10,
+        model: str = "auto",
+        exclude: Iterable[str] = (),
+        candidates: Iterable[str] | None = None,
+        progress=None,
+    ) -> tuple[pd.DataFrame, list[str]]:
+        """Top `n` for many stored users, batched by route: a frame (user, rank, item, title,
+        score, model) and the ids that are not in the store (skipped). `progress(k)` is
+        called as users are done."""
+        filters = Filters(
+            frozenset(map(str, exclude)), frozenset(map(str, candidates)) if candidates is not None else None
+        )
+        users = [str(u) for u in users]
+        return self._checked_service(model).batch_users(
+            users, n=n, model=model, progress=progress, filters=filters
+        )
+
+    def similar_items(self, item: str, n: int = 10, model: str = "auto") -> Recommendations:
+        """Items like `item`, as `recmeta similar`."""
+        return self._checked_service(model).similar(str(item), n=n, model=model)
+
+    def similar(self, item: str, n: int = 10, model: str = "auto") -> pd.DataFrame:
+        """`similar_items` as a frame: rank, item, title, score."""
+        return _frame(self.similar_items(item, n, model))
+
+    def _checked_service(self, model: str) -> RecommendationService:
+        if model != "auto" and model not in MODELS:
+            raise DataError(f"unknown model {model!r}; choose auto, {', '.join(MODELS)}")
+        if self.check_every is not None and time.monotonic() - self._checked >= self.check_every:
+            self.refresh()
+        return self.service
 
     def models(self, active_only: bool = False) -> list[dict[str, Any]]:
         """Registered checkpoints, newest first: id, name, kind, active, path, created,
@@ -172,17 +227,18 @@ class Recmeta:
         loaded = {} if service is None else {k: v.id for k, v in service.registry.items()}
         return {"store": "ok", "users": users, "items": items, "models": loaded}
 
-    def similar(self, item: str, n: int = 10, model: str = "auto") -> pd.DataFrame:
-        """Items like `item` (rank, item, title, score), as `recmeta similar`."""
-        return _frame(RecommendationService(self.engine).similar(str(item), n=n, model=model))
-
     def evaluate(self, **options: Any) -> pd.DataFrame:
         """PROTOCOL.md's cold-start evaluation of the store (EvalConfig's options: models,
         shots, seeds, ...); the summary: model, shots, metric, mean, std, users, skipped."""
+        from recmeta.evaluate import EvalConfig
+        from recmeta.evaluate.run import evaluate_store
+
         return evaluate_store(self.engine, EvalConfig(**options)).summary
 
 
 def _frame(result: Recommendations) -> pd.DataFrame:
+    import pandas as pd
+
     explained = any(it.reasons for it in result.items)
     columns = ["rank", "item", "title", "score", *(["reasons"] if explained else [])]
     frame = pd.DataFrame(

@@ -892,17 +892,11 @@ def recommend(
 
     Examples: recmeta recommend --user 1;  recmeta recommend --with 50:5 181:5 172:4 --explain
     """
-    from recmeta.recommend import (
-        Filters,
-        RecommendationService,
-        check_out_path,
-        read_item_list,
-        read_users_file,
-        write_recs,
-    )
+    from recmeta.api import Recmeta
+    from recmeta.recommend import check_out_path, parse_pairs, read_item_list, read_users_file, write_recs
 
     banned = frozenset(exclude or ()) | (read_item_list(exclude_file) if exclude_file else frozenset())
-    filters = Filters(banned, read_item_list(candidates) if candidates else None)
+    allowed = read_item_list(candidates) if candidates else None
 
     if more and not with_items:
         raise typer.BadParameter(f"unexpected {more[0]!r}; interactions follow --with")
@@ -911,7 +905,7 @@ def recommend(
         from recmeta.threads import set_threads
 
         set_threads(1)
-    rec = RecommendationService(engine())
+    rm = Recmeta(engine())
     if users_file is not None:
         if out_path is None:
             raise typer.BadParameter("--users-file needs --out FILE (.parquet, .csv or .jsonl)")
@@ -919,23 +913,25 @@ def recommend(
         users = read_users_file(users_file)
         with rows_progress("recommending") as bar:
             task = bar.add_task("users", total=len(users))
-            frame, unknown = rec.batch_users(
-                users, n=n, model=model, progress=lambda k: bar.advance(task, k), filters=filters
+            frame, unknown = rm.recommend_users(
+                users,
+                n=n,
+                model=model,
+                exclude=banned,
+                candidates=allowed,
+                progress=lambda k: bar.advance(task, k),
             )
         write_recs(frame, out_path)
         out.print(f"{frame.user.nunique():,} users, {len(frame):,} rows -> {out_path}")
         if unknown:
             err.print(f"[yellow]note:[/yellow] {len(unknown):,} unknown user(s) skipped, e.g. {unknown[0]!r}")
         return
+    options = {"n": n, "model": model, "explain": explain, "exclude": banned, "candidates": allowed}
     if with_items:
         pairs = _stdin_pairs() if with_items == ["-"] else _split_pairs(with_items)
-        history = rec.parse_with([str(p) for p in pairs])
-        result = rec.for_history(history, n=n, model=model, explain=explain, user=remember, filters=filters)
-        if remember:
-            rec.remember(remember, history)
-            result.warnings.append(f"stored {len(history)} interaction(s) as new user {remember!r}")
+        result = rm.recommendations(items=parse_pairs([str(p) for p in pairs]), remember=remember, **options)
     elif user is not None:
-        result = rec.for_user(user, n=n, model=model, explain=explain, filters=filters)
+        result = rm.recommendations(user=user, **options)
     else:
         raise typer.BadParameter("give --user ID, --with ITEM[:VALUE] ..., or --users-file FILE")
     if as_json:
@@ -986,12 +982,12 @@ def similar(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Items like this one: nearest by a meta-learner's item embeddings, or item kNN's."""
-    from recmeta.recommend import RecommendationService
+    from recmeta.api import Recmeta
     from recmeta.threads import set_threads
 
     if State.threads is None:
         set_threads(1)
-    result = RecommendationService(engine()).similar(item, n=n, model=model)
+    result = Recmeta(engine()).similar_items(item, n=n, model=model)
     if as_json:
         print_json(result.as_dict())
         return

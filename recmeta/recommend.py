@@ -107,6 +107,19 @@ def item_similarities(model, row: int) -> np.ndarray:
         return (e @ e[row]).cpu().numpy().astype(np.float64)
 
 
+def parse_pairs(pairs: list[str]) -> list[tuple[str, float | None]]:
+    """`ITEM[:VALUE]` strings (as `recmeta recommend --with` takes them) into (item, value)
+    pairs; an item without a value gets None (a like)."""
+    out = []
+    for raw in pairs:
+        item, _, value = str(raw).partition(":")
+        try:
+            out.append((item, float(value) if value else None))
+        except ValueError:
+            raise DataError(f"{raw!r}: the value after ':' must be a number") from None
+    return out
+
+
 def read_item_list(path: Path) -> frozenset[str]:
     """Item ids, one per line (a --exclude-file or --candidates file)."""
     if not path.is_file():
@@ -338,18 +351,6 @@ class RecommendationService:
             if repo.user_interactions(session, user) is not None:
                 raise DataError(f"user {user!r} exists already; --remember takes a new user id")
             return repo.add_user_interactions(session, user, history.rows())
-
-    def parse_with(self, pairs: list[str]) -> History:
-        """`ITEM[:VALUE]` strings into a history stamped now, in order; an item without a value
-        counts as the store's top value (a like)."""
-        split = []
-        for raw in pairs:
-            item, _, value = str(raw).partition(":")
-            try:
-                split.append((item, float(value) if value else None))
-            except ValueError:
-                raise DataError(f"{raw!r}: the value after ':' must be a number") from None
-        return self.history_of(split)
 
     def history_of(self, pairs: list[tuple[str, float | None]]) -> History:
         """(item, value) pairs into a history stamped now, in order; a value of None counts as

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import hmac
 import json
 import logging
@@ -134,6 +135,7 @@ def create_app(rm: Recmeta, settings: Settings) -> FastAPI:
             await run_in_threadpool(rm.refresh, preload=True)
         except RecmetaError as exc:  # no models yet: serve 503 until `recmeta train` registers some
             log.warning("%s", exc)
+        gc.freeze()  # what is loaded now lives as long as the server: no collection walks it again
         task = asyncio.create_task(reload_loop())
         yield
         task.cancel()
@@ -145,6 +147,8 @@ def create_app(rm: Recmeta, settings: Settings) -> FastAPI:
             try:
                 if await run_in_threadpool(rm.refresh, preload=True):
                     log.info("switched to models %s", rm.health()["models"])
+                    gc.collect()  # the old models go, the new ones are kept out of later collections
+                    gc.freeze()
             except Exception as exc:  # a bad new checkpoint: keep serving the old ones
                 log.warning("could not load the newly registered models, still serving the old ones: %s", exc)
 

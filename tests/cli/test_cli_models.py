@@ -126,7 +126,7 @@ def test_explanations_name_the_users_own_items(store):
         (["--user", "ghost"], "not in the store"),
         (["--with", "nope:5"], "not in the catalogue"),
         (["--with", "4:five"], "must be a number"),
-        (["--user", "7", "--model", "unknown"], "no trained 'unknown' model"),
+        (["--user", "7", "--model", "unknown"], "unknown model 'unknown'; choose auto"),
     ],
 )
 def test_edges_are_clear_messages(store, args, message):
