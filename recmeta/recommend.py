@@ -295,8 +295,8 @@ class RecommendationService:
 
     # ------------------------------------------------------------ requests
     def user_history(self, user: str) -> History:
-        with session_scope(self.engine) as session:
-            rows = repo.user_interactions(session, str(user))
+        with self.engine.connect() as conn:
+            rows = repo.user_interactions(conn, str(user))
         if rows is None:
             raise UnknownUserError(
                 f"user {user!r} is not in the store; to recommend for someone new, pass their "

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, func, select, update
 from sqlalchemy.orm import Session
 
 from recmeta.store.models import IngestBatch, Interaction, Item, Model, User
@@ -303,17 +303,18 @@ _ONE_USER = (
 )
 
 
-def user_interactions(session: Session, external_id: str) -> list[tuple[str, float, int]] | None:
+def user_interactions(session: Session | Connection, external_id: str) -> list[tuple[str, float, int]] | None:
     """One user's rows (item external id, value, timestamp) in time order, or None for an
-    unknown user. One plain query on the driver's cursor: a server asks this per request."""
-    conn = session.connection()
+    unknown user. One plain query on the driver's cursor: a server asks this per request,
+    on a bare connection (a Session's set-up costs more than the query)."""
+    conn = session.connection() if isinstance(session, Session) else session
     cursor = conn.connection.dbapi_connection.cursor()
     try:
         cursor.execute(_ONE_USER.format(mark="?" if conn.dialect.name == "sqlite" else "%s"), (external_id,))
         rows = [(str(item), float(value), int(ts)) for item, value, ts in cursor.fetchall()]
     finally:
         cursor.close()
-    if not rows and session.scalar(select(User.id).where(User.external_id == external_id)) is None:
+    if not rows and conn.scalar(select(User.id).where(User.external_id == external_id)) is None:
         return None
     return rows
 

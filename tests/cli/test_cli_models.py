@@ -120,6 +120,18 @@ def test_explanations_name_the_users_own_items(store):
     assert out["route"] == "requested model protonet"  # the route is said once, for the list
 
 
+@pytest.mark.parametrize("model", ["protonet", "ensemble", "maml", "itemknn"])
+def test_a_reason_never_cites_a_dislike(store, model):
+    """Items rated 1 and 2 pull scores too, but are never why something is recommended, and
+    being nearer the disliked prototype is never given as a reason."""
+    db, _, _ = store
+    args = ["--with", "4:1", "9:2", "12:5", "20:1", "31:4", "--model", model, "--explain", "-n", "20", "--json"]
+    out = json.loads(cli(db, "recommend", *args).stdout)
+    reasons = [r for it in out["items"] for r in it["reasons"]]
+    assert reasons and not [r for r in reasons if any(f"Item {k} " in r + " " for k in (4, 9, 20))]
+    assert not [r for r in reasons if "nearer" in r or "disliked prototype (" in r]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
