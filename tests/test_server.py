@@ -63,7 +63,9 @@ def server(db: str, models: Path, *args: str) -> Iterator[Client]:
     port = free_port()
     cmd = [sys.executable, "-m", "recmeta.cli", "--db", db, "serve", "--port", str(port)]
     cmd += ["--models-dir", str(models), "--reload-every", "0.3", *args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ | {"CI": ""})
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ | {"CI": ""}
+    )
     client = Client(port)
     try:
         deadline = time.monotonic() + 90
@@ -119,7 +121,7 @@ def test_health_and_models(client):
 
 
 def test_recommend_for_a_user_equals_the_cli(client, store):
-    db, models = store
+    db, _ = store
     status, body = client.get("/recommend/7?n=5&explain=true")
     assert status == 200 and len(body["items"]) == 5
     cli = json.loads(invoke("--db", db, "recommend", "--user", "7", "-n", "5", "--explain", "--json"))
@@ -138,7 +140,9 @@ def test_recommend_for_someone_new_writes_nothing(client, store):
     status, out = client.post("/recommend", body)
     assert status == 200 and out["interactions"] == 2 and len(out["items"]) == 4
     assert not {"3", "12", "20"} & {it["item"] for it in out["items"]}
-    cli = json.loads(invoke("--db", db, "recommend", "--with", "3:5", "12", "-n", "4", "--exclude", "20", "--json"))
+    cli = json.loads(
+        invoke("--db", db, "recommend", "--with", "3:5", "12", "-n", "4", "--exclude", "20", "--json")
+    )
     assert [it["item"] for it in out["items"]] == [it["item"] for it in cli["items"]]
     assert json.loads(invoke("--db", db, "stats", "--json"))["users"] == before
     status, out = client.post("/recommend", {"interactions": [], "n": 3})
@@ -289,7 +293,17 @@ def test_the_readme_http_examples_work(client):
 def test_serving_a_postgresql_store(pg_url, tmp_path):
     invoke("data", "synth", "--out", str(tmp_path / "s"), "--users", "60", "--items", "30")
     invoke("--db", pg_url, "ingest", "interactions", str(tmp_path / "s" / "interactions.csv"))
-    invoke("--db", pg_url, "train", "--model", "popular", "--model", "itemknn", "--models-dir", str(tmp_path / "m"))
+    invoke(
+        "--db",
+        pg_url,
+        "train",
+        "--model",
+        "popular",
+        "--model",
+        "itemknn",
+        "--models-dir",
+        str(tmp_path / "m"),
+    )
     with server(pg_url, tmp_path / "m", "--token", TOKEN) as c:
         status, before = c.get("/recommend/3?n=30&model=itemknn")
         assert status == 200 and before["interactions"] > 0
@@ -297,5 +311,7 @@ def test_serving_a_postgresql_store(pg_url, tmp_path):
         event = {"user": "3", "item": item, "value": 5, "timestamp": 2_000_000_000}
         assert c.post("/interactions", event, token=TOKEN)[1]["inserted"] == 1
         status, after = c.get("/recommend/3?n=30&model=itemknn")
-        assert after["interactions"] == before["interactions"] + 1 and item not in {it["item"] for it in after["items"]}
+        assert after["interactions"] == before["interactions"] + 1 and item not in {
+            it["item"] for it in after["items"]
+        }
         assert c.get("/recommend/nobody")[0] == 404

@@ -125,7 +125,20 @@ def test_a_reason_never_cites_a_dislike(store, model):
     """Items rated 1 and 2 pull scores too, but are never why something is recommended, and
     being nearer the disliked prototype is never given as a reason."""
     db, _, _ = store
-    args = ["--with", "4:1", "9:2", "12:5", "20:1", "31:4", "--model", model, "--explain", "-n", "20", "--json"]
+    args = [
+        "--with",
+        "4:1",
+        "9:2",
+        "12:5",
+        "20:1",
+        "31:4",
+        "--model",
+        model,
+        "--explain",
+        "-n",
+        "20",
+        "--json",
+    ]
     out = json.loads(cli(db, "recommend", *args).stdout)
     reasons = [r for it in out["items"] for r in it["reasons"]]
     assert reasons and not [r for r in reasons if any(f"Item {k} " in r + " " for k in (4, 9, 20))]
@@ -347,11 +360,15 @@ def test_exclude_and_candidates_filter_the_list(store, tmp_path):
     assert top[0] not in [it["item"] for it in res["items"]]
     banned = tmp_path / "banned.txt"
     banned.write_text("\n".join(top[:3]) + "\n")
-    res = json.loads(cli(db, "recommend", "--user", "7", "-n", "5", "--exclude-file", str(banned), "--json").stdout)
+    res = json.loads(
+        cli(db, "recommend", "--user", "7", "-n", "5", "--exclude-file", str(banned), "--json").stdout
+    )
     assert not set(top[:3]) & {it["item"] for it in res["items"]}
     allowed = tmp_path / "allowed.txt"
     allowed.write_text("\n".join(top[2:4]) + "\n")
-    res = json.loads(cli(db, "recommend", "--user", "7", "-n", "5", "--candidates", str(allowed), "--json").stdout)
+    res = json.loads(
+        cli(db, "recommend", "--user", "7", "-n", "5", "--candidates", str(allowed), "--json").stdout
+    )
     assert [it["item"] for it in res["items"]] == top[2:4]  # same order, nothing else
 
 
