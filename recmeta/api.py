@@ -17,6 +17,7 @@ One `Recmeta` serves many requests (`recmeta serve` runs on one): checkpoints lo
 from __future__ import annotations
 
 import math
+import os
 import tempfile
 import threading
 import time
@@ -36,6 +37,7 @@ if TYPE_CHECKING:  # pandas, training and evaluation are imported when used: a s
     import pandas as pd  # `recmeta recommend` starts faster without them
 
 MODELS = (*META_LEARNERS, *BASELINES)
+BATCH_CHUNK = 1024  # users per chunk of a batch: the unit of work, of output and of sharding
 
 
 class Recmeta:
@@ -198,6 +200,48 @@ class Recmeta:
             users, n=n, model=model, progress=progress, filters=filters
         )
 
+    def recommend_users_to(
+        self,
+        users: Iterable[str],
+        out: str | Path,
+        n: int = 10,
+        model: str = "auto",
+        exclude: Iterable[str] = (),
+        candidates: Iterable[str] | None = None,
+        workers: int = 1,
+        threads: int | None = None,
+        chunk: int = BATCH_CHUNK,
+        progress=None,
+    ) -> dict[str, Any]:
+        """Top `n` for a stream of stored users, written to `out` (.parquet, .csv or .jsonl)
+        chunk by chunk, so memory stays flat however many users there are. `workers` > 1
+        scores chunks in that many processes (`threads` intra-op threads each); the file
+        is the same as one process writes with the same threads per process. Returns the
+        counts: users, rows, unknown (skipped ids) and one unknown id as an example."""
+        from recmeta.recommend import RecsWriter
+
+        if workers < 1 or chunk < 1:
+            raise DataError("workers and chunk must be at least 1")
+        self._checked_service(model)
+        args = (
+            n,
+            model,
+            tuple(map(str, exclude)),
+            None if candidates is None else tuple(map(str, candidates)),
+        )
+        chunks = _chunks((str(u) for u in users), chunk)
+        done = {"users": 0, "rows": 0, "unknown": 0, "unknown_example": None}
+        with RecsWriter(Path(out)) as writer:
+            for frame, missing, size in _score_chunks(self, chunks, args, workers, threads):
+                writer.write(frame)
+                done["users"] += size - len(missing)
+                done["unknown"] += len(missing)
+                done["unknown_example"] = done["unknown_example"] or (missing[0] if missing else None)
+                if progress:
+                    progress(size)
+            done["rows"] = writer.rows
+        return done
+
     def similar_items(self, item: str, n: int = 10, model: str = "auto") -> Recommendations:
         """Items like `item`, as `recmeta similar`."""
         return self._checked_service(model).similar(str(item), n=n, model=model)
@@ -234,6 +278,65 @@ class Recmeta:
         from recmeta.evaluate.run import evaluate_store
 
         return evaluate_store(self.engine, EvalConfig(**options)).summary
+
+
+def _chunks(items: Iterable[str], size: int) -> Iterable[list[str]]:
+    chunk: list[str] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _score_chunks(rm: Recmeta, chunks: Iterable[list[str]], args: tuple, workers: int, threads: int | None):
+    """(frame, unknown ids, chunk size) per chunk, in order: in this process, or in
+    `workers` spawned processes with at most two chunks each in flight."""
+    if workers == 1:
+        for users in chunks:
+            yield (*_score(rm.service, users, args), len(users))
+        return
+    import multiprocessing
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
+
+    url = rm.engine.url.render_as_string(hide_password=False)
+    per = threads or max(1, (os.cpu_count() or 1) // workers)
+    context = multiprocessing.get_context("spawn")  # no forked torch thread pools
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_start_worker, initargs=(url, per)
+    ) as pool:
+        pending: deque = deque()
+        for users in chunks:
+            pending.append((pool.submit(_worker_score, users, args), len(users)))
+            if len(pending) >= 2 * workers:
+                future, size = pending.popleft()
+                yield (*future.result(), size)
+        while pending:
+            future, size = pending.popleft()
+            yield (*future.result(), size)
+
+
+def _score(service: RecommendationService, users: list[str], args: tuple):
+    n, model, exclude, candidates = args
+    filters = Filters(frozenset(exclude), frozenset(candidates) if candidates is not None else None)
+    return service.batch_users(users, n=n, model=model, filters=filters)
+
+
+_WORKER: dict[str, RecommendationService] = {}
+
+
+def _start_worker(url: str, threads: int) -> None:
+    from recmeta.threads import set_threads
+
+    set_threads(threads)
+    _WORKER["service"] = Recmeta(url, check_every=None).service
+
+
+def _worker_score(users: list[str], args: tuple):
+    return _score(_WORKER["service"], users, args)
 
 
 def _frame(result: Recommendations) -> pd.DataFrame:

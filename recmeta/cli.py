@@ -135,13 +135,13 @@ def print_json(obj) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 
 
-def rows_progress(description: str):
+def rows_progress(description: str, unit: str = "rows"):
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     return Progress(
         SpinnerColumn(),
         TextColumn(description),
-        TextColumn("{task.completed:,} rows"),
+        TextColumn("{task.completed:,} " + unit),
         TimeElapsedColumn(),
         console=err,
         transient=True,
@@ -875,6 +875,14 @@ def recommend(
     out_path: Annotated[
         Path | None, typer.Option("--out", help="With --users-file: .parquet, .csv or .jsonl.")
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="With --users-file: score chunks of users in this many processes (the file is "
+            "the same as one process writes).",
+        ),
+    ] = 1,
     exclude: Annotated[
         list[str] | None,
         typer.Option("--exclude", help="An item never to recommend (sold out...); repeatable."),
@@ -893,7 +901,7 @@ def recommend(
     Examples: recmeta recommend --user 1;  recmeta recommend --with 50:5 181:5 172:4 --explain
     """
     from recmeta.api import Recmeta
-    from recmeta.recommend import check_out_path, parse_pairs, read_item_list, read_users_file, write_recs
+    from recmeta.recommend import check_out_path, iter_users_file, parse_pairs, read_item_list
 
     banned = frozenset(exclude or ()) | (read_item_list(exclude_file) if exclude_file else frozenset())
     allowed = read_item_list(candidates) if candidates else None
@@ -910,21 +918,23 @@ def recommend(
         if out_path is None:
             raise typer.BadParameter("--users-file needs --out FILE (.parquet, .csv or .jsonl)")
         check_out_path(out_path)
-        users = read_users_file(users_file)
-        with rows_progress("recommending") as bar:
-            task = bar.add_task("users", total=len(users))
-            frame, unknown = rm.recommend_users(
-                users,
+        with rows_progress("recommending", "users") as bar:
+            task = bar.add_task("users", total=None)
+            done = rm.recommend_users_to(
+                iter_users_file(users_file),
+                out_path,
                 n=n,
                 model=model,
                 exclude=banned,
                 candidates=allowed,
+                workers=workers,
+                threads=State.threads,
                 progress=lambda k: bar.advance(task, k),
             )
-        write_recs(frame, out_path)
-        out.print(f"{frame.user.nunique():,} users, {len(frame):,} rows -> {out_path}")
-        if unknown:
-            err.print(f"[yellow]note:[/yellow] {len(unknown):,} unknown user(s) skipped, e.g. {unknown[0]!r}")
+        out.print(f"{done['users']:,} users, {done['rows']:,} rows -> {out_path}")
+        if done["unknown"]:
+            example = done["unknown_example"]
+            err.print(f"[yellow]note:[/yellow] {done['unknown']:,} unknown user(s) skipped, e.g. {example!r}")
         return
     options = {"n": n, "model": model, "explain": explain, "exclude": banned, "candidates": allowed}
     if with_items:

@@ -383,3 +383,58 @@ def test_similar_items(store, model):
     scores = [it["score"] for it in out["items"]]
     assert scores == sorted(scores, reverse=True)
     assert cli(db, "similar", "nope").exit_code == 1
+
+
+def test_a_sharded_batch_writes_what_one_process_writes(store, tmp_path):
+    """Chunks scored in two spawned processes give the very file one process writes, in every
+    format; unknown ids are counted, not written."""
+    import pandas as pd
+
+    from recmeta.api import Recmeta
+
+    db, _, _ = store
+    users = [str(u) for u in range(1, 121)] + ["ghost"]
+    rm = Recmeta(db)
+    one = rm.recommend_users_to(users, tmp_path / "one.csv", n=5, chunk=16, threads=1)
+    two = rm.recommend_users_to(users, tmp_path / "two.csv", n=5, chunk=16, workers=2, threads=1)
+    assert one == two and one["unknown"] == 1 and one["users"] == 120 and one["rows"] == 600
+    assert (tmp_path / "one.csv").read_bytes() == (tmp_path / "two.csv").read_bytes()
+    rm.recommend_users_to(users, tmp_path / "two.parquet", n=5, chunk=16, workers=2, threads=1)
+    rm.recommend_users_to(users, tmp_path / "one.jsonl", n=5, chunk=16, threads=1)
+    csv = pd.read_csv(tmp_path / "one.csv", dtype={"user": str, "item": str})
+    parquet = pd.read_parquet(tmp_path / "two.parquet")
+    jsonl = pd.read_json(tmp_path / "one.jsonl", lines=True, dtype={"user": str, "item": str})
+    for other in (parquet, jsonl):
+        assert other[["user", "rank", "item", "model"]].equals(csv[["user", "rank", "item", "model"]])
+        assert (other.score - csv.score).abs().max() < 1e-9
+
+
+def test_batch_from_the_cli_streams_files_and_a_failure_leaves_no_output(store, tmp_path):
+    import pandas as pd
+
+    db, _, _ = store
+    ids = tmp_path / "users.parquet"
+    pd.DataFrame({"user_id": ["7", "8", "nobody"]}).to_parquet(ids)
+    out = tmp_path / "recs.parquet"
+    res = cli(
+        db,
+        "--threads",
+        "1",
+        "recommend",
+        "--users-file",
+        str(ids),
+        "--out",
+        str(out),
+        "-n",
+        "3",
+        "--workers",
+        "2",
+    )
+    assert res.exit_code == 0, res.output
+    assert "2 users, 6 rows" in res.output and "1 unknown user(s) skipped" in res.output
+    assert sorted(pd.read_parquet(out).user.unique()) == ["7", "8"]
+    broken = tmp_path / "users.txt"
+    broken.write_bytes(b"7\n8\n" * 5000 + bytes(range(128, 256)))  # bad text after 10,000 good ids (20 kB)
+    res = cli(db, "recommend", "--users-file", str(broken), "--out", str(tmp_path / "r.csv"))
+    assert res.exit_code == 1 and "not UTF-8" in res.output
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(("r.csv", ".r.csv"))] == []
