@@ -219,22 +219,26 @@ def interactions_frame(
 
     cursor = session.connection().connection.dbapi_connection.cursor()  # plain tuples, no Row objects
     where = f" WHERE id <= {int(upto)}" if upto is not None else ""
-    cursor.execute(f"SELECT user_id, item_id, value, timestamp, id FROM interactions{where}")
-    parts = []
+    cursor.execute(
+        f"SELECT user_id, item_id, value, timestamp{', id' if with_ids else ''} FROM interactions{where}"
+    )
+    # each block goes straight into typed columns: memory is the columns plus one block
+    types = (np.int64, np.int64, np.float32, np.int64, np.int64)[: 5 if with_ids else 4]
+    parts: list[list[np.ndarray]] = [[] for _ in types]
     while rows := cursor.fetchmany(block):
-        parts.append(np.array(rows, dtype=np.float64))
+        arr = np.array(rows, dtype=np.float64).reshape(len(rows), len(types))
+        for col, (part, kind) in enumerate(zip(parts, types, strict=True)):
+            part.append(arr[:, col].astype(kind))
+        del arr, rows
     cursor.close()
-    arr = np.concatenate(parts) if parts else np.empty((0, 5))
+    cols = [
+        np.concatenate(part) if part else np.empty(0, kind) for part, kind in zip(parts, types, strict=True)
+    ]
     frame = pd.DataFrame(
-        {
-            "user_id": arr[:, 0].astype(np.int64),
-            "item_id": arr[:, 1].astype(np.int64),
-            "value": arr[:, 2].astype(np.float32),
-            "timestamp": arr[:, 3].astype(np.int64),
-        }
+        dict(zip(("user_id", "item_id", "value", "timestamp"), cols[:4], strict=True)), copy=False
     )
     if with_ids:
-        frame["id"] = arr[:, 4].astype(np.int64)
+        frame["id"] = cols[4]
     return frame
 
 
@@ -243,8 +247,8 @@ def entities_frame(session: Session, entity: type[User] | type[Item]) -> pd.Data
     import pandas as pd
 
     cols = [c for c in entity.__table__.columns]
-    rows = session.execute(select(*cols)).all()
-    return pd.DataFrame(rows, columns=[c.name for c in cols])
+    rows = session.execute(select(*cols)).tuples().all()  # plain tuples: pandas probes Row objects slowly
+    return pd.DataFrame([tuple(r) for r in rows], columns=[c.name for c in cols])
 
 
 def watermark(session: Session) -> dict[str, int]:
