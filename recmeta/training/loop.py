@@ -204,8 +204,9 @@ class Trainer:
                 out.tasks += sum(len(b.users) for b in batches)
                 if self.max_steps is not None and out.steps >= self.max_steps:
                     out.paused = True
+                    out.epochs, out.seconds = epoch, time.perf_counter() - start  # the steps, not the
+                    # copy of every table that the pause state takes (O(catalogue), once)
                     self.state_ = self._pause(opt, sampler, epoch, bad_epochs, losses, best_state, start)
-                    out.epochs, out.seconds = epoch, time.perf_counter() - start
                     return model
                 if p["max_time"] and time.perf_counter() - start > p["max_time"]:
                     break  # out of time within the epoch: validate what there is, then stop
