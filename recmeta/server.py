@@ -330,6 +330,7 @@ def app_from_env() -> FastAPI:
 
     settings = Settings.from_env()
     set_threads(settings.threads)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")  # as uvicorn's
     return create_app(Recmeta(settings.db, settings.models_dir, check_every=None), settings)
 
 
