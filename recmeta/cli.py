@@ -371,14 +371,26 @@ def data_synth(
             "log's time span: a log whose preferences drift, for `evaluate --continual`.",
         ),
     ] = 0.0,
+    size: Annotated[
+        str | None,
+        typer.Option(
+            help="A preset shape instead of --users/--items: ml-25m (162,541 users, 62,423 items, "
+            "about 25M rows with timestamps; written in blocks, about 1 GB of CSV)."
+        ),
+    ] = None,
 ) -> None:
     """Write a synthetic log with planted taste groups (interactions, items, users CSV)."""
-    from recmeta.datasets import SynthConfig, write_synth
+    from recmeta.datasets import PRESETS, SynthConfig, write_synth
 
-    paths = write_synth(
-        SynthConfig(users=users, items=items, groups=groups, implicit=implicit, seed=seed, drift=drift),
-        out_dir,
-    )
+    shape = {"users": users, "items": items}
+    if size is not None:
+        if size not in PRESETS:
+            raise typer.BadParameter(f"unknown size {size!r}; choose {', '.join(PRESETS)}")
+        shape = PRESETS[size]
+    cfg = SynthConfig(**shape, groups=groups, implicit=implicit, seed=seed, drift=drift)
+    with rows_progress("writing the log") as bar:
+        task = bar.add_task("rows", total=None)
+        paths = write_synth(cfg, out_dir, progress=lambda k: bar.advance(task, k))
     for kind, p in paths.items():
         out.print(f"{kind}: {p}")
 

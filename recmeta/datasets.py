@@ -150,15 +150,103 @@ def _drifting_user(cfg, rng, u, g0, t0, n, popularity, item_genres, affinity, pl
     return pd.DataFrame({"user": u + 1, "item": picked + 1, "value": values, "timestamp": times})
 
 
-def write_synth(cfg: SynthConfig, out: Path) -> dict[str, Path]:
-    """Write interactions.csv, items.csv and users.csv into `out`."""
+# MovieLens 25M's shape: 162,541 users, 62,423 items, 25,000,095 ratings (154 a user)
+PRESETS = {"ml-25m": {"users": 162_541, "items": 62_423, "mean_interactions": 154, "min_interactions": 20}}
+STREAM_ROWS = 2_000_000  # expected rows above which the log is generated and written in blocks
+
+
+def write_synth(cfg: SynthConfig, out: Path, progress=None) -> dict[str, Path]:
+    """Write interactions.csv, items.csv and users.csv into `out`. A log of more than
+    STREAM_ROWS expected rows is made and written in blocks of users (`synth_blocks`), so
+    memory stays flat; `progress(rows)` is called per block."""
     out.mkdir(parents=True, exist_ok=True)
-    log, items, users = synth(cfg)
     paths = {"interactions": out / "interactions.csv", "items": out / "items.csv", "users": out / "users.csv"}
-    log.to_csv(paths["interactions"], index=False)
+    if cfg.users * cfg.mean_interactions <= STREAM_ROWS or cfg.drift > 0:
+        log, items, users = synth(cfg)
+        log.to_csv(paths["interactions"], index=False)
+    else:
+        blocks, items, users = synth_blocks(cfg)
+        with open(paths["interactions"], "w") as fh:
+            for k, block in enumerate(blocks):
+                block.to_csv(fh, index=False, header=k == 0)
+                if progress:
+                    progress(len(block))
     items.to_csv(paths["items"], index=False)
     users.to_csv(paths["users"], index=False)
     return paths
+
+
+def synth_blocks(cfg: SynthConfig, block: int = 8192):
+    """The planted-group log of `synth` for large sizes: (an iterator of interaction frames,
+    items, users). Per block of users, each taste group's rows are drawn at once, with
+    replacement (a repeated item is dropped, so a user gets a few rows fewer than drawn);
+    ratings follow `synth`'s rule. Not the same rows as `synth` for the same seed."""
+    rng = np.random.default_rng(cfg.seed)
+    n_genres = len(GENRES)
+    affinity = np.zeros((cfg.groups, n_genres))
+    for g in range(cfg.groups):
+        a, b, c = rng.choice(n_genres, 3, replace=False)
+        affinity[g, [a, b]], affinity[g, c] = 1.0, -1.0
+    item_genres = np.zeros((cfg.items, n_genres))
+    picks = rng.integers(0, n_genres, (cfg.items, 2))
+    two = rng.random(cfg.items) < 0.5
+    item_genres[np.arange(cfg.items), picks[:, 0]] = 1.0
+    item_genres[np.flatnonzero(two), picks[two, 1]] = 1.0
+    popularity = (1.0 / np.arange(1, cfg.items + 1) ** 0.8)[rng.permutation(cfg.items)]
+    match = item_genres @ affinity.T / np.maximum(item_genres.sum(1, keepdims=True), 1)
+    cdfs = []
+    for g in range(cfg.groups):
+        w = np.cumsum(popularity * np.exp(2.5 * match[:, g]))
+        cdfs.append(w / w[-1])
+    group = rng.integers(0, cfg.groups, cfg.users)
+    counts = cfg.min_interactions + rng.geometric(
+        1.0 / max(1, cfg.mean_interactions - cfg.min_interactions), cfg.users
+    )
+    counts = np.minimum(counts, cfg.items // 2)
+    start = rng.integers(1_500_000_000, 1_530_000_000, cfg.users)
+
+    def blocks():
+        for lo in range(0, cfg.users, block):
+            users = np.arange(lo, min(lo + block, cfg.users))
+            u = np.repeat(users, counts[users])
+            g = group[u]
+            i = np.empty(len(u), np.int64)
+            for k in range(cfg.groups):
+                rows = np.flatnonzero(g == k)
+                i[rows] = np.minimum(
+                    np.searchsorted(cdfs[k], rng.random(len(rows)), side="right"), cfg.items - 1
+                )
+            _, first = np.unique(u * cfg.items + i, return_index=True)  # one row per (user, item)
+            first.sort()
+            u, i, g = u[first], i[first], g[first]
+            gaps = rng.exponential(3600, len(u))
+            ends = np.cumsum(gaps)
+            starts_at = np.r_[0, np.flatnonzero(np.diff(u)) + 1]  # each user's first row
+            offsets = np.repeat(ends[starts_at] - gaps[starts_at], np.diff(np.r_[starts_at, len(u)]))
+            times = start[u] + (ends - offsets).astype(np.int64)
+            m = match[i, g]
+            if cfg.implicit:
+                values = 1 + rng.poisson(np.exp(m))
+            else:
+                values = np.clip(np.round(2.8 + 1.8 * m + rng.normal(0, 0.6, len(u))), 1, 5).astype(int)
+            yield pd.DataFrame({"user": u + 1, "item": i + 1, "value": values, "timestamp": times})
+
+    items = pd.DataFrame(
+        {
+            "item": np.arange(1, cfg.items + 1),
+            "title": [f"Item {i + 1}" for i in range(cfg.items)],
+            "genres": ["|".join(GENRES[j] for j in np.flatnonzero(row)) for row in item_genres],
+            "year": rng.integers(1970, 2024, cfg.items),
+        }
+    )
+    age = np.clip(rng.normal(22 + 8 * group, 4), 14, 90).round().astype(int)
+    segment = np.where(
+        rng.random(cfg.users) < 0.8, group % len(SEGMENTS), rng.integers(0, len(SEGMENTS), cfg.users)
+    )
+    users = pd.DataFrame(
+        {"user": np.arange(1, cfg.users + 1), "age": age, "segment": [SEGMENTS[s] for s in segment]}
+    )
+    return blocks(), items, users
 
 
 def unpack(archive: Path, dest: Path) -> Path:

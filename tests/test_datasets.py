@@ -74,3 +74,23 @@ def test_drift_moves_preferences_over_time():
 
     assert agreement(0.0) > 0.9
     assert agreement(0.6) < agreement(0.0) - 0.1
+
+
+def test_a_large_synthetic_log_is_written_in_blocks(tmp_path, monkeypatch):
+    """Above STREAM_ROWS the log is drawn per block of users: one row per (user, item), each
+    user's rows in time order, ratings 1-5 that follow the planted groups."""
+    import pandas as pd
+
+    from recmeta import datasets
+
+    monkeypatch.setattr(datasets, "STREAM_ROWS", 1000)
+    seen = []
+    paths = datasets.write_synth(
+        datasets.SynthConfig(users=3000, items=500, seed=1), tmp_path, progress=seen.append
+    )
+    log = pd.read_csv(paths["interactions"])
+    assert len(seen) == 1 and sum(seen) == len(log) and len(log) > 3000 * 25  # 40 drawn, repeats dropped
+    assert not log.duplicated(["user", "item"]).any() and log.user.nunique() == 3000
+    assert log.groupby("user").timestamp.apply(lambda t: t.is_monotonic_increasing).all()
+    assert set(log.value) <= {1, 2, 3, 4, 5} and log.value.std() > 0.5
+    assert len(pd.read_csv(paths["items"])) == 500 and len(pd.read_csv(paths["users"])) == 3000
