@@ -152,9 +152,7 @@ class Recmeta:
         `remember` names a new user to store those items as. The route, the model, the items
         with their scores (and reasons with `explain`) and any notes."""
         service = self._checked_service(model)
-        filters = Filters(
-            frozenset(map(str, exclude)), frozenset(map(str, candidates)) if candidates is not None else None
-        )
+        filters = Filters.of(exclude, candidates)
         if (user is None) == (items is None):
             raise DataError("give either user=... or items=...")
         if user is not None:
@@ -192,9 +190,7 @@ class Recmeta:
         """Top `n` for many stored users, batched by route: a frame (user, rank, item, title,
         score, model) and the ids that are not in the store (skipped). `progress(k)` is
         called as users are done."""
-        filters = Filters(
-            frozenset(map(str, exclude)), frozenset(map(str, candidates)) if candidates is not None else None
-        )
+        filters = Filters.of(exclude, candidates)
         users = [str(u) for u in users]
         return self._checked_service(model).batch_users(
             users, n=n, model=model, progress=progress, filters=filters
@@ -321,8 +317,7 @@ def _score_chunks(rm: Recmeta, chunks: Iterable[list[str]], args: tuple, workers
 
 def _score(service: RecommendationService, users: list[str], args: tuple):
     n, model, exclude, candidates = args
-    filters = Filters(frozenset(exclude), frozenset(candidates) if candidates is not None else None)
-    return service.batch_users(users, n=n, model=model, filters=filters)
+    return service.batch_users(users, n=n, model=model, filters=Filters.of(exclude, candidates))
 
 
 _WORKER: dict[str, RecommendationService] = {}

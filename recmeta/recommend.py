@@ -79,6 +79,13 @@ class Filters:
     candidates: frozenset[str] | None = None
     _last: tuple[list[str], np.ndarray] | None = field(default=None, repr=False, compare=False)
 
+    @classmethod
+    def of(cls, exclude=(), candidates=None) -> Filters:
+        """From any iterables of item ids (None: every item is a candidate)."""
+        return cls(
+            frozenset(map(str, exclude)), None if candidates is None else frozenset(map(str, candidates))
+        )
+
     def allowed(self, ids: list[str]) -> np.ndarray:
         """A mask over `ids`, made once per catalogue (a batch asks for it every chunk)."""
         if self._last is not None and self._last[0] is ids:
