@@ -1,4 +1,4 @@
-"""An ML-25M-shaped run: every step of recmeta on 162k users, 62k items and about 25M rows,
+"""An ML-25M-shaped run: every step of recmeta on 162k users, 62k items and 21.7M rows,
 with the time and peak memory of each.
 
     python benchmarks/bench_scale.py [--pg URL] [--max-time 120] [--users 100000] [--work DIR]

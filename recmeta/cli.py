@@ -375,7 +375,7 @@ def data_synth(
         str | None,
         typer.Option(
             help="A preset shape instead of --users/--items: ml-25m (162,541 users, 62,423 items, "
-            "about 25M rows with timestamps; written in blocks, about 1 GB of CSV)."
+            "21.7M rows with timestamps; written in blocks, about 1 GB of CSV)."
         ),
     ] = None,
 ) -> None:

@@ -150,7 +150,8 @@ def _drifting_user(cfg, rng, u, g0, t0, n, popularity, item_genres, affinity, pl
     return pd.DataFrame({"user": u + 1, "item": picked + 1, "value": values, "timestamp": times})
 
 
-# MovieLens 25M's shape: 162,541 users, 62,423 items, 25,000,095 ratings (154 a user)
+# MovieLens 25M's shape: 162,541 users, 62,423 items, 25,000,095 ratings (154 a user); drawn
+# with replacement, repeats dropped, it comes to 21.7M rows
 PRESETS = {"ml-25m": {"users": 162_541, "items": 62_423, "mean_interactions": 154, "min_interactions": 20}}
 STREAM_ROWS = 2_000_000  # expected rows above which the log is generated and written in blocks
 
