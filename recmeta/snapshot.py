@@ -88,18 +88,35 @@ def matrices(
     u: np.ndarray, i: np.ndarray, v: np.ndarray, t: np.ndarray, shape: tuple[int, int], implicit: bool
 ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """(values, times) CSRs of rows (u, i, v, t); repeats of a (user, item) pair fold into
-    the summed count (implicit) or the latest value (explicit), at the first event's time."""
-    import pandas as pd
+    the summed count (implicit) or the latest value (explicit), at the first event's time.
+
+    Built straight from one sort of (user, item, time) in numpy: no frame, no COO, so the
+    working memory is a few arrays of the log's length (it was several frames of it)."""
     import scipy.sparse as sp
 
-    frame = pd.DataFrame({"u": u, "i": i, "v": np.asarray(v, np.float32), "t": np.asarray(t, np.int64)})
-    frame = frame.sort_values(["u", "i", "t"], kind="stable")
-    grouped = frame.groupby(["u", "i"], sort=True)
-    folded = grouped.agg(v=("v", "sum" if implicit else "last"), t=("t", "first")).reset_index()
-    coo_rows, coo_cols = folded["u"].to_numpy(), folded["i"].to_numpy()
-    values = sp.csr_matrix((folded["v"].to_numpy(np.float32), (coo_rows, coo_cols)), shape=shape)
-    times = sp.csr_matrix((folded["t"].to_numpy(np.int64), (coo_rows, coo_cols)), shape=shape)
-    return values, times
+    n_users, n_items = shape
+    key = np.asarray(u, np.int64) * n_items + np.asarray(i, np.int64)
+    order = np.lexsort((np.asarray(t, np.int64), key))  # stable: equal times keep log order
+    key = key[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.empty(0, np.int64)
+    ends = np.r_[starts[1:], len(key)] - 1 if len(key) else starts
+    v = np.asarray(v, np.float32)[order]
+    values = np.add.reduceat(v, starts).astype(np.float32) if implicit and len(v) else v[ends]
+    del v
+    times = np.asarray(t, np.int64)[order][starts]
+    del order
+    pairs = key[starts]
+    del key
+    rows = pairs // n_items
+    indices = (pairs % n_items).astype(np.int32)
+    indptr = np.zeros(n_users + 1, np.int64)
+    np.cumsum(np.bincount(rows, minlength=n_users), out=indptr[1:])
+    if indptr[-1] < np.iinfo(np.int32).max:
+        indptr = indptr.astype(np.int32)
+    return (
+        sp.csr_matrix((values, indices, indptr), shape=shape),
+        sp.csr_matrix((times, indices.copy(), indptr.copy()), shape=shape),
+    )
 
 
 def from_frames(

@@ -1,5 +1,6 @@
 import numpy as np
 import pandas as pd
+import pytest
 
 from recmeta import snapshot
 from recmeta.ingest.pipeline import ingest_file, ingest_log
@@ -77,3 +78,34 @@ def test_item_features_encode_new_items_like_the_training_catalogue():
     )
     row, _, _ = snapshot.item_feature_matrix(new, spec)
     np.testing.assert_allclose(row[0], [1, 0, 3, 0, 0, 0, 3])  # year (2010-1995)/5, price (5-2)/1
+
+
+@pytest.mark.parametrize("implicit", [True, False])
+def test_matrices_fold_repeats_as_a_grouped_frame_would(implicit):
+    """The numpy build of the value and time CSRs equals the plain pandas reading of the rule:
+    sort by (user, item, time), fold repeats into the sum (implicit) or the last value, at
+    the first time."""
+    import numpy as np
+    import pandas as pd
+    import scipy.sparse as sp
+
+    from recmeta.snapshot import matrices
+
+    rng = np.random.default_rng(0)
+    for n in (0, 1, 50, 5000):
+        u, i = rng.integers(0, 30, n), rng.integers(0, 20, n)
+        v, t = rng.integers(1, 6, n).astype(np.float32), rng.integers(0, 10, n)
+        frame = pd.DataFrame({"u": u, "i": i, "v": v, "t": t}).sort_values(["u", "i", "t"], kind="stable")
+        folded = (
+            frame.groupby(["u", "i"])
+            .agg(v=("v", "sum" if implicit else "last"), t=("t", "first"))
+            .reset_index()
+        )
+        at = (folded.u.to_numpy(), folded.i.to_numpy())
+        want = (
+            sp.csr_matrix((folded.v.to_numpy(np.float32), at), shape=(31, 20)),
+            sp.csr_matrix((folded.t.to_numpy(np.int64), at), shape=(31, 20)),
+        )
+        for got, ref in zip(matrices(u, i, v, t, (31, 20), implicit), want, strict=True):
+            assert np.array_equal(got.indptr, ref.indptr) and np.array_equal(got.indices, ref.indices)
+            assert np.array_equal(got.data, ref.data) and got.dtype == ref.dtype
