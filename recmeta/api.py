@@ -178,24 +178,6 @@ class Recmeta:
         explain=True); `attrs` hold the route, the model and any notes."""
         return _frame(self.recommendations(user, items, n, **options))
 
-    def recommend_users(
-        self,
-        users: Iterable[str],
-        n: int = 10,
-        model: str = "auto",
-        exclude: Iterable[str] = (),
-        candidates: Iterable[str] | None = None,
-        progress=None,
-    ) -> tuple[pd.DataFrame, list[str]]:
-        """Top `n` for many stored users, batched by route: a frame (user, rank, item, title,
-        score, model) and the ids that are not in the store (skipped). `progress(k)` is
-        called as users are done."""
-        filters = Filters.of(exclude, candidates)
-        users = [str(u) for u in users]
-        return self._checked_service(model).batch_users(
-            users, n=n, model=model, progress=progress, filters=filters
-        )
-
     def recommend_users_to(
         self,
         users: Iterable[str],

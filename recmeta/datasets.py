@@ -64,10 +64,7 @@ def synth(cfg: SynthConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     years = rng.integers(1970, 2024, cfg.items)
 
     group = rng.integers(0, cfg.groups, cfg.users)
-    age = np.clip(rng.normal(22 + 8 * group, 4), 14, 90).round().astype(int)
-    segment = np.where(
-        rng.random(cfg.users) < 0.8, group % len(SEGMENTS), rng.integers(0, len(SEGMENTS), cfg.users)
-    )
+    traits = _user_traits(rng, group)
     counts = cfg.min_interactions + rng.geometric(
         1.0 / max(1, cfg.mean_interactions - cfg.min_interactions), cfg.users
     )
@@ -89,25 +86,44 @@ def synth(cfg: SynthConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         weights = popularity * np.exp(2.5 * match[:, g])
         picked = rng.choice(cfg.items, counts[u], replace=False, p=weights / weights.sum())
         times = start[u] + np.cumsum(rng.exponential(3600, counts[u])).astype(np.int64)
-        if cfg.implicit:
-            values = 1 + rng.poisson(np.exp(match[picked, g]))
-        else:
-            values = np.clip(np.round(2.8 + 1.8 * match[picked, g] + rng.normal(0, 0.6, counts[u])), 1, 5)
+        values = _values(rng, match[picked, g], cfg.implicit)
         rows.append(pd.DataFrame({"user": u + 1, "item": picked + 1, "value": values, "timestamp": times}))
     log = pd.concat(rows, ignore_index=True)
     log["value"] = log["value"].astype(int)
-    items = pd.DataFrame(
+    return log, _items_frame(item_genres, years), _users_frame(*traits)
+
+
+def _user_traits(rng: np.random.Generator, group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Age and segment of each user, both hinting at the user's taste group."""
+    age = np.clip(rng.normal(22 + 8 * group, 4), 14, 90).round().astype(int)
+    hinted = rng.random(len(group)) < 0.8  # drawn before the others: the seeded logs stay as they were
+    return age, np.where(hinted, group % len(SEGMENTS), rng.integers(0, len(SEGMENTS), len(group)))
+
+
+def _values(rng: np.random.Generator, match: np.ndarray, implicit: bool) -> np.ndarray:
+    """Counts (implicit) or 1-5 ratings, high exactly when the item suits the user's group."""
+    if implicit:
+        return 1 + rng.poisson(np.exp(match))
+    return np.clip(np.round(2.8 + 1.8 * match + rng.normal(0, 0.6, len(match))), 1, 5)
+
+
+def _items_frame(item_genres: np.ndarray, years: np.ndarray) -> pd.DataFrame:
+    n = len(item_genres)
+    genres = ["|".join(GENRES[j] for j in np.flatnonzero(row)) for row in item_genres]
+    return pd.DataFrame(
         {
-            "item": np.arange(1, cfg.items + 1),
-            "title": [f"Item {i + 1}" for i in range(cfg.items)],
-            "genres": ["|".join(GENRES[j] for j in np.flatnonzero(row)) for row in item_genres],
+            "item": np.arange(1, n + 1),
+            "title": [f"Item {i + 1}" for i in range(n)],
+            "genres": genres,
             "year": years,
         }
     )
-    users = pd.DataFrame(
-        {"user": np.arange(1, cfg.users + 1), "age": age, "segment": [SEGMENTS[s] for s in segment]}
+
+
+def _users_frame(age: np.ndarray, segment: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"user": np.arange(1, len(age) + 1), "age": age, "segment": [SEGMENTS[s] for s in segment]}
     )
-    return log, items, users
 
 
 def _drift_plan(cfg: SynthConfig, rng: np.random.Generator, start: np.ndarray, n_genres: int) -> dict:
@@ -225,29 +241,11 @@ def synth_blocks(cfg: SynthConfig, block: int = 8192):
             starts_at = np.r_[0, np.flatnonzero(np.diff(u)) + 1]  # each user's first row
             offsets = np.repeat(ends[starts_at] - gaps[starts_at], np.diff(np.r_[starts_at, len(u)]))
             times = start[u] + (ends - offsets).astype(np.int64)
-            m = match[i, g]
-            if cfg.implicit:
-                values = 1 + rng.poisson(np.exp(m))
-            else:
-                values = np.clip(np.round(2.8 + 1.8 * m + rng.normal(0, 0.6, len(u))), 1, 5).astype(int)
+            values = _values(rng, match[i, g], cfg.implicit).astype(int)
             yield pd.DataFrame({"user": u + 1, "item": i + 1, "value": values, "timestamp": times})
 
-    items = pd.DataFrame(
-        {
-            "item": np.arange(1, cfg.items + 1),
-            "title": [f"Item {i + 1}" for i in range(cfg.items)],
-            "genres": ["|".join(GENRES[j] for j in np.flatnonzero(row)) for row in item_genres],
-            "year": rng.integers(1970, 2024, cfg.items),
-        }
-    )
-    age = np.clip(rng.normal(22 + 8 * group, 4), 14, 90).round().astype(int)
-    segment = np.where(
-        rng.random(cfg.users) < 0.8, group % len(SEGMENTS), rng.integers(0, len(SEGMENTS), cfg.users)
-    )
-    users = pd.DataFrame(
-        {"user": np.arange(1, cfg.users + 1), "age": age, "segment": [SEGMENTS[s] for s in segment]}
-    )
-    return blocks(), items, users
+    years = rng.integers(1970, 2024, cfg.items)
+    return blocks(), _items_frame(item_genres, years), _users_frame(*_user_traits(rng, group))
 
 
 def unpack(archive: Path, dest: Path) -> Path:

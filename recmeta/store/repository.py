@@ -254,11 +254,12 @@ def entities_frame(session: Session, entity: type[User] | type[Item]) -> pd.Data
 
 def watermark(session: Session) -> dict[str, int]:
     """What a model was trained on: counts and the newest interaction row."""
+    users, items = entity_counts(session)
     return {
         "interactions": count_interactions(session),
         "max_interaction_id": session.scalar(select(func.max(Interaction.id))) or 0,
-        "users": session.scalar(select(func.count()).select_from(User)) or 0,
-        "items": session.scalar(select(func.count()).select_from(Item)) or 0,
+        "users": users,
+        "items": items,
     }
 
 
@@ -350,8 +351,7 @@ COLD_THRESHOLDS = (1, 5, 10, 20)
 
 def stats(session: Session) -> dict[str, Any]:
     """Counts, density, value and time ranges, and how many users are cold, from SQL aggregates."""
-    n_users = session.scalar(select(func.count()).select_from(User)) or 0
-    n_items = session.scalar(select(func.count()).select_from(Item)) or 0
+    n_users, n_items = entity_counts(session)
     agg = session.execute(
         select(
             func.count(),
