@@ -106,7 +106,7 @@ def main() -> None:
     def batched(mode: str):
         def step(ep: Episode) -> None:
             model.params["inner_grad"] = mode
-            model.loss(ep).backward()
+            model.loss(ep).value().backward()
 
         return step
 

@@ -553,6 +553,14 @@ def train(
             help="A TOML file of hyperparameters: [maml], [als], ... or [all] for every meta-learner."
         ),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Meta-learn data-parallel in this many processes (torch.distributed); each takes "
+            "a share of every meta-batch and of the cores. Under torchrun, its workers are used.",
+            min=1,
+        ),
+    ] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Train models on the store's log; 10% of users are held out for early stopping.
@@ -573,6 +581,8 @@ def train(
         resume=resume,
         replay=replay,
         params=read_config(config) if config else {},
+        workers=workers,
+        threads=State.threads,
     )
     with _progress_bar() as bar:
 
@@ -587,6 +597,8 @@ def train(
             return update
 
         results = run_train(engine(), cfg, factory)
+    if results is None:
+        return  # a torchrun worker other than rank 0: rank 0 reports
     if resume and not results:
         message = "nothing new in the store since the active checkpoints; nothing changed"
         print_json({"changed": False, "message": message}) if as_json else out.print(message)

@@ -5,6 +5,7 @@ their checkpoint and learn it with replay, refit the baselines, route again."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,11 +23,12 @@ from recmeta.learners import BASELINES, META_LEARNERS, REGISTRY, Recommender, cr
 from recmeta.learners.meta import MetaLearner
 from recmeta.routing import routing, validation_table, validation_users
 from recmeta.snapshot import Interactions
+from recmeta.store import make_engine, session_scope
 from recmeta.store import repository as repo
-from recmeta.store import session_scope
 from recmeta.tasks import positive_threshold, split_users
-from recmeta.training import Reservoir, fit_detailed
+from recmeta.training import Group, Reservoir, fit_detailed
 from recmeta.training.continual import grow, item_index, replay_users, row_stream, update
+from recmeta.training.distributed import Workers
 from recmeta.training.replay import DEFAULT_SIZE
 
 ALL = (*META_LEARNERS, *BASELINES)
@@ -48,6 +50,8 @@ class TrainConfig:
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     resume: bool = False  # `--continue`: start from the active checkpoints
     replay: int | None = None  # reservoir rows; None: the parent's size (REPLAY for a new model)
+    workers: int = 1  # data-parallel meta-training processes on this machine
+    threads: int | None = None  # per worker; None: the machine's cores shared among the workers
 
 
 @dataclass
@@ -120,37 +124,85 @@ def _check_models(cfg: TrainConfig) -> None:
         raise DataError(f"--replay must be 0 or more, not {cfg.replay}")
 
 
-def train(engine: Engine, cfg: TrainConfig, progress: ProgressFactory | None = None) -> list[Trained]:
+def train(engine: Engine, cfg: TrainConfig, progress: ProgressFactory | None = None) -> list[Trained] | None:
     """Fit every model of `cfg` on the store (validation users held out for early stopping),
     write each checkpoint atomically and register it, then register the routing. With
-    `cfg.resume`, continue the active checkpoints instead (`continue_training`)."""
+    `cfg.resume`, continue the active checkpoints instead (`continue_training`).
+
+    Meta-learners train data-parallel on `cfg.workers` local processes, or on the workers
+    torchrun started this process among (WORLD_SIZE, RANK; PostgreSQL as the shared store
+    across hosts). Rank 0 fits the baselines, writes, registers and returns the results;
+    every other worker returns None."""
     _check_models(cfg)
     if cfg.models_dir.exists() and not cfg.models_dir.is_dir():
         raise DataError(f"--models-dir {cfg.models_dir}: is a file; give a folder for the checkpoints")
+    if cfg.workers < 1:
+        raise DataError(f"--workers must be 1 or more, not {cfg.workers}")
+    group = Group.from_environment()
     if cfg.resume:
+        if (group and group.world > 1) or cfg.workers > 1:
+            raise DataError("--continue runs in one process (it is a fraction of a training); drop --workers")
         return continue_training(engine, cfg, progress)
+    if group is not None or cfg.workers == 1:
+        return _train(engine, cfg, progress, group or Group.solo())
+    from recmeta.threads import set_threads
+
+    threads = cfg.threads or max(1, (os.cpu_count() or 1) // cfg.workers)
+    set_threads(threads)
+    url = engine.url.render_as_string(hide_password=False)
+    workers = Workers(cfg.workers, _worker, (url, cfg, threads))
+    try:
+        return _train(engine, cfg, progress, workers.group)
+    finally:
+        workers.join()
+
+
+def _worker(url: str, cfg: TrainConfig, threads: int, group: Group) -> None:
+    """What a worker process other than rank 0 runs."""
+    from recmeta.threads import set_threads
+
+    set_threads(threads)
+    _train(make_engine(url, migrate=False), cfg, None, group)
+
+
+def _train(
+    engine: Engine, cfg: TrainConfig, progress: ProgressFactory | None, group: Group
+) -> list[Trained] | None:
     data = snapshot.load(engine)
+    group.check_same("interactions", int(data.watermark.get("max_interaction_id", 0)))
     if data.values.nnz == 0:
         raise DataError("the store holds no interactions; run `recmeta ingest` first")
+    progress = progress if group.root else None
     s = split_users(data, seed=cfg.seed, fractions=(0.1, 0.0), min_interactions=VAL_MIN_ROWS)
     split = Split(data, s.train, s.validation)
     train_data, val_data = split.train, split.validation
-    reservoir = Reservoir(REPLAY if cfg.replay is None else cfg.replay, seed=cfg.seed).offer(
-        row_stream(train_data)
-    )
+    reservoir = None
+    if group.root:  # the replay memory goes into rank 0's checkpoints
+        reservoir = Reservoir(REPLAY if cfg.replay is None else cfg.replay, seed=cfg.seed)
+        reservoir.offer(row_stream(train_data))
     run = Run(engine, cfg, split)
     results: list[Trained] = []
     budget = Budget(cfg)
+    fitted: dict[str, Recommender] = {}
     for kind in cfg.models:
-        model = create(
-            kind, fitted={r.kind: r.model for r in results}, **_params(kind, cfg, budget.share(kind))
-        )
+        if not group.root and kind not in META_LEARNERS:
+            continue  # baselines are rank 0's
+        model = create(kind, fitted=fitted, **_params(kind, cfg, budget.share(kind)))
         start = time.perf_counter()
         done = fit_detailed(
-            model, train_data, val_data, progress=progress(kind) if progress else None, seed=cfg.seed
+            model,
+            train_data,
+            val_data,
+            progress=progress(kind) if progress else None,
+            seed=cfg.seed,
+            group=group,
         )
         seconds = time.perf_counter() - start
-        results.append(run.save(model, seconds, reservoir, done.optimizer, steps=_steps(done.outcome)))
+        fitted[kind] = model
+        if group.root:
+            results.append(run.save(model, seconds, reservoir, done.optimizer, steps=_steps(done.outcome)))
+    if not group.root:
+        return None
     run.route(results)
     return results
 

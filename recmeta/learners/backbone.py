@@ -174,12 +174,41 @@ def ratings(theta: Theta, e: Tensor, rb: Tensor, mu: float, items: Tensor) -> Te
     return mu + rb[items] + theta["bu"][:, None] + (e[items] * theta["v"][:, None, :]).sum(-1)
 
 
+@dataclass
+class LossTerms:
+    """An episode's query loss as sums and their normalisers, so that a data-parallel step
+    can divide each worker's sums by the normalisers of the whole meta-batch."""
+
+    rank: Tensor  # weighted negative log-likelihood of the positive query pairs, summed
+    rank_weight: Tensor  # the weights' sum
+    rate: Tensor  # squared rating errors of the query rows, summed
+    rate_rows: Tensor  # how many rows
+    rate_weight: float
+
+    def value(self, normalisers: tuple[float, float] | None = None) -> Tensor:
+        """The loss: mean over positive pairs plus `rate_weight` x the mean squared error,
+        with these terms' own normalisers or given ones (the whole meta-batch's, when
+        these terms are one worker's share of it; `loss_normalisers`)."""
+        w, m = (self.rank_weight, self.rate_rows) if normalisers is None else normalisers
+        loss = self.rank / max(float(w), 1e-9)
+        if self.rate_weight:
+            loss = loss + self.rate_weight * self.rate / max(float(m), 1.0)
+        return loss
+
+
+def loss_normalisers(query_pos, query_mask, user_power: float):
+    """(the positive pairs' summed weight, the query rows) that `query_loss` divides by, of
+    a batch's `query_pos` multi-hot and `query_mask` (tensors, or numpy arrays)."""
+    n_pos = query_pos.sum(1)
+    return (n_pos * n_pos.clip(min=1) ** -user_power).sum(), query_mask.sum()
+
+
 def query_loss(
     logits: Tensor, pred: Tensor | None, ep: Episode, rate_weight: float, user_power: float = 0.0
-) -> Tensor:
+) -> LossTerms:
     """Multinomial log-likelihood of the positive query items over the catalogue minus the
     support (averaged over positive pairs), plus `rate_weight` times the squared rating
-    error on the query rows."""
+    error on the query rows; as `LossTerms`."""
     support = torch.zeros_like(logits, dtype=torch.bool)
     support.scatter_(1, ep.items, ep.mask > 0)
     logp = F.log_softmax(logits.masked_fill(support, float("-inf")), dim=1)
@@ -189,9 +218,9 @@ def query_loss(
     # With user_power > 0 a user's pairs weigh n_pos ** -user_power (1: every user equal).
     n_pos = pos.sum(1, keepdim=True)
     w = pos * n_pos.clamp(min=1) ** -user_power
-    rank = -(torch.where(pos > 0, logp, torch.zeros_like(logp)) * w).sum() / w.sum().clamp(min=1e-9)
+    rank = -(torch.where(pos > 0, logp, torch.zeros_like(logp)) * w).sum()
+    m = ep.query_mask if ep.query_mask is not None else logits.new_zeros((1,))
+    weight, rows = loss_normalisers(pos, m, user_power)
     if pred is None or rate_weight == 0:
-        return rank
-    m = ep.query_mask
-    rate = (((pred - ep.query_values) ** 2) * m).sum() / m.sum().clamp(min=1)
-    return rank + rate_weight * rate
+        return LossTerms(rank, weight, logits.new_zeros(()), rows, 0.0)
+    return LossTerms(rank, weight, (((pred - ep.query_values) ** 2) * m).sum(), rows, rate_weight)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from recmeta.learners.backbone import Backbone, Episode, Theta, query_loss, rank_logits, ratings
+from recmeta.learners.backbone import Backbone, Episode, LossTerms, Theta, query_loss, rank_logits, ratings
 from recmeta.learners.base import Recommender, check_tensor
 from recmeta.snapshot import Interactions
 from recmeta.tasks import Batch, positive_threshold
@@ -151,10 +151,11 @@ class MetaLearner(Recommender, nn.Module):
         candidates: Tensor | None = None,
         logq: Tensor | None = None,
         rows: dict[str, Tensor] | None = None,
-    ) -> Tensor:
-        """The episode's query loss over the catalogue or, with `candidates` (the items the
-        episode's indices point into), a sampled softmax over them whose rank biases are
-        corrected by `logq`, the log of each candidate's expected count in the sample.
+    ) -> LossTerms:
+        """The episode's query loss (`LossTerms`; `.value()` is the scalar) over the catalogue
+        or, with `candidates` (the items the episode's indices point into), a sampled softmax
+        over them whose rank biases are corrected by `logq`, the log of each candidate's
+        expected count in the sample.
         `rows` (by `item_tables` name) stand in for the candidates' rows of the item tables,
         so that a trainer can update those rows alone."""
         bb = self.backbone

@@ -12,11 +12,22 @@ from recmeta.learners.base import Progress
 from recmeta.learners.ensemble import Ensemble
 from recmeta.learners.meta import MetaLearner
 from recmeta.snapshot import Interactions
+from recmeta.training.distributed import Group
 from recmeta.training.loop import Outcome, Trainer, TrainState
 from recmeta.training.replay import Reservoir
 from recmeta.training.sampler import EpisodeSampler, Source
 
-__all__ = ["EpisodeSampler", "Fitted", "Outcome", "Reservoir", "Source", "TrainState", "Trainer", "fit"]
+__all__ = [
+    "EpisodeSampler",
+    "Fitted",
+    "Group",
+    "Outcome",
+    "Reservoir",
+    "Source",
+    "TrainState",
+    "Trainer",
+    "fit",
+]
 
 
 @dataclass
@@ -35,13 +46,14 @@ def fit_detailed(
     *,
     progress: Progress | None = None,
     seed: int = 0,
+    group: Group | None = None,
 ) -> Fitted:
     """`fit`, also returning the training outcome and optimiser state of a meta-learner."""
     if isinstance(model, MetaLearner):
-        trainer = Trainer(model, seed=seed, progress=progress)
+        trainer = Trainer(model, seed=seed, progress=progress, group=group)
         trainer.fit(train, validation)
         return Fitted(model, trainer.outcome, trainer.optimizer_)
-    return Fitted(fit(model, train, validation, progress=progress, seed=seed))
+    return Fitted(fit(model, train, validation, progress=progress, seed=seed, group=group))
 
 
 def fit(
@@ -51,18 +63,20 @@ def fit(
     *,
     progress: Progress | None = None,
     seed: int = 0,
+    group: Group | None = None,
 ) -> Recommender:
     """Fit any model on `train`, with `validation` users for early stopping and tuning;
     returns the model. A meta-learner goes through the `Trainer`; an ensemble fits the
-    members it was not handed; a baseline fits itself."""
+    members it was not handed; a baseline fits itself. With `group`, meta-learners train
+    data-parallel on every worker of it."""
     if isinstance(model, MetaLearner):
-        return Trainer(model, seed=seed, progress=progress).fit(train, validation)
+        return Trainer(model, seed=seed, progress=progress, group=group).fit(train, validation)
     if isinstance(model, Ensemble):
         fitted = dict(model.models)
         for kind in model.params["members"]:
             if kind not in fitted:
                 report = (lambda d, k=kind: progress({"member": k, **d})) if progress else None
                 member = create(kind, **model.member_params)
-                fitted[kind] = fit(member, train, validation, progress=report, seed=seed)
+                fitted[kind] = fit(member, train, validation, progress=report, seed=seed, group=group)
         return model.assemble(fitted)
     return model.fit(train, validation, progress=progress, seed=seed)

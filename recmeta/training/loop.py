@@ -18,10 +18,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from recmeta.learners.backbone import LossTerms, loss_normalisers
 from recmeta.learners.base import Progress, validation_ndcg
 from recmeta.learners.meta import OPTIM, MetaLearner
 from recmeta.snapshot import Interactions
 from recmeta.tasks import Batch, Sequences, make_batch
+from recmeta.training.distributed import Group
 from recmeta.training.sampler import EpisodeSampler, Source
 
 BEST = "best/"  # prefix of the best weights in a resume state
@@ -48,8 +50,9 @@ class Outcome:
 
     epochs: int = 0
     steps: int = 0
-    tasks: int = 0
+    tasks: int = 0  # users of every meta-batch (all workers')
     seconds: float = 0.0
+    step_seconds: float = 0.0  # of `seconds`, in training steps (drawing, forward, backward, update)
     best_epoch: int = 0
     best_score: float = -math.inf
     paused: bool = False
@@ -129,16 +132,18 @@ class Trainer:
         frozen_items: np.ndarray | None = None,
         keep_start: bool = False,
         patience: int | None = None,
+        group: Group | None = None,
     ) -> None:
         """`max_steps` pauses the run (see `state_`); `frozen_items` are item rows that keep
         their values; `keep_start` scores the starting weights on validation first, so that
         training keeps them unless an epoch beats them (continuing a fitted model); `patience`
-        overrides the model's."""
+        overrides the model's; `group` makes this one of several data-parallel workers."""
         self.model, self.seed, self.progress = model, seed, progress
         self.keep_start = keep_start
         self.patience = model.params["patience"] if patience is None else patience
         self.max_steps = max_steps
         self.frozen_items = frozen_items
+        self.group = group or Group.solo()
         self.p = model.params
         self.outcome = Outcome()
         self.state_: TrainState | None = None
@@ -162,6 +167,8 @@ class Trainer:
         if model.backbone is None:
             model.setup(train)
         model.to(pick_device(p["device"]))
+        group = self.group
+        group.same_tensors(list(model.state_dict().values()))
         if sources is None:
             sources = [Source.of(Sequences.from_data(train), np.arange(train.n_users), p["batch_size"])]
         self.negatives = CandidateSampler.of(model, train, rng)
@@ -174,7 +181,7 @@ class Trainer:
             rng,
             dense=self.negatives is None,
         )
-        val_batches = self.validation_batches(validation)
+        val_batches = self.validation_batches(validation) if group.root else {}
         opt = torch.optim.Adam(model.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
         if optimizer_state:
             load_optimizer(opt, model, optimizer_state)
@@ -187,18 +194,21 @@ class Trainer:
             best_state = {k[len(BEST) :]: v.clone() for k, v in resume.tensors.items() if k.startswith(BEST)}
             epoch, bad_epochs, losses, fresh_epoch = c["epoch"], c["bad_epochs"], list(c["losses"]), False
             elapsed0 = c["elapsed"]
-        elif self.keep_start and val_batches:
-            out.best_score = float(np.mean(list(self.validation_scores(val_batches).values())))
-        start = time.perf_counter() - elapsed0
+        elif self.keep_start:
+            scores = list(self.validation_scores(val_batches).values())
+            out.best_score = group.from_root([float(np.mean(scores)) if scores else -math.inf])[0]
+        start = self._start = time.perf_counter() - elapsed0
         while epoch <= p["epochs"]:
             model.train()
             if fresh_epoch:
                 sampler.start_epoch()
                 losses = []
-            fresh_epoch = True
+            fresh_epoch, late = True, False
             while not sampler.done():
+                begun = time.perf_counter()
                 batches = sampler.next_batches()
-                loss = self._step(opt, batches, frozen)
+                loss, late = self._step(opt, batches, frozen)
+                out.step_seconds += time.perf_counter() - begun
                 losses.append(loss)
                 out.steps += 1
                 out.tasks += sum(len(b.users) for b in batches)
@@ -208,11 +218,12 @@ class Trainer:
                     # copy of every table that the pause state takes (O(catalogue), once)
                     self.state_ = self._pause(opt, sampler, epoch, bad_epochs, losses, best_state, start)
                     return model
-                if p["max_time"] and time.perf_counter() - start > p["max_time"]:
+                if late:
                     break  # out of time within the epoch: validate what there is, then stop
             elapsed = time.perf_counter() - start
             per_shot = self.validation_scores(val_batches)
             val = float(np.mean(list(per_shot.values()))) if per_shot else -float(np.mean(losses))
+            val, late_root = group.from_root([val, float(bool(p["max_time"]) and elapsed > p["max_time"])])
             if val > out.best_score:
                 out.best_score, out.best_epoch, bad_epochs = val, epoch, 0
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -230,7 +241,7 @@ class Trainer:
             if self.progress:
                 self.progress(row)
             out.epochs = epoch
-            if bad_epochs >= self.patience or (p["max_time"] and elapsed > p["max_time"]):
+            if bad_epochs >= self.patience or late or late_root:
                 break
             epoch += 1
         out.seconds = time.perf_counter() - start
@@ -241,26 +252,54 @@ class Trainer:
         return model
 
     # ------------------------------------------------------------------ parts
-    def _step(self, opt: torch.optim.Optimizer, batches: list[Batch], frozen) -> float:
+    def _step(self, opt: torch.optim.Optimizer, batches: list[Batch], frozen) -> tuple[float, bool]:
+        """One optimiser step on this worker's share of `batches`; (the meta-batch's loss,
+        whether any worker is out of time)."""
         model = self.model
-        if self.negatives is None:
-            loss = sum(model.loss(model.episode(b)) for b in batches) / len(batches)
-        else:
+        if self.negatives is not None:
             return self._sampled_step(opt, batches, frozen)
+        loss = self._loss(batches, [self._mine(b, lambda ep: model.loss(ep)) for b in batches])
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        if loss.requires_grad:
+            loss.backward()
+        params = list(model.parameters())
+        loss_value, late = self._sum_grads(params, loss)
+        nn.utils.clip_grad_norm_(params, 10.0)
         opt.step()
         if frozen:
             with torch.no_grad():
                 for param, rows, values in frozen:
                     param[rows] = values
-        return float(loss.item())
+        return loss_value, late
 
-    def _sampled_step(self, opt: torch.optim.Optimizer, batches: list[Batch], frozen) -> float:
+    def _mine(self, batch: Batch, loss) -> LossTerms | None:
+        """`loss` of this worker's share of `batch`'s users (None when it has none)."""
+        mine = batch.rows(self.group.share(len(batch.users)))
+        return loss(self.model.episode(mine)) if len(mine.users) else None
+
+    def _loss(self, batches: list[Batch], terms: list[LossTerms | None]) -> Tensor:
+        """The mean over `batches` of each one's loss: this worker's sums (`terms`) over the
+        normalisers of the whole batch, which every worker holds (no communication)."""
+        up = self.p["user_power"]
+        parts = [
+            t.value(loss_normalisers(b.query_pos.astype(np.float64), b.query_mask, up))
+            for b, t in zip(batches, terms, strict=True)
+            if t is not None
+        ]
+        return sum(parts) / len(terms) if parts else torch.zeros((), device=self.model.device)
+
+    def _sum_grads(self, params: list[Tensor], loss: Tensor) -> tuple[float, bool]:
+        """Gradients summed over workers, with the loss and an out-of-time vote."""
+        late = bool(self.p["max_time"]) and time.perf_counter() - self._start > self.p["max_time"]
+        extra = torch.stack([loss.detach().float().cpu(), torch.tensor(float(late))])
+        total = self.group.sum_grads(params, extra)
+        return float(total[0]), bool(total[1] > 0)
+
+    def _sampled_step(self, opt: torch.optim.Optimizer, batches: list[Batch], frozen) -> tuple[float, bool]:
         """One step on sampled candidates: the item tables' candidate rows are gathered into
         leaf tensors, and only they are updated (Adam on those rows, with the table's moments
-        and step count: a lazy Adam), so that a step costs the same whatever the catalogue."""
+        and step count: a lazy Adam), so that a step costs the same whatever the catalogue.
+        Every worker draws the same candidates (from the whole meta-batch)."""
         model = self.model
         items, logq = self.negatives.candidates(batches)
         idx = torch.as_tensor(items, device=model.device)
@@ -268,11 +307,16 @@ class Trainer:
         # index_select / index_copy_: on CPU several times faster than t[idx] and t[idx] = x
         rows = {n: params[n].detach().index_select(0, idx).requires_grad_(True) for n in model.item_tables}
         correction = torch.as_tensor(logq, dtype=torch.float32, device=model.device)
-        eps = [model.episode(b.on_items(items)) for b in batches]
-        loss = sum(model.loss(ep, idx, correction, rows) for ep in eps) / len(batches)
+        on_items = [b.on_items(items) for b in batches]
+        loss = self._loss(
+            on_items, [self._mine(b, lambda ep: model.loss(ep, idx, correction, rows)) for b in on_items]
+        )
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_([*model.parameters(), *rows.values()], 10.0)
+        if loss.requires_grad:
+            loss.backward()
+        every = [*model.parameters(), *rows.values()]
+        loss_value, late = self._sum_grads(every, loss)
+        nn.utils.clip_grad_norm_(every, 10.0)
         opt.step()  # the tables have no gradient: Adam leaves them to the rows below
         group = opt.param_groups[0]
         (b1, b2), lr, eps_, wd = group["betas"], group["lr"], group["eps"], group["weight_decay"]
@@ -298,7 +342,7 @@ class Trainer:
                 param.index_copy_(0, idx, leaf.detach() - lr * (m / (1 - b1**t)) / denom)
             for param, frozen_rows, values in frozen:
                 param[frozen_rows] = values
-        return float(loss.item())
+        return loss_value, late
 
     def _frozen_rows(self) -> list[tuple[Tensor, Tensor, Tensor]]:
         """Item-table rows that must keep their values (items the new rows do not touch)."""

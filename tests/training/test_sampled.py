@@ -23,10 +23,10 @@ def test_all_items_as_candidates_give_the_full_loss(kind, small):
     users = rng_users(small, 6)
     batch = make_batch(Sequences.from_data(small), users, np.array([0, 1, 3, 5, 8, 2]), small.n_items, 4.0)
     everything = np.arange(small.n_items)
-    full = model.loss(model.episode(batch))
+    full = model.loss(model.episode(batch)).value()
     cand = model.loss(
         model.episode(batch.on_items(everything)), torch.as_tensor(everything), torch.zeros(small.n_items)
-    )
+    ).value()
     torch.testing.assert_close(cand, full, rtol=1e-5, atol=1e-6)
     # and a strict subset holding the batch's items re-indexes it consistently
     some = np.union1d(batch.items_used(), everything[::3])

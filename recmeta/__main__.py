@@ -1,0 +1,5 @@
+"""`python -m recmeta ...` (and `torchrun ... -m recmeta train ...`): the CLI."""
+
+from recmeta.cli import main
+
+main()
