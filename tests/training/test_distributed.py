@@ -57,14 +57,19 @@ def _train(db: str, models: str, *extra: str) -> list[dict]:
     return json.loads(res.stdout)
 
 
-def test_train_with_two_workers_registers_what_one_process_trains(tmp_path):
+def _store(tmp_path, users: int, items: int) -> str:
     db = f"sqlite:///{tmp_path / 'r.db'}"
     syn = tmp_path / "syn"
-    runner.invoke(app, ["--db", db, "data", "synth", "--out", str(syn), "--users", "150", "--items", "60"])
-    assert (
-        runner.invoke(app, ["--db", db, "ingest", "interactions", str(syn / "interactions.csv")]).exit_code
-        == 0
+    runner.invoke(
+        app, ["--db", db, "data", "synth", "--out", str(syn), "--users", str(users), "--items", str(items)]
     )
+    res = runner.invoke(app, ["--db", db, "ingest", "interactions", str(syn / "interactions.csv")])
+    assert res.exit_code == 0, res.output
+    return db
+
+
+def test_train_with_two_workers_registers_what_one_process_trains(tmp_path):
+    db = _store(tmp_path, 150, 60)
     one = _train(db, str(tmp_path / "one"))
     two = _train(db, str(tmp_path / "two"), "--workers", "2")
     assert [r["model"] for r in two] == ["maml", "als"]
@@ -76,13 +81,7 @@ def test_train_with_two_workers_registers_what_one_process_trains(tmp_path):
 
 
 def test_torchrun_workers_train_and_rank_0_reports(tmp_path):
-    db = f"sqlite:///{tmp_path / 'r.db'}"
-    syn = tmp_path / "syn"
-    runner.invoke(app, ["--db", db, "data", "synth", "--out", str(syn), "--users", "120", "--items", "50"])
-    assert (
-        runner.invoke(app, ["--db", db, "ingest", "interactions", str(syn / "interactions.csv")]).exit_code
-        == 0
-    )
+    db = _store(tmp_path, 120, 50)
     run = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
     res = subprocess.run(
         [
