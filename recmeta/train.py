@@ -27,7 +27,7 @@ from recmeta.store import make_engine, session_scope
 from recmeta.store import repository as repo
 from recmeta.tasks import positive_threshold, split_users
 from recmeta.training import Group, Reservoir, fit_detailed
-from recmeta.training.continual import grow, item_index, replay_users, row_stream, update
+from recmeta.training.continual import grow, item_index, offer_rows, replay_users, update
 from recmeta.training.distributed import Workers
 from recmeta.training.replay import DEFAULT_SIZE
 
@@ -178,8 +178,9 @@ def _train(
     train_data, val_data = split.train, split.validation
     reservoir = None
     if group.root:  # the replay memory goes into rank 0's checkpoints
-        reservoir = Reservoir(REPLAY if cfg.replay is None else cfg.replay, seed=cfg.seed)
-        reservoir.offer(row_stream(train_data))
+        reservoir = offer_rows(
+            Reservoir(REPLAY if cfg.replay is None else cfg.replay, seed=cfg.seed), train_data
+        )
     run = Run(engine, cfg, split)
     results: list[Trained] = []
     budget = Budget(cfg)
@@ -272,7 +273,7 @@ def continue_training(
         seconds = time.perf_counter() - start
         fitted[kind] = model
         if kind in cfg.models:
-            reservoir.offer(row_stream(snapshot.restrict(new, split.train_users)))
+            offer_rows(reservoir, snapshot.restrict(new, split.train_users))
             lineage = {"parent": (registry[kind].id, mark), "new_rows": int(new.values.nnz)}
             results.append(run.save(model, seconds, reservoir, optimizer, steps=outcome.steps, **lineage))
     train_data = split.train
@@ -339,7 +340,7 @@ def _reservoir(manifest: dict[str, Any], cfg: TrainConfig, old: Interactions, sp
     if state is not None and (cfg.replay is None or cfg.replay == state["size"]):
         return Reservoir.from_state(state, state["sample"])
     size = REPLAY if cfg.replay is None else cfg.replay
-    return Reservoir(size, seed=cfg.seed).offer(row_stream(snapshot.restrict(old, split.train_users)))
+    return offer_rows(Reservoir(size, seed=cfg.seed), snapshot.restrict(old, split.train_users))
 
 
 @dataclass

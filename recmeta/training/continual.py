@@ -49,14 +49,13 @@ def replay_users(reservoir: Reservoir, user_ids: np.ndarray) -> np.ndarray:
     return np.array(sorted({index[u] for u in map(str, reservoir.sample) if u in index}), dtype=np.int64)
 
 
-def row_stream(data: Interactions, users: np.ndarray | None = None) -> np.ndarray:
-    """The external user id of every row of `data` (of `users` only, when given), rows in
-    time order: what a reservoir is offered."""
-    counts = data.counts_per_user()
-    owner = np.repeat(np.arange(data.n_users), counts)
-    keep = np.ones(len(owner), bool) if users is None else np.isin(owner, users)
+def offer_rows(reservoir: Reservoir, data: Interactions, users: np.ndarray | None = None) -> Reservoir:
+    """Offer `reservoir` every row of `data` (of `users` only, when given) in time order,
+    as the external id of the row's user."""
+    owner = np.repeat(np.arange(data.n_users, dtype=np.int32), data.counts_per_user())
+    keep = slice(None) if users is None else np.isin(owner, users)
     order = np.lexsort((data.values.indices[keep], owner[keep], data.times.data[keep]))
-    return data.user_ids[owner[keep][order]].astype(str)
+    return reservoir.offer(owner[keep][order], label=lambda u: data.user_ids[u].astype(str))
 
 
 def items_of(data: Interactions, users: np.ndarray) -> np.ndarray:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
+BLOCK = 1 << 20  # stream rows drawn for at once
 DEFAULT_SIZE = 2000  # rows kept for replay (BENCHMARKS.md, continual section: chosen on validation users)
 
 
@@ -23,25 +26,30 @@ class Reservoir:
         self.sample = np.zeros(0, dtype=object)
         self.rng = np.random.default_rng(seed)
 
-    def offer(self, items: np.ndarray) -> Reservoir:
-        """Offer items in stream order."""
-        items = np.asarray(items, dtype=object)
-        if self.size == 0 or len(items) == 0:
-            self.seen += len(items)
+    def offer(self, items: np.ndarray, label: Callable[[np.ndarray], np.ndarray] | None = None) -> Reservoir:
+        """Offer items in stream order; `label` turns the few kept into what the sample holds
+        (so a stream of 20M row owners need not become 20M strings). Draws are made in
+        blocks: memory is a block's, whatever the stream's length."""
+        items = np.asarray(items)
+        n = len(items)
+        keep = (lambda a: np.asarray(label(a) if label else a, dtype=object)) if n else None
+        if self.size == 0 or n == 0:
+            self.seen += n
             return self
-        fill = max(0, min(self.size - len(self.sample), len(items)))
-        self.sample = np.concatenate([self.sample, items[:fill]])
-        rest = items[fill:]
-        if len(rest):
-            # item j of the stream (0-based position n) replaces slot r ~ U{0..n} when r < size
-            positions = self.seen + fill + np.arange(len(rest))
-            draws = np.floor(self.rng.random(len(rest)) * (positions + 1)).astype(np.int64)
-            sample = self.sample.copy()
+        fill = max(0, min(self.size - len(self.sample), n))
+        sample = np.concatenate([self.sample, keep(items[:fill])])
+        for start in range(fill, n, BLOCK):
+            block = items[start : start + BLOCK]
+            # item j of the stream (0-based position p) replaces slot r ~ U{0..p} when r < size
+            positions = self.seen + start + np.arange(len(block))
+            draws = np.floor(self.rng.random(len(block)) * (positions + 1)).astype(np.int64)
             hits = np.flatnonzero(draws < self.size)  # few: about size * log(n / size) in all
-            for j in hits:
-                sample[draws[j]] = rest[j]
-            self.sample = sample
-        self.seen += len(items)
+            if len(hits):
+                kept = keep(block[hits])
+                for slot, value in zip(draws[hits], kept, strict=True):
+                    sample[slot] = value
+        self.sample = sample
+        self.seen += n
         return self
 
     def state(self) -> tuple[dict, np.ndarray]:
