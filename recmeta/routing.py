@@ -36,7 +36,7 @@ def validation_table(
         if len(users) > MAX_VAL_USERS:
             users = np.sort(np.random.default_rng(k).choice(users, MAX_VAL_USERS, replace=False))
         if len(users) and (k <= COLD_SHOTS or len(users) >= MIN_VAL_USERS):
-            batch = make_batch(seq, users, k, validation.n_items, threshold)
+            batch = make_batch(seq, users, k, validation.n_items, threshold, dense=False)
             out[f"K{k}"] = round(validation_ndcg(model, batch), 5)
     return out
 

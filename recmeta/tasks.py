@@ -163,10 +163,27 @@ class Batch:
             parts.append(np.flatnonzero(self.query_pos.any(0)))
         return np.unique(np.concatenate(parts))
 
-    def rows(self, sel: np.ndarray) -> Batch:
-        """The batch restricted to the users `sel` (indices or a boolean mask)."""
+    def positives(self, width: int) -> np.ndarray:
+        """(B, width) bool: the positive query items, from `query_pos` or `query_pairs`."""
+        if self.query_pairs is None:
+            return self.query_pos[:, :width] > 0
+        out = np.zeros((len(self.users), width), bool)
+        out[self.query_pairs] = True
+        return out
+
+    def rows(self, sel: np.ndarray | slice) -> Batch:
+        """The batch restricted to the users `sel` (a slice, indices or a boolean mask)."""
         pick = lambda a: None if a is None else a[sel]  # noqa: E731
+        pairs = None
+        if self.query_pairs is not None:
+            new = np.full(len(self.users), -1, np.int64)
+            kept = np.arange(len(self.users))[sel]
+            new[kept] = np.arange(len(kept))
+            row, item = self.query_pairs
+            mine = new[row] >= 0
+            pairs = (new[row[mine]], item[mine])
         return Batch(
+            query_pairs=pairs,
             users=self.users[sel],
             support_items=self.support_items[sel],
             support_values=self.support_values[sel],

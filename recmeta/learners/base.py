@@ -66,15 +66,24 @@ def batch_csr(batch: Batch, n_items: int, weights: np.ndarray | None = None):
     return sp.csr_matrix((data.astype(np.float32), (rows, cols)), shape=(len(batch.users), n_items))
 
 
+VAL_CHUNK = 512  # users scored at once: memory is a chunk's scores, whatever the catalogue
+
+
 def validation_ndcg(model: Recommender, batch: Batch, n: int = 10) -> float:
-    """Mean ndcg@n over the users of a batch with query targets (support items removed)."""
-    keep = batch.query_pos.sum(1) > 0
-    scores = model.score(batch.support_only()).astype(np.float64)  # the model never sees the query
-    rows = np.arange(len(scores))[:, None]
-    scores[rows, batch.support_items] = np.where(
-        batch.support_mask, -np.inf, scores[rows, batch.support_items]
-    )
-    return float(np.mean(ranking_metrics(top_n(scores[keep], n), batch.query_pos[keep] > 0, n)[f"ndcg@{n}"]))
+    """Mean ndcg@n over the users of a batch with query targets (support items removed),
+    scored VAL_CHUNK users at a time."""
+    values = []
+    for start in range(0, len(batch.users), VAL_CHUNK):
+        part = batch.rows(slice(start, start + VAL_CHUNK))
+        scores = model.score(part.support_only()).astype(np.float64)  # never sees the query
+        rows = np.arange(len(scores))[:, None]
+        scores[rows, part.support_items] = np.where(
+            part.support_mask, -np.inf, scores[rows, part.support_items]
+        )
+        relevant = part.positives(scores.shape[1])
+        keep = relevant.any(1)
+        values.append(ranking_metrics(top_n(scores[keep], n), relevant[keep], n)[f"ndcg@{n}"])
+    return float(np.mean(np.concatenate(values)))
 
 
 def check_tensor(

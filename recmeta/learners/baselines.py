@@ -206,7 +206,8 @@ class ALS(_FromLiked):
         seq = Sequences.from_data(validation)
         users = np.flatnonzero(validation.counts_per_user() > 10)
         batches = [
-            make_batch(seq, users, k, validation.n_items, self.params["threshold"]) for k in (1, 5, 10)
+            make_batch(seq, users, k, validation.n_items, self.params["threshold"], dense=False)
+            for k in (1, 5, 10)
         ]
         best = (-1.0, ALS_GRID[0])
         for config in ALS_GRID:

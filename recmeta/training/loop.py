@@ -397,7 +397,7 @@ class Trainer:
             if len(users) > cap:
                 users = np.sort(np.random.default_rng([self.seed, k]).choice(users, cap, replace=False))
             if len(users):
-                out[k] = make_batch(seq, users, k, validation.n_items, self.model.threshold)
+                out[k] = make_batch(seq, users, k, validation.n_items, self.model.threshold, dense=False)
         return out
 
     def validation_scores(self, batches: dict[int, Batch]) -> dict[int, float]:
