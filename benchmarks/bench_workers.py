@@ -2,6 +2,9 @@
 
     python benchmarks/bench_workers.py [--batch 32 128 512] [--steps 40] [--rounds 3]
 
+First, what summing a gradient costs: gloo's all_reduce against the pairwise exchange the
+trainer uses, for 2 and for 150,000 floats (ML-100K's MAML has 123k parameters).
+
 The `Trainer` meta-trains on ML-100K's users (every user a task, as `recmeta train` draws
 them) in one process and in 2 gloo workers (`recmeta train --workers 2`'s code path), one
 thread each, for the same seed and total meta-batch: the workers take the same steps.
@@ -17,6 +20,7 @@ import argparse
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from common import machine
@@ -46,6 +50,26 @@ def step_ms(url: str, kind: str, batch: int, steps: int, group: Group) -> float:
     return 1000 * (seconds[2] - seconds[1]) / steps
 
 
+def sum_us(n: int, group: Group) -> tuple[float, float]:
+    """Microseconds to sum `n` floats over the workers: gloo's all_reduce, and the pairwise
+    exchange `Group` uses (`Group._sum`)."""
+    import torch
+    import torch.distributed as dist
+
+    set_threads(1)
+    t = torch.randn(n)
+    out = []
+    for fn in (lambda: dist.all_reduce(t), lambda: group._sum(t)):
+        for _ in range(30):
+            fn()
+        dist.barrier()
+        start = time.perf_counter()
+        for _ in range(300):
+            fn()
+        out.append((time.perf_counter() - start) / 300 * 1e6)
+    return out[0], out[1]
+
+
 def measure(url: str, kind: str, batch: int, steps: int, workers: int) -> float:
     if workers == 1:
         return step_ms(url, kind, batch, steps, Group.solo())
@@ -66,6 +90,11 @@ def main() -> None:
     args = ap.parse_args()
     set_threads(1)
     print(f"machine: {machine()}; load average {os.getloadavg()[0]:.2f}; 1 thread per worker", flush=True)
+    for n in (2, 150_000):
+        pool = Workers(2, sum_us, (n,))
+        reduce_us, exchange_us = sum_us(n, pool.group)
+        pool.join()
+        print(f"sum of {n:,} floats, 2 workers: all_reduce {reduce_us:.0f} us, exchange {exchange_us:.0f} us")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'ml100k.db'}"

@@ -153,7 +153,11 @@ class Batch:
         )
 
     def items_used(self) -> np.ndarray:
-        """Every item of the batch's supports and queries."""
+        """Every item of the batch's supports and queries, sorted, once each."""
+        return np.unique(np.concatenate(self.item_parts()))
+
+    def item_parts(self) -> list[np.ndarray]:
+        """The items of the supports, the rating rows and the positives (repeats and all)."""
         parts = [self.support_items[self.support_mask]]
         if self.query_items is not None:
             parts.append(self.query_items[self.query_mask])
@@ -161,7 +165,7 @@ class Batch:
             parts.append(self.query_pairs[1])
         elif self.query_pos is not None:
             parts.append(np.flatnonzero(self.query_pos.any(0)))
-        return np.unique(np.concatenate(parts))
+        return parts
 
     def positives(self, width: int) -> np.ndarray:
         """(B, width) bool: the positive query items, from `query_pos` or `query_pairs`."""

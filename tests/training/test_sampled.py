@@ -42,9 +42,13 @@ def test_candidates_hold_the_batch_and_corrections_follow_popularity(small):
     batch = make_batch(
         Sequences.from_data(train), np.flatnonzero(train.counts_per_user() > 3)[:8], 3, train.n_items, 4.0
     )
+    state = sampler.rng.bit_generator.state
     items, logq = sampler.candidates([batch])
     assert np.array_equal(logq, sampler.logq[items])
     assert set(batch.items_used()) <= set(items)
+    sampler.rng.bit_generator.state = state  # the same draws, found by np.unique instead
+    drawn = np.searchsorted(sampler.cdf, sampler.rng.random(sampler.negatives), side="right")
+    assert np.array_equal(items, np.unique(np.concatenate([drawn, batch.items_used()])))
     popular = np.argmax(np.bincount(train.values.indices, minlength=train.n_items))
     assert sampler.logq[popular] > np.median(sampler.logq)
     assert CandidateSampler.of(create("maml", dim=8).setup(train), train, np.random.default_rng(0)) is None
