@@ -9,13 +9,13 @@ process's; a batch with --workers 2 also has two worker processes, each with its
 1. `recmeta data synth --size ml-25m` (timestamps, ratings 1-5, planted taste groups);
 2. `recmeta ingest interactions` into SQLite, and into PostgreSQL with --pg;
 3. `recmeta stats` (a pass over the store);
-4. `recmeta train --model M --max-time T` for each meta-learner (T bounds the meta-training;
-   set-up, validation and checkpointing come on top of it);
+4. `recmeta train --model M --max-time T --workers W` for each meta-learner, with 1 and 2
+   workers (T bounds the meta-training; set-up, validation and checkpointing come on top of
+   it; peak memory is rank 0's, and each worker holds about as much);
 5. `recmeta recommend --users-file` for `--users` users, with --workers 1 and 2.
 
-The snapshot is timed inside step 4. `recmeta train --workers` (data-parallel training) is
-not built yet, so the training steps run in one process. Work files go to --work (default: a
-temporary folder), which needs about 3 GB.
+The snapshot is timed inside step 4. Work files go to --work (default: a temporary folder),
+which needs about 3 GB.
 """
 
 from __future__ import annotations
@@ -100,16 +100,12 @@ def main() -> None:
     step("stats", "--db", db, "stats", "--json", results=results)
     for model in ("maml", "protonet", "metalstm"):
         budget = ["--max-time", str(args.max_time), "--models-dir", str(models)]
-        step(
-            f"train {model} (--max-time {args.max_time})",
-            "--db",
-            db,
-            "train",
-            "--model",
-            model,
-            *budget,
-            results=results,
-        )
+        for workers in (1, 2):
+            step(
+                f"train {model} (--max-time {args.max_time}, --workers {workers})",
+                "--db", db, "train", "--model", model, "--workers", str(workers), *budget,
+                results=results,
+            )  # fmt: skip
     ids = work / "users.txt"
     ids.write_text("".join(f"{u}\n" for u in range(1, args.users + 1)))
     for workers in (1, 2):

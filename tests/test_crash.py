@@ -53,15 +53,39 @@ def stats(db: str) -> dict:
     return json.loads(res.stdout)
 
 
-@pytest.mark.slow
-def test_kill_9_during_an_ingest_writes_all_or_nothing(tmp_path):
+def big_log(tmp_path: Path, n: int = 400_000) -> Path:
     rng = np.random.default_rng(0)
-    n = 400_000
     log = tmp_path / "big.csv"
     rows = np.column_stack(
         [rng.integers(1, 5000, n), rng.integers(1, 3000, n), rng.integers(1, 6, n), np.arange(n)]
     )
     np.savetxt(log, rows, fmt="%d", delimiter=",", header="user,item,rating,timestamp", comments="")
+    return log
+
+
+@pytest.mark.slow
+def test_kill_9_during_a_postgresql_copy_writes_nothing(tmp_path, pg_url):
+    from sqlalchemy import create_engine, text
+
+    log = big_log(tmp_path)
+    stats(pg_url)
+    watcher = create_engine(pg_url)
+
+    def copying() -> bool:
+        with watcher.connect() as conn:
+            done = conn.execute(text("SELECT max(tuples_processed) FROM pg_stat_progress_copy")).scalar()
+        return (done or 0) > 0
+
+    proc = start(pg_url, "ingest", "interactions", str(log))
+    kill_when(proc, copying)
+    watcher.dispose()
+    assert stats(pg_url)["interactions"] == 0
+
+
+@pytest.mark.slow
+def test_kill_9_during_an_ingest_writes_all_or_nothing(tmp_path):
+    n = 400_000
+    log = big_log(tmp_path, n)
     db = str(tmp_path / "x.db")
     stats(db)
     wal = Path(db + "-wal")
