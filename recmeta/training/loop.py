@@ -86,6 +86,29 @@ def load_optimizer(opt: torch.optim.Optimizer, model: nn.Module, tensors: dict[s
     opt.load_state_dict(full)
 
 
+def lazy_adam_(opt: torch.optim.Adam, param: Tensor, idx: Tensor, rows: Tensor, grad: Tensor) -> None:
+    """Adam on the rows `idx` of `param` alone (whose current values are `rows` and gradient
+    `grad`), with the table's moments and step count from `opt`'s state: a lazy Adam. For the
+    rows it touches, the same step as torch's Adam (tested)."""
+    group = opt.param_groups[0]
+    (b1, b2), lr, eps, wd = group["betas"], group["lr"], group["eps"], group["weight_decay"]
+    if wd:
+        grad = grad + wd * rows
+    state = opt.state[param]
+    if not state:
+        state["step"] = torch.tensor(0.0)
+        state["exp_avg"] = torch.zeros_like(param)
+        state["exp_avg_sq"] = torch.zeros_like(param)
+    state["step"] += 1
+    t = float(state["step"])
+    m = state["exp_avg"].index_select(0, idx).mul_(b1).add_(grad, alpha=1 - b1)
+    v = state["exp_avg_sq"].index_select(0, idx).mul_(b2).addcmul_(grad, grad, value=1 - b2)
+    state["exp_avg"].index_copy_(0, idx, m)
+    state["exp_avg_sq"].index_copy_(0, idx, v)
+    denom = v.sqrt().mul_((1 - b2**t) ** -0.5).add_(eps)  # fused: few passes over the rows
+    param.index_copy_(0, idx, torch.addcdiv(rows, m, denom, value=-lr / (1 - b1**t)))
+
+
 class CandidateSampler:
     """Sampled softmax for large catalogues: each step scores the items of its own batches
     plus `negatives` items drawn (with replacement) from the training positives' popularity
@@ -323,28 +346,10 @@ class Trainer:
         loss_value, late = self._sum_grads(every, loss)
         nn.utils.clip_grad_norm_(every, 10.0)
         opt.step()  # the tables have no gradient: Adam leaves them to the rows below
-        group = opt.param_groups[0]
-        (b1, b2), lr, eps_, wd = group["betas"], group["lr"], group["eps"], group["weight_decay"]
         with torch.no_grad():
             for name, leaf in rows.items():
-                param, grad = params[name], leaf.grad
-                if grad is None:
-                    continue
-                if wd:
-                    grad = grad + wd * leaf
-                state = opt.state[param]
-                if not state:
-                    state["step"] = torch.tensor(0.0)
-                    state["exp_avg"] = torch.zeros_like(param)
-                    state["exp_avg_sq"] = torch.zeros_like(param)
-                state["step"] += 1
-                t = float(state["step"])
-                m = state["exp_avg"].index_select(0, idx).mul_(b1).add_(grad, alpha=1 - b1)
-                v = state["exp_avg_sq"].index_select(0, idx).mul_(b2).addcmul_(grad, grad, value=1 - b2)
-                state["exp_avg"].index_copy_(0, idx, m)
-                state["exp_avg_sq"].index_copy_(0, idx, v)
-                denom = (v / (1 - b2**t)).sqrt_().add_(eps_)
-                param.index_copy_(0, idx, leaf.detach() - lr * (m / (1 - b1**t)) / denom)
+                if leaf.grad is not None:
+                    lazy_adam_(opt, params[name], idx, leaf.detach(), leaf.grad)
             for param, frozen_rows, values in frozen:
                 param[frozen_rows] = values
         return loss_value, late

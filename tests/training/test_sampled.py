@@ -11,7 +11,7 @@ from recmeta.evaluate import EvalConfig, evaluate
 from recmeta.learners import create
 from recmeta.tasks import Sequences, make_batch
 from recmeta.training import Trainer
-from recmeta.training.loop import CandidateSampler
+from recmeta.training.loop import CandidateSampler, lazy_adam_
 from tests.learners.conftest import rng_users, split_views, synth_data
 
 
@@ -82,3 +82,25 @@ def test_a_sampled_step_updates_only_candidate_rows_and_keeps_their_moments(smal
     state = trainer.state_.tensors
     moments = state["optim/backbone.item_emb.weight/exp_avg"]
     assert torch.equal(moments.abs().sum(1) > 0, changed)
+
+
+def test_lazy_adam_is_adam_on_the_rows_it_touches():
+    torch.manual_seed(0)
+    table = torch.randn(10, 4)
+    ref, lazy = torch.nn.Parameter(table.clone()), torch.nn.Parameter(table.clone())
+    adam = torch.optim.Adam([ref], lr=0.01, weight_decay=0.1)
+    opt = torch.optim.Adam([lazy], lr=0.01, weight_decay=0.1)
+    every = torch.arange(10)
+    for _ in range(3):
+        grad = torch.randn(10, 4)
+        ref.grad = grad.clone()
+        adam.step()
+        with torch.no_grad():
+            lazy_adam_(opt, lazy, every, lazy.detach().clone(), grad)
+        torch.testing.assert_close(lazy.detach(), ref.detach())
+    some, before = torch.tensor([1, 4, 7]), lazy.detach().clone()
+    with torch.no_grad():
+        lazy_adam_(opt, lazy, some, lazy.detach()[some], torch.randn(3, 4))
+    rest = torch.tensor([i for i in range(10) if i not in (1, 4, 7)])
+    assert torch.equal(lazy.detach()[rest], before[rest])
+    assert not torch.equal(lazy.detach()[some], before[some])
