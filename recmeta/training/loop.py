@@ -342,7 +342,7 @@ class Trainer:
         opt.zero_grad(set_to_none=True)
         if loss.requires_grad:
             loss.backward()
-        every = [*model.parameters(), *rows.values()]
+        every = [*(p for n, p in params.items() if n not in rows), *rows.values()]  # tables: by their rows
         loss_value, late = self._sum_grads(every, loss)
         nn.utils.clip_grad_norm_(every, 10.0)
         opt.step()  # the tables have no gradient: Adam leaves them to the rows below
