@@ -73,11 +73,7 @@ def sum_us(n: int, group: Group) -> tuple[float, float]:
 def measure(url: str, kind: str, batch: int, steps: int, workers: int) -> float:
     if workers == 1:
         return step_ms(url, kind, batch, steps, Group.solo())
-    pool = Workers(workers, step_ms, (url, kind, batch, steps))
-    try:
-        return step_ms(url, kind, batch, steps, pool.group)
-    finally:
-        pool.join()
+    return Workers(workers, step_ms, (url, kind, batch, steps)).run(step_ms, url, kind, batch, steps)
 
 
 def main() -> None:
@@ -91,9 +87,7 @@ def main() -> None:
     set_threads(1)
     print(f"machine: {machine()}; load average {os.getloadavg()[0]:.2f}; 1 thread per worker", flush=True)
     for n in (2, 150_000):
-        pool = Workers(2, sum_us, (n,))
-        reduce_us, exchange_us = sum_us(n, pool.group)
-        pool.join()
+        reduce_us, exchange_us = Workers(2, sum_us, (n,)).run(sum_us, n)
         print(f"sum of {n:,} floats, 2 workers: all_reduce {reduce_us:.0f} us, exchange {exchange_us:.0f} us")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -27,3 +27,7 @@ class CheckpointError(RecmetaError):
 
 class StoreError(RecmetaError):
     """The database cannot be reached or is in a state recmeta cannot use."""
+
+
+class WorkerError(RecmetaError):
+    """A worker of a data-parallel run stopped, so the run cannot go on."""

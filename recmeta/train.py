@@ -150,11 +150,7 @@ def train(engine: Engine, cfg: TrainConfig, progress: ProgressFactory | None = N
     threads = cfg.threads or max(1, (os.cpu_count() or 1) // cfg.workers)
     set_threads(threads)
     url = engine.url.render_as_string(hide_password=False)
-    workers = Workers(cfg.workers, _worker, (url, cfg, threads))
-    try:
-        return _train(engine, cfg, progress, workers.group)
-    finally:
-        workers.join()
+    return Workers(cfg.workers, _worker, (url, cfg, threads)).run(_train, engine, cfg, progress)
 
 
 def _worker(url: str, cfg: TrainConfig, threads: int, group: Group) -> None:

@@ -16,6 +16,7 @@ import os
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -24,7 +25,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from recmeta.errors import DataError
+from recmeta.errors import DataError, WorkerError
 
 TIMEOUT = timedelta(minutes=30)  # how long a worker waits for the others (rank 0 may fit baselines)
 
@@ -149,8 +150,7 @@ class Group:
 
 class Workers:
     """Workers 1..n-1 of a local data-parallel run, started as fresh processes; the calling
-    process is rank 0. Each runs `target(*args, group)`; should one fail, rank 0 stops
-    with its message instead of waiting for it."""
+    process is rank 0. Each runs `target(*args, group)`; `run` runs rank 0's part."""
 
     def __init__(self, n: int, target: Callable[..., object], args: tuple) -> None:
         with socket.socket() as s:  # a free port for the rendezvous
@@ -163,26 +163,44 @@ class Workers:
         ]
         for proc in self.procs:
             proc.start()
-        threading.Thread(target=self._watch, daemon=True).start()
+        self.joined = threading.Event()
+        threading.Thread(target=self._watch_rendezvous, daemon=True).start()
         self.group = Group.join(0, n, address)
+        self.joined.set()
 
-    def _watch(self) -> None:
-        """Stop this process (rank 0) as soon as a worker fails: the others would wait for
-        it until TIMEOUT."""
-        running = {p.sentinel: rank for rank, p in enumerate(self.procs, 1)}
-        while running:
-            for sentinel in multiprocessing.connection.wait(list(running)):
-                rank = running.pop(sentinel)
-                if self.procs[rank - 1].exitcode:
-                    sys.stderr.write(f"Error: training worker {rank} stopped; see its message above\n")
-                    sys.stderr.flush()
-                    os._exit(1)
+    def _watch_rendezvous(self) -> None:
+        """Stop this process if a worker dies before everyone joined: rank 0 would wait for
+        it until TIMEOUT. (Once joined, gloo reports a lost worker at the next collective.)"""
+        while not self.joined.is_set():
+            multiprocessing.connection.wait([p.sentinel for p in self.procs], timeout=0.2)
+            ended = [rank for rank, p in enumerate(self.procs, 1) if p.exitcode]
+            if ended and not self.joined.is_set():
+                sys.stderr.write(f"Error: training worker {ended[0]} stopped before the run began\n")
+                os._exit(1)
 
-    def join(self) -> None:
-        """Wait for the workers to finish."""
+    def run(self, target: Callable[..., object], *args: object) -> object:
+        """Rank 0's `target(*args, group)`; then wait for the workers. Should it fail, the
+        workers are ended, and a worker's failure is said as such (`WorkerError`)."""
+        try:
+            result = target(*args, self.group)
+        except BaseException as e:
+            raise self._stop(e) from None
         for proc in self.procs:
             proc.join()
         self.group.close()
+        return result
+
+    def _stop(self, error: BaseException) -> BaseException:
+        time.sleep(0.5)  # a worker that failed has had time to exit
+        ended = {rank: p.exitcode for rank, p in enumerate(self.procs, 1) if p.exitcode}
+        for proc in self.procs:
+            proc.terminate()
+            proc.join()
+        self.group.close()
+        if isinstance(error, RuntimeError) and ended:
+            said = ", ".join(f"worker {rank} (exit code {code})" for rank, code in ended.items())
+            return WorkerError(f"{said} stopped, so the run stopped; nothing was registered")
+        return error
 
 
 def _run_worker(target, args, rank: int, world: int, address: str) -> None:

@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from recmeta.cli import app
+from recmeta.errors import DataError, WorkerError
 from recmeta.learners import create
 from recmeta.threads import set_threads
 from recmeta.training import Group, Trainer
@@ -38,16 +39,24 @@ def _fit(kind: str, sampled: bool, group: Group):
 )
 def test_two_workers_take_the_steps_one_process_takes(kind, sampled):
     alone, one = _fit(kind, sampled, Group.solo())
-    workers = Workers(2, _fit, (kind, sampled))
-    try:
-        together, two = _fit(kind, sampled, workers.group)
-    finally:
-        workers.join()
+    together, two = Workers(2, _fit, (kind, sampled)).run(_fit, kind, sampled)
     assert two.steps == one.steps == STEPS and two.tasks == one.tasks == STEPS * PARAMS["batch_size"]
     start = create(kind, **PARAMS).setup(split_views(synth_data())[1])
     assert not torch.equal(alone["backbone.item_bias"], start.state_dict()["backbone.item_bias"])
     for name, value in alone.items():
         torch.testing.assert_close(together[name], value, rtol=1e-5, atol=1e-5, msg=name)
+
+
+def _fail_on_rank_1(group: Group) -> None:
+    if group.rank == 1:
+        raise DataError("rank 1 could not read the store")
+    torch.distributed.all_reduce(torch.zeros(3))  # rank 0 waits for it
+
+
+def test_a_failed_worker_stops_the_run_with_its_message(capfd):
+    with pytest.raises(WorkerError, match=r"worker 1 \(exit code 1\) stopped"):
+        Workers(2, _fail_on_rank_1, ()).run(_fail_on_rank_1)
+    assert "training worker 1: rank 1 could not read the store" in capfd.readouterr().err
 
 
 def _train(db: str, models: str, *extra: str) -> list[dict]:
