@@ -100,7 +100,7 @@ class Group:
         return flat[-extra.numel() :].to(extra.device, extra.dtype).reshape(extra.shape)
 
     def _sum(self, flat: Tensor) -> Tensor:
-        """`flat` summed over workers, the same bits on each. gloo's all-reduce takes 2.3 ms
+        """`flat` summed over workers, the same bits on each. gloo's all-reduce took 1.2 ms
         for 150k floats between two processes on a 2-core host, an exchange of the two
         buffers 0.6 ms (BENCHMARKS.md section 11): for a power-of-two world on gloo, log2(world)
         rounds of pairwise exchange (a + b == b + a, so every worker holds the same sum)."""
