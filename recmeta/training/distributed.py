@@ -3,9 +3,10 @@
 Every worker draws the same meta-batch from the same seeded sampler and takes its own
 contiguous share of the users; it divides its loss sums by the whole meta-batch's
 normalisers (it holds the batch), and the gradients are summed over workers, so every
-worker takes the same optimiser step as one process would on the whole meta-batch. Rank 0 alone validates (and the others take its verdict), writes
-checkpoints and registers models. `Group.solo()` is one process: every collective is
-a no-op, so the trainer has one code path.
+worker takes the same optimiser step as one process would on the whole meta-batch.
+Rank 0 alone validates (and the others take its verdict), writes checkpoints and
+registers models. `Group.solo()` is one process: every collective is a no-op, so the
+trainer has one code path.
 """
 
 from __future__ import annotations
