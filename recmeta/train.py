@@ -144,7 +144,11 @@ def train(engine: Engine, cfg: TrainConfig, progress: ProgressFactory | None = N
             raise DataError("--continue runs in one process (it is a fraction of a training); drop --workers")
         return continue_training(engine, cfg, progress)
     if group is not None or cfg.workers == 1:
-        return _train(engine, cfg, progress, group or Group.solo())
+        group = group or Group.solo()
+        try:
+            return _train(engine, cfg, progress, group)
+        finally:
+            group.close()  # a torchrun worker leaves its process group before it exits
     from recmeta.threads import set_threads
 
     threads = cfg.threads or max(1, (os.cpu_count() or 1) // cfg.workers)
