@@ -156,7 +156,7 @@ def score_cell(model: Recommender, batch: Batch, data: Interactions, n: int) -> 
 
 def _score_chunk(model: Recommender, batch: Batch, data: Interactions, n: int) -> pd.DataFrame:
     visible = batch.support_only()  # the model never sees query rows
-    scores = model.score(visible).astype(np.float64)
+    scores = np.array(model.score(visible))  # a copy in the model's dtype (ranks as float64 would)
     rows = np.arange(len(scores))[:, None]
     scores[rows, batch.support_items] = np.where(
         batch.support_mask, -np.inf, scores[rows, batch.support_items]

@@ -75,7 +75,8 @@ def validation_ndcg(model: Recommender, batch: Batch, n: int = 10) -> float:
     values = []
     for start in range(0, len(batch.users), VAL_CHUNK):
         part = batch.rows(slice(start, start + VAL_CHUNK))
-        scores = model.score(part.support_only()).astype(np.float64)  # never sees the query
+        scores = np.array(model.score(part.support_only()))  # a copy in the model's dtype: float32
+        # ranks as its float64 cast would, at half the memory traffic; never sees the query
         rows = np.arange(len(scores))[:, None]
         scores[rows, part.support_items] = np.where(
             part.support_mask, -np.inf, scores[rows, part.support_items]
