@@ -124,13 +124,14 @@ class Recmeta:
     def train(self, models: Iterable[str] = MODELS, *, resume: bool = False, **options: Any) -> pd.DataFrame:
         """Fit (or, with resume=True, continue) models as `recmeta train` does; one row per
         model: path, seconds, validation ndcg@10 by support size. `options` are TrainConfig's
-        (seed, epochs, max_time, replay, params)."""
+        (seed, epochs, max_time, replay, params, workers, threads); a torchrun worker other
+        than rank 0 gets no rows."""
         import pandas as pd
 
         from recmeta.train import TrainConfig, train
 
         cfg = TrainConfig(models=tuple(models), models_dir=self.models_dir, resume=resume, **options)
-        results = train(self.engine, cfg)
+        results = train(self.engine, cfg) or []
         self._service = None  # new checkpoints are active
         return pd.DataFrame(
             [{"model": r.kind, "path": str(r.path), "seconds": r.seconds, **r.validation} for r in results]

@@ -26,6 +26,7 @@ from recmeta.snapshot import Interactions
 from recmeta.store import make_engine, session_scope
 from recmeta.store import repository as repo
 from recmeta.tasks import positive_threshold, split_users
+from recmeta.threads import set_threads
 from recmeta.training import Group, Reservoir, fit_detailed
 from recmeta.training.continual import grow, item_index, offer_rows, replay_users, update
 from recmeta.training.distributed import Workers
@@ -149,8 +150,6 @@ def train(engine: Engine, cfg: TrainConfig, progress: ProgressFactory | None = N
             return _train(engine, cfg, progress, group)
         finally:
             group.close()  # a torchrun worker leaves its process group before it exits
-    from recmeta.threads import set_threads
-
     threads = cfg.threads or max(1, (os.cpu_count() or 1) // cfg.workers)
     set_threads(threads)
     url = engine.url.render_as_string(hide_password=False)
@@ -159,8 +158,6 @@ def train(engine: Engine, cfg: TrainConfig, progress: ProgressFactory | None = N
 
 def _worker(url: str, cfg: TrainConfig, threads: int, group: Group) -> None:
     """What a worker process other than rank 0 runs."""
-    from recmeta.threads import set_threads
-
     set_threads(threads)
     _train(make_engine(url, migrate=False), cfg, None, group)
 

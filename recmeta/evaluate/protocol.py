@@ -15,6 +15,7 @@ import pandas as pd
 from recmeta import snapshot
 from recmeta.errors import DataError
 from recmeta.learners import BASELINES, META_LEARNERS, REGISTRY, Recommender, create
+from recmeta.learners.base import unseen_scores
 from recmeta.metrics import graded_ndcg, ranking_metrics, rating_errors, top_n
 from recmeta.routing import routing, served_by, validation_table
 from recmeta.snapshot import Interactions
@@ -156,12 +157,7 @@ def score_cell(model: Recommender, batch: Batch, data: Interactions, n: int) -> 
 
 def _score_chunk(model: Recommender, batch: Batch, data: Interactions, n: int) -> pd.DataFrame:
     visible = batch.support_only()  # the model never sees query rows
-    scores = np.array(model.score(visible))  # a copy in the model's dtype (ranks as float64 would)
-    rows = np.arange(len(scores))[:, None]
-    scores[rows, batch.support_items] = np.where(
-        batch.support_mask, -np.inf, scores[rows, batch.support_items]
-    )
-    top = top_n(scores, n)
+    top = top_n(unseen_scores(model, batch), n)
     out = ranking_metrics(top, batch.query_pos > 0, n)
     if not data.implicit and model.predicts_ratings:
         pred = model.predict(visible, batch.query_items)

@@ -69,18 +69,23 @@ def batch_csr(batch: Batch, n_items: int, weights: np.ndarray | None = None):
 VAL_CHUNK = 512  # users scored at once: memory is a chunk's scores, whatever the catalogue
 
 
+def unseen_scores(model: Recommender, batch: Batch) -> np.ndarray:
+    """(B, N) scores from the supports alone (the model never sees the query), support items
+    at -inf. A copy in the model's own dtype: float32 ranks as its float64 cast would."""
+    scores = np.array(model.score(batch.support_only()))
+    rows = np.arange(len(scores))[:, None]
+    seen = scores[rows, batch.support_items]
+    scores[rows, batch.support_items] = np.where(batch.support_mask, -np.inf, seen)
+    return scores
+
+
 def validation_ndcg(model: Recommender, batch: Batch, n: int = 10) -> float:
     """Mean ndcg@n over the users of a batch with query targets (support items removed),
     scored VAL_CHUNK users at a time."""
     values = []
     for start in range(0, len(batch.users), VAL_CHUNK):
         part = batch.rows(slice(start, start + VAL_CHUNK))
-        scores = np.array(model.score(part.support_only()))  # a copy in the model's dtype: float32
-        # ranks as its float64 cast would, at half the memory traffic; never sees the query
-        rows = np.arange(len(scores))[:, None]
-        scores[rows, part.support_items] = np.where(
-            part.support_mask, -np.inf, scores[rows, part.support_items]
-        )
+        scores = unseen_scores(model, part)
         relevant = part.positives(scores.shape[1])
         keep = relevant.any(1)
         values.append(ranking_metrics(top_n(scores[keep], n), relevant[keep], n)[f"ndcg@{n}"])

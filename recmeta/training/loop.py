@@ -310,7 +310,7 @@ class Trainer:
         normalisers of the whole batch, which every worker holds (no communication)."""
         up = self.p["user_power"]
         parts = [
-            t.value(loss_normalisers(b.query_pos.astype(np.float64), b.query_mask, up))
+            t.value(loss_normalisers(b.query_pos, b.query_mask, up))
             for b, t in zip(batches, terms, strict=True)
             if t is not None
         ]

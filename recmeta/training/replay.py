@@ -32,7 +32,10 @@ class Reservoir:
         blocks: memory is a block's, whatever the stream's length."""
         items = np.asarray(items)
         n = len(items)
-        keep = (lambda a: np.asarray(label(a) if label else a, dtype=object)) if n else None
+
+        def keep(a: np.ndarray) -> np.ndarray:
+            return np.asarray(label(a) if label else a, dtype=object)
+
         if self.size == 0 or n == 0:
             self.seen += n
             return self
