@@ -65,21 +65,20 @@ def main() -> None:
             res, peak = run_child(INGEST.format(url=url, path=str(log)))
             results[f"sqlite_{rows}"] = {**res, "rows_per_s": res["rows"] / res["seconds"], "peak_mib": peak}
             print(json.dumps(results[f"sqlite_{rows}"]), flush=True)
-            if rows == args.rows:
-                snap, speak = run_child(SNAPSHOT.format(url=url))
-                results[f"snapshot_{rows}"] = {**snap, "peak_mib": speak}
-                print(json.dumps(results[f"snapshot_{rows}"]), flush=True)
-                if args.pg:
-                    reset_pg(args.pg)
-                    res, peak = run_child(INGEST.format(url=args.pg, path=str(log)))
-                    results[f"postgresql_{rows}"] = {
-                        **res,
-                        "rows_per_s": res["rows"] / res["seconds"],
-                        "peak_mib": peak,
-                    }
-                    print(json.dumps(results[f"postgresql_{rows}"]), flush=True)
-                    snap, speak = run_child(SNAPSHOT.format(url=args.pg))
-                    results[f"snapshot_pg_{rows}"] = {**snap, "peak_mib": speak}
+            snap, speak = run_child(SNAPSHOT.format(url=url))
+            results[f"snapshot_{rows}"] = {**snap, "peak_mib": speak}
+            print(json.dumps(results[f"snapshot_{rows}"]), flush=True)
+            if rows == args.rows and args.pg:
+                reset_pg(args.pg)
+                res, peak = run_child(INGEST.format(url=args.pg, path=str(log)))
+                results[f"postgresql_{rows}"] = {
+                    **res,
+                    "rows_per_s": res["rows"] / res["seconds"],
+                    "peak_mib": peak,
+                }
+                print(json.dumps(results[f"postgresql_{rows}"]), flush=True)
+                snap, speak = run_child(SNAPSHOT.format(url=args.pg))
+                results[f"snapshot_pg_{rows}"] = {**snap, "peak_mib": speak}
             log.unlink()
     print(json.dumps(results, indent=1))
 

@@ -524,7 +524,7 @@ def train(
         float | None,
         typer.Option(
             help="Most seconds of meta-training for the whole run, shared by the meta-learners "
-            "(default 420; 0: no limit). Each stops within a training step of its share.",
+            "(default 360; 0: no limit). Each stops in time for its last validation to end within its share.",
             min=0.0,
         ),
     ] = None,

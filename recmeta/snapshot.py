@@ -84,62 +84,154 @@ def dense_rows(log: pd.DataFrame, users: pd.DataFrame, items: pd.DataFrame) -> t
     )
 
 
+FOLD_BLOCK = 1 << 20  # rows folded at once: the working memory beyond the arrays themselves
+READ_BLOCK = 500_000  # rows fetched from the store at once
+
+
+@dataclass
+class Rows:
+    """Every row of a log laid out like a CSR (grouped by dense user, log order within a
+    user), before repeats of a (user, item) pair are folded: 16 bytes a row (24 with ids)."""
+
+    indptr: np.ndarray  # (n_users + 1,) int64
+    items: np.ndarray  # int32
+    values: np.ndarray  # float32
+    times: np.ndarray  # int64
+    ids: np.ndarray | None = None  # the store's row ids, where asked for
+
+    @classmethod
+    def of(cls, u: np.ndarray, i: np.ndarray, v: np.ndarray, t: np.ndarray, n_users: int) -> Rows:
+        """Rows (u, i, v, t) in any order, grouped by user (stable: log order kept)."""
+        order = np.argsort(np.asarray(u, np.int64), kind="stable")
+        indptr = np.zeros(n_users + 1, np.int64)
+        np.cumsum(np.bincount(np.asarray(u, np.int64), minlength=n_users), out=indptr[1:])
+        return cls(
+            indptr,
+            np.asarray(i, np.int32)[order],
+            np.asarray(v, np.float32)[order],
+            np.asarray(t, np.int64)[order],
+        )
+
+    def users(self) -> np.ndarray:
+        """The dense user of every row."""
+        return np.repeat(np.arange(len(self.indptr) - 1), np.diff(self.indptr))
+
+    def where(self, keep: np.ndarray) -> Rows:
+        """A copy holding the rows where `keep` is true."""
+        indptr = np.zeros_like(self.indptr)
+        np.cumsum(np.bincount(self.users()[keep], minlength=len(self.indptr) - 1), out=indptr[1:])
+        ids = None if self.ids is None else self.ids[keep]
+        return Rows(indptr, self.items[keep], self.values[keep], self.times[keep], ids)
+
+    def fold(self, n_items: int, implicit: bool) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        """(values, times) CSRs: repeats of a (user, item) pair fold into the summed count
+        (implicit) or the latest value (explicit), at the first event's time. Folds
+        FOLD_BLOCK rows at a time into the front of its own arrays, which it consumes."""
+        import scipy.sparse as sp
+
+        n_users = len(self.indptr) - 1
+        indptr = np.zeros(n_users + 1, np.int64)
+        written, a = 0, 0
+        while a < n_users:
+            b = max(a + 1, int(np.searchsorted(self.indptr, self.indptr[a] + FOLD_BLOCK, "right")) - 1)
+            b = min(b, n_users)
+            lo, hi = self.indptr[a], self.indptr[b]
+            local = np.repeat(np.arange(b - a, dtype=np.int64), np.diff(self.indptr[a : b + 1]))
+            key = local * n_items + self.items[lo:hi]
+            times = self.times[lo:hi]
+            order = np.lexsort((times, key))  # stable: equal times keep log order
+            key = key[order]
+            starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if hi > lo else local
+            v = self.values[lo:hi][order]
+            if implicit and len(v):
+                v = np.add.reduceat(v, starts).astype(np.float32)
+            else:
+                v = v[np.r_[starts[1:], len(key)] - 1] if len(v) else v
+            n = len(starts)
+            self.times[written : written + n] = times[order][starts]
+            self.values[written : written + n] = v
+            pairs = key[starts]
+            self.items[written : written + n] = pairs % n_items
+            counts = np.bincount(pairs // n_items, minlength=b - a)
+            indptr[a + 1 : b + 1] = written + np.cumsum(counts)
+            written, a = written + n, b
+        # a log without repeats keeps its arrays; otherwise the folded front is copied out
+        values, items, times = (
+            arr if written == len(arr) else arr[:written].copy()
+            for arr in (self.values, self.items, self.times)
+        )
+        self.values = self.items = self.times = np.empty(0)  # consumed
+        if indptr[-1] < np.iinfo(np.int32).max:
+            indptr = indptr.astype(np.int32)
+        shape = (n_users, n_items)
+        return (
+            sp.csr_matrix((values, items, indptr), shape=shape),
+            sp.csr_matrix((times, items.copy(), indptr.copy()), shape=shape),
+        )
+
+
 def matrices(
     u: np.ndarray, i: np.ndarray, v: np.ndarray, t: np.ndarray, shape: tuple[int, int], implicit: bool
 ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """(values, times) CSRs of rows (u, i, v, t); repeats of a (user, item) pair fold into
-    the summed count (implicit) or the latest value (explicit), at the first event's time.
+    """(values, times) CSRs of rows (u, i, v, t) in any order (see `Rows.fold`)."""
+    return Rows.of(u, i, v, t, shape[0]).fold(shape[1], implicit)
 
-    Built straight from one sort of (user, item, time) in numpy: no frame, no COO, so the
-    working memory is a few arrays of the log's length (it was several frames of it)."""
-    import scipy.sparse as sp
 
-    n_users, n_items = shape
-    key = np.asarray(u, np.int64) * n_items + np.asarray(i, np.int64)
-    order = np.lexsort((np.asarray(t, np.int64), key))  # stable: equal times keep log order
-    key = key[order]
-    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.empty(0, np.int64)
-    ends = np.r_[starts[1:], len(key)] - 1 if len(key) else starts
-    v = np.asarray(v, np.float32)[order]
-    values = np.add.reduceat(v, starts).astype(np.float32) if implicit and len(v) else v[ends]
-    del v
-    times = np.asarray(t, np.int64)[order][starts]
-    del order
-    pairs = key[starts]
-    del key
-    rows = pairs // n_items
-    indices = (pairs % n_items).astype(np.int32)
+def read_rows(
+    session, user_row_ids: np.ndarray, item_row_ids: np.ndarray, upto: int, *, with_ids: bool = False
+) -> Rows:
+    """The store's interactions up to row `upto` as `Rows` of dense users and items (the
+    sorted row ids of the users and items tables): the rows per user are counted in SQL,
+    then every block the cursor yields is placed straight into its users' slots, so memory
+    is the arrays plus one block."""
+    from recmeta.errors import StoreError
+
+    u_ids, counts = repo.user_row_counts(session, upto)
+    n_users = len(user_row_ids)
     indptr = np.zeros(n_users + 1, np.int64)
-    np.cumsum(np.bincount(rows, minlength=n_users), out=indptr[1:])
-    if indptr[-1] < np.iinfo(np.int32).max:
-        indptr = indptr.astype(np.int32)
-    return (
-        sp.csr_matrix((values, indices, indptr), shape=shape),
-        sp.csr_matrix((times, indices.copy(), indptr.copy()), shape=shape),
+    indptr[1:][np.searchsorted(user_row_ids, u_ids)] = counts
+    np.cumsum(indptr, out=indptr)
+    n = int(indptr[-1])
+    rows = Rows(
+        indptr,
+        np.empty(n, np.int32),
+        np.empty(n, np.float32),
+        np.empty(n, np.int64),
+        np.empty(n, np.int64) if with_ids else None,
     )
+    fill = indptr[:-1].copy()  # each user's next free slot
+    for cols in repo.interaction_blocks(session, READ_BLOCK, with_ids=with_ids, upto=upto):
+        u = np.searchsorted(user_row_ids, cols[0])
+        order = np.argsort(u, kind="stable")
+        us = u[order]
+        first = np.r_[True, us[1:] != us[:-1]]
+        rank = np.arange(len(us)) - np.maximum.accumulate(np.where(first, np.arange(len(us)), 0))
+        slot = fill[us] + rank
+        if len(slot) and slot.max() >= n:
+            raise StoreError("the interactions changed while they were read; run the command again")
+        rows.items[slot] = np.searchsorted(item_row_ids, cols[1][order])
+        rows.values[slot] = cols[2][order]
+        rows.times[slot] = cols[3][order]
+        if with_ids:
+            rows.ids[slot] = cols[4][order]
+        fill += np.bincount(u, minlength=n_users)
+    if not np.array_equal(fill, indptr[1:]):
+        raise StoreError("the interactions changed while they were read; run the command again")
+    return rows
 
 
-def from_frames(
-    log: pd.DataFrame,
+def _assemble(
+    values: sp.csr_matrix,
+    times: sp.csr_matrix,
     users: pd.DataFrame,
     items: pd.DataFrame,
-    *,
     implicit: bool,
-    watermark: dict | None = None,
-    spec: dict | None = None,
+    watermark: dict | None,
+    spec: dict | None,
 ) -> Interactions:
-    """Build an `Interactions` from an interaction frame (user_id, item_id, value, timestamp)
-    and the users and items tables (id, external_id, [title, genres, year], features).
-    `spec` ({"item": ..., "user": ...}, from a checkpoint) encodes features as they were
-    encoded when that model was trained."""
+    """An `Interactions` of the CSRs and the users and items tables (sorted by row id)."""
     import pandas as pd
 
-    users = users.sort_values("id").reset_index(drop=True)
-    items = items.sort_values("id").reset_index(drop=True)
-    rows, cols = dense_rows(log, users, items)
-    values, times = matrices(
-        rows, cols, log["value"].to_numpy(), log["timestamp"].to_numpy(), (len(users), len(items)), implicit
-    )
     spec = spec or {}
     item_feats, item_names, item_spec = item_feature_matrix(items, spec.get("item"))
     user_feats, user_names, user_spec = featurize(
@@ -162,23 +254,43 @@ def from_frames(
     )
 
 
+def from_frames(
+    log: pd.DataFrame,
+    users: pd.DataFrame,
+    items: pd.DataFrame,
+    *,
+    implicit: bool,
+    watermark: dict | None = None,
+    spec: dict | None = None,
+) -> Interactions:
+    """Build an `Interactions` from an interaction frame (user_id, item_id, value, timestamp)
+    and the users and items tables (id, external_id, [title, genres, year], features).
+    `spec` ({"item": ..., "user": ...}, from a checkpoint) encodes features as they were
+    encoded when that model was trained."""
+    users = users.sort_values("id").reset_index(drop=True)
+    items = items.sort_values("id").reset_index(drop=True)
+    rows, cols = dense_rows(log, users, items)
+    values, times = matrices(
+        rows, cols, log["value"].to_numpy(), log["timestamp"].to_numpy(), (len(users), len(items)), implicit
+    )
+    return _assemble(values, times, users, items, implicit, watermark, spec)
+
+
 def load(engine: Engine, *, spec: dict | None = None) -> Interactions:
-    """Load the whole store in one pass (three SELECTs, no per-row queries)."""
+    """Load the whole store: the users and items tables, then the interactions read in
+    blocks straight into the CSR arrays (no frame of the log)."""
     return _load(engine, None, spec)[0]
 
 
 def load_rows(engine: Engine) -> tuple[Interactions, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The store and every interaction row as it was ingested (no folding of repeats):
-    dense user, dense item, value and timestamp arrays."""
+    dense user, dense item, value and timestamp arrays (grouped by user)."""
     with session_scope(engine) as session:
-        log = repo.interactions_frame(session)
-        users = repo.entities_frame(session, User)
-        items = repo.entities_frame(session, Item)
-        implicit = repo.log_is_implicit(session)
-        mark = repo.watermark(session)
-    data = from_frames(log, users, items, implicit=implicit, watermark=mark)
-    rows, cols = dense_rows(log, users, items)
-    return data, rows, cols, log["value"].to_numpy(np.float32), log["timestamp"].to_numpy(np.int64)
+        mark, users, items, implicit = _tables(session)
+        rows = read_rows(session, users["id"].to_numpy(), items["id"].to_numpy(), mark["max_interaction_id"])
+    raw = (rows.users(), rows.items.copy(), rows.values.copy(), rows.times.copy())
+    values, times = rows.fold(len(items), implicit)
+    return (_assemble(values, times, users, items, implicit, mark, None), *raw)
 
 
 def load_since(
@@ -191,31 +303,32 @@ def load_since(
     return data, old, new  # type: ignore[return-value]  (both views exist when after_id is given)
 
 
+def _tables(session) -> tuple[dict, pd.DataFrame, pd.DataFrame, bool]:
+    """The watermark, the users and items tables (sorted by row id) and whether the log is implicit."""
+    mark = repo.watermark(session)
+    users = repo.entities_frame(session, User).sort_values("id").reset_index(drop=True)
+    items = repo.entities_frame(session, Item).sort_values("id").reset_index(drop=True)
+    return mark, users, items, repo.log_is_implicit(session)
+
+
 def _load(
     engine: Engine, after_id: int | None, spec: dict | None
 ) -> tuple[Interactions, Interactions | None, Interactions | None]:
+    since = after_id is not None
     with session_scope(engine) as session:
-        mark = repo.watermark(session)
-        log = repo.interactions_frame(session, with_ids=after_id is not None, upto=mark["max_interaction_id"])
-        users = repo.entities_frame(session, User)
-        items = repo.entities_frame(session, Item)
-        implicit = repo.log_is_implicit(session)
-    data = from_frames(log, users, items, implicit=implicit, watermark=mark, spec=spec)
-    if after_id is None:
-        return data, None, None
-    rows, cols = dense_rows(log, users, items)
+        mark, users, items, implicit = _tables(session)
+        upto = mark["max_interaction_id"]
+        rows = read_rows(session, users["id"].to_numpy(), items["id"].to_numpy(), upto, with_ids=since)
+    n_items = len(items)
     views = []
-    for keep in (log["id"].to_numpy() <= after_id, log["id"].to_numpy() > after_id):
-        values, times = matrices(
-            rows[keep],
-            cols[keep],
-            log["value"].to_numpy()[keep],
-            log["timestamp"].to_numpy()[keep],
-            data.values.shape,
-            implicit,
-        )
-        views.append(replace(data, values=values, times=times))
-    return data, views[0], views[1]
+    if since:
+        for keep in (rows.ids <= after_id, rows.ids > after_id):
+            views.append(rows.where(keep).fold(n_items, implicit))
+    data = _assemble(*rows.fold(n_items, implicit), users, items, implicit, mark, spec)
+    if not since:
+        return data, None, None
+    (old_v, old_t), (new_v, new_t) = views
+    return data, replace(data, values=old_v, times=old_t), replace(data, values=new_v, times=new_t)
 
 
 def item_feature_matrix(items: pd.DataFrame, spec: dict | None = None) -> tuple[np.ndarray, list[str], dict]:

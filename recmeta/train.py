@@ -36,7 +36,7 @@ ALL = (*META_LEARNERS, *BASELINES)
 VAL_MIN_ROWS = 6  # a user needs this many rows to be held out for validation
 REPLAY = DEFAULT_SIZE  # rows in the replay reservoir
 TRAIN_BUDGET = (
-    420.0  # seconds of meta-training a `recmeta train` run takes at most (BENCHMARKS.md, section 7)
+    360.0  # seconds of meta-training a `recmeta train` run takes at most (BENCHMARKS.md, section 7)
 )
 ProgressFactory = Callable[[str], Callable[[dict[str, Any]], None]]
 
@@ -99,7 +99,7 @@ def _params(kind: str, cfg: TrainConfig, share: float | None = None) -> dict[str
 
 class Budget:
     """`max_time` seconds for the whole run, shared by the meta-learners still to fit: each
-    gets what is left over how many are left (stopping within a training step of it)."""
+    gets what is left over how many are left (and stops in time to validate within it)."""
 
     def __init__(self, cfg: TrainConfig) -> None:
         self.end = None if not cfg.max_time else time.perf_counter() + cfg.max_time

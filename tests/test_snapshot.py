@@ -80,8 +80,9 @@ def test_item_features_encode_new_items_like_the_training_catalogue():
     np.testing.assert_allclose(row[0], [1, 0, 3, 0, 0, 0, 3])  # year (2010-1995)/5, price (5-2)/1
 
 
+@pytest.mark.parametrize("fold_block", [snapshot.FOLD_BLOCK, 7])
 @pytest.mark.parametrize("implicit", [True, False])
-def test_matrices_fold_repeats_as_a_grouped_frame_would(implicit):
+def test_matrices_fold_repeats_as_a_grouped_frame_would(implicit, fold_block, monkeypatch):
     """The numpy build of the value and time CSRs equals the plain pandas reading of the rule:
     sort by (user, item, time), fold repeats into the sum (implicit) or the last value, at
     the first time."""
@@ -91,6 +92,7 @@ def test_matrices_fold_repeats_as_a_grouped_frame_would(implicit):
 
     from recmeta.snapshot import matrices
 
+    monkeypatch.setattr(snapshot, "FOLD_BLOCK", fold_block)  # blocks of a few users, one user over a block
     rng = np.random.default_rng(0)
     for n in (0, 1, 50, 5000):
         u, i = rng.integers(0, 30, n), rng.integers(0, 20, n)
@@ -109,3 +111,44 @@ def test_matrices_fold_repeats_as_a_grouped_frame_would(implicit):
         for got, ref in zip(matrices(u, i, v, t, (31, 20), implicit), want, strict=True):
             assert np.array_equal(got.indptr, ref.indptr) and np.array_equal(got.indices, ref.indices)
             assert np.array_equal(got.data, ref.data) and got.dtype == ref.dtype
+
+
+@pytest.mark.parametrize("implicit", [True, False])
+def test_the_store_read_in_blocks_equals_the_log_folded_at_once(db_url, tmp_path, monkeypatch, implicit):
+    """The store read a few rows at a time into the CSR slots (and folded a few users at a
+    time) gives the matrices of the whole log folded at once, and `load_since`'s views are
+    the rows before and after the watermark."""
+    rng = np.random.default_rng(1)
+    n = 400
+    frame = pd.DataFrame(
+        {
+            "user": rng.integers(0, 40, n).astype(str),
+            "item": rng.integers(0, 25, n).astype(str),
+            "value": rng.integers(1, 6, n),
+            "timestamp": rng.permutation(10 * n)[:n],  # (user, item, time) unique: no row is a duplicate
+        }
+    )
+    engine = make_engine(db_url)
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    log = frame.drop(columns="value") if implicit else frame  # implicit: one event per row
+    log[:300].to_csv(first, index=False)
+    log[300:].to_csv(second, index=False)
+    for path in (first, second):
+        ingest_file(engine, lambda s, p=path: ingest_log(s, LogSpec(path=p)))
+    mark = snapshot.load(engine).watermark["max_interaction_id"]
+    monkeypatch.setattr(snapshot, "READ_BLOCK", 7)
+    monkeypatch.setattr(snapshot, "FOLD_BLOCK", 11)
+    data, old, new = snapshot.load_since(engine, mark - 100)
+    users = {u: k for k, u in enumerate(data.user_ids)}
+    items = {i: k for k, i in enumerate(data.item_ids)}
+    u = frame.user.map(users).to_numpy()
+    i = frame.item.map(items).to_numpy()
+    v = np.ones(n, np.float32) if implicit else frame.value.to_numpy(np.float32)
+    t = frame.timestamp.to_numpy()
+    shape = (data.n_users, data.n_items)
+    for view, rows in ((data, slice(None)), (old, slice(0, 300)), (new, slice(300, None))):
+        want = snapshot.matrices(u[rows], i[rows], v[rows], t[rows], shape, implicit)
+        for got, ref in zip((view.values, view.times), want, strict=True):
+            assert np.array_equal(got.indptr, ref.indptr) and np.array_equal(got.indices, ref.indices)
+            assert np.array_equal(got.data, ref.data)
+    assert data.values.nnz < n  # repeats of a (user, item) pair were folded

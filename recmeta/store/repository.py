@@ -7,7 +7,7 @@ the command starts fast.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -209,37 +209,35 @@ def log_is_implicit(session: Session) -> bool:
     return kinds == {"implicit"}
 
 
-def interactions_frame(
+def interaction_blocks(
     session: Session, block: int = 500_000, *, with_ids: bool = False, upto: int | None = None
-) -> pd.DataFrame:
-    """Every interaction as columns user_id, item_id, value, timestamp (and the row `id`),
-    rows up to id `upto` when given (one query, fetched in blocks straight from the
-    driver's cursor into numpy)."""
-    import pandas as pd
-
+) -> Iterator[list[np.ndarray]]:
+    """Every interaction (rows up to id `upto` when given), in blocks of typed columns
+    user_id (int64), item_id (int64), value (float32), timestamp (int64) and the row `id`:
+    one query whose cursor is read `block` rows at a time, so memory is one block."""
     cursor = session.connection().connection.dbapi_connection.cursor()  # plain tuples, no Row objects
     where = f" WHERE id <= {int(upto)}" if upto is not None else ""
-    cursor.execute(
-        f"SELECT user_id, item_id, value, timestamp{', id' if with_ids else ''} FROM interactions{where}"
-    )
-    # each block goes straight into typed columns: memory is the columns plus one block
-    types = (np.int64, np.int64, np.float32, np.int64, np.int64)[: 5 if with_ids else 4]
-    parts: list[list[np.ndarray]] = [[] for _ in types]
-    while rows := cursor.fetchmany(block):
-        arr = np.array(rows, dtype=np.float64).reshape(len(rows), len(types))
-        for col, (part, kind) in enumerate(zip(parts, types, strict=True)):
-            part.append(arr[:, col].astype(kind))
-        del arr, rows
-    cursor.close()
-    cols = [
-        np.concatenate(part) if part else np.empty(0, kind) for part, kind in zip(parts, types, strict=True)
-    ]
-    frame = pd.DataFrame(
-        dict(zip(("user_id", "item_id", "value", "timestamp"), cols[:4], strict=True)), copy=False
-    )
-    if with_ids:
-        frame["id"] = cols[4]
-    return frame
+    try:
+        cursor.execute(
+            f"SELECT user_id, item_id, value, timestamp{', id' if with_ids else ''} FROM interactions{where}"
+        )
+        types = (np.int64, np.int64, np.float32, np.int64, np.int64)[: 5 if with_ids else 4]
+        while rows := cursor.fetchmany(block):
+            arr = np.array(rows, dtype=np.float64).reshape(len(rows), len(types))
+            del rows
+            yield [arr[:, col].astype(kind) for col, kind in enumerate(types)]
+    finally:
+        cursor.close()
+
+
+def user_row_counts(session: Session, upto: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(user row ids, their interaction counts), rows up to id `upto` when given."""
+    query = select(Interaction.user_id, func.count()).group_by(Interaction.user_id)
+    if upto is not None:
+        query = query.where(Interaction.id <= upto)
+    rows = session.execute(query).all()
+    ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+    return ids, np.fromiter((r[1] for r in rows), np.int64, len(rows))
 
 
 def entities_frame(session: Session, entity: type[User] | type[Item]) -> pd.DataFrame:

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from recmeta.learners.backbone import LossTerms, loss_normalisers
-from recmeta.learners.base import Progress, validation_ndcg
+from recmeta.learners.base import VAL_CHUNK, Progress, validation_ndcg
 from recmeta.learners.meta import OPTIM, MetaLearner
 from recmeta.snapshot import Interactions
 from recmeta.tasks import Batch, Sequences, make_batch
@@ -174,6 +174,7 @@ class Trainer:
         self.group = group or Group.solo()
         self.p = model.params
         self.outcome = Outcome()
+        self._reserve = 0.0  # seconds the last validation took
         self.state_: TrainState | None = None
 
     # ------------------------------------------------------------------ public
@@ -190,6 +191,7 @@ class Trainer:
         when the model was already built or grown), then keep the best epoch's weights.
         `optimizer_state` warms Adam up; `resume` continues a paused run."""
         p, model = self.p, self.model
+        self._reserve = 0.0
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
         if model.backbone is None:
@@ -217,6 +219,7 @@ class Trainer:
         out = self.outcome = Outcome()
         best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         epoch, bad_epochs, losses, fresh_epoch, elapsed0 = 1, 0, [], True, 0.0
+        begun = time.perf_counter()  # max_time counts from here
         if resume is not None:
             c = self._restore(resume, opt, sampler)
             best_state = {k[len(BEST) :]: v.clone() for k, v in resume.tensors.items() if k.startswith(BEST)}
@@ -224,8 +227,11 @@ class Trainer:
             elapsed0 = c["elapsed"]
         elif self.keep_start:
             scores = list(self.validation_scores(val_batches).values())
+            self._reserve = time.perf_counter() - begun
             out.best_score = group.from_root([float(np.mean(scores)) if scores else -math.inf])[0]
-        start = self._start = time.perf_counter() - elapsed0
+        elif p["max_time"]:
+            self._reserve = self._validation_seconds(val_batches)
+        start = self._start = begun - elapsed0
         while epoch <= p["epochs"]:
             model.train()
             if fresh_epoch:
@@ -248,10 +254,12 @@ class Trainer:
                     return model
                 if late:
                     break  # out of time within the epoch: validate what there is, then stop
-            elapsed = time.perf_counter() - start
+            elapsed = begun = time.perf_counter()
+            elapsed -= start
             per_shot = self.validation_scores(val_batches)
+            self._reserve = time.perf_counter() - begun
             val = float(np.mean(list(per_shot.values()))) if per_shot else -float(np.mean(losses))
-            val, late_root = group.from_root([val, float(bool(p["max_time"]) and elapsed > p["max_time"])])
+            val, late_root = group.from_root([val, float(self._late())])
             if val > out.best_score:
                 out.best_score, out.best_epoch, bad_epochs = val, epoch, 0
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -316,9 +324,15 @@ class Trainer:
         ]
         return sum(parts) / len(terms) if parts else torch.zeros((), device=self.model.device)
 
+    def _late(self) -> bool:
+        """Whether the run is past `max_time` less the last validation's duration (so that
+        the validation that ends it finishes within `max_time`)."""
+        limit = self.p["max_time"]
+        return bool(limit) and time.perf_counter() - self._start > limit - self._reserve
+
     def _sum_grads(self, params: list[Tensor], loss: Tensor) -> tuple[float, bool]:
         """Gradients summed over workers, with the loss and an out-of-time vote."""
-        late = bool(self.p["max_time"]) and time.perf_counter() - self._start > self.p["max_time"]
+        late = self._late()
         extra = torch.stack([loss.detach().float().cpu(), torch.tensor(float(late))])
         total = self.group.sum_grads(params, extra)
         return float(total[0]), bool(total[1] > 0)
@@ -409,6 +423,17 @@ class Trainer:
             if len(users):
                 out[k] = make_batch(seq, users, k, validation.n_items, self.model.threshold, dense=False)
         return out
+
+    def _validation_seconds(self, batches: dict[int, Batch]) -> float:
+        """What validating `batches` will take, from the time one chunk of users takes."""
+        if not batches:
+            return 0.0
+        first = next(iter(batches.values()))
+        chunk = first.rows(slice(0, VAL_CHUNK))
+        begun = time.perf_counter()
+        validation_ndcg(self.model, chunk)
+        per_user = (time.perf_counter() - begun) / len(chunk.users)
+        return per_user * sum(len(b.users) for b in batches.values())
 
     def validation_scores(self, batches: dict[int, Batch]) -> dict[int, float]:
         """ndcg@10 at each validation shot (support items removed); their mean selects the epoch."""

@@ -18,6 +18,22 @@ def test_top_n_orders_by_score_then_index():
     assert top_n(scores, 3).tolist() == [[1, 3, 2]]
 
 
+def test_top_n_equals_a_full_sort_with_ties_infinities_and_nan():
+    """The fast path (torch's top-k) and its fallback give the full sort's order: score
+    descending, lower index first on ties, NaN after everything."""
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.float64):
+        scores = rng.integers(0, 6, (200, 50)).astype(dtype)  # ties everywhere
+        scores[:100] += rng.random((100, 50)).astype(dtype)  # no ties in half of the rows
+        scores[5, :] = -np.inf
+        scores[6, 3] = np.nan
+        scores[7, :45] = np.nan
+        for n in (1, 10, 50):
+            key = np.where(np.isnan(scores), np.inf, -scores)
+            want = np.lexsort((np.broadcast_to(np.arange(50), scores.shape), key), axis=1)[:, :n]
+            assert np.array_equal(top_n(scores, n), want), (dtype, n)
+
+
 def test_binary_ndcg_recall_hr_mrr():
     top = np.array([[4, 2, 7, 1, 0]])
     m = ranking_metrics(top, rel(10, 2, 1, 9), n=5)

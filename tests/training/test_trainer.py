@@ -108,6 +108,22 @@ def test_max_time_stops_within_the_epoch(small):
     assert trainer.outcome.steps == 1 and trainer.outcome.epochs == 1
 
 
+def test_max_time_keeps_room_for_the_validation_that_ends_the_run(small, monkeypatch):
+    """The run stops early enough for its last validation to end within max_time: a
+    validation estimated to take longer than the whole budget leaves time for one step."""
+    _, train, val = split_views(small)
+    estimates = []
+
+    def slow(self, batches):
+        estimates.append(len(batches))
+        return 1e6
+
+    monkeypatch.setattr(Trainer, "_validation_seconds", slow)
+    trainer = Trainer(create("maml", **{**FAST, "epochs": 50, "max_time": 3600}), seed=0)
+    trainer.fit(train, val)
+    assert estimates and trainer.outcome.steps == 1 and trainer.outcome.epochs == 1
+
+
 def test_the_run_budget_is_shared_by_the_meta_learners_left():
     import time as clock
 
