@@ -4,13 +4,14 @@ trains."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from recmeta.learners import META_LEARNERS, Recommender
-from recmeta.learners.base import validation_ndcg
+from recmeta.learners.base import chunks, mask_support, ndcg_of
+from recmeta.learners.ensemble import Ensemble
 from recmeta.snapshot import Interactions
 from recmeta.tasks import Sequences, make_batch
 
@@ -26,18 +27,41 @@ def validation_table(
     """ndcg@10 of `model` on the validation users at each number of support rows; sizes past
     COLD_SHOTS count only when at least MIN_VAL_USERS validation users have more rows. At most
     MAX_VAL_USERS users are scored per size (the same seeded draw for every model)."""
+    return validation_tables([model], validation, threshold, shots)[0]
+
+
+def validation_tables(
+    models: Sequence[Recommender], validation: Interactions, threshold: float, shots=VAL_SHOTS
+) -> list[dict[str, float]]:
+    """`validation_table` of each model, the models scoring each chunk of users in turn: an
+    ensemble whose members are among `models` combines the scores they just gave instead of
+    scoring the chunk again (held for one chunk, so memory is a few chunks' scores)."""
     seq = Sequences.from_data(validation)
     counts = validation.counts_per_user()
-    out = {}
+    reused = {id(m) for e in models if isinstance(e, Ensemble) for m in e.members}
+    out: list[dict[str, float]] = [{} for _ in models]
     for k in shots:
-        if k == 0 and model.needs_support:
-            continue
         users = np.flatnonzero(counts > k)
         if len(users) > MAX_VAL_USERS:
             users = np.sort(np.random.default_rng(k).choice(users, MAX_VAL_USERS, replace=False))
-        if len(users) and (k <= COLD_SHOTS or len(users) >= MIN_VAL_USERS):
-            batch = make_batch(seq, users, k, validation.n_items, threshold, dense=False)
-            out[f"K{k}"] = round(validation_ndcg(model, batch), 5)
+        scoring = [j for j, m in enumerate(models) if not (k == 0 and m.needs_support)]
+        if not (len(users) and scoring and (k <= COLD_SHOTS or len(users) >= MIN_VAL_USERS)):
+            continue
+        batch = make_batch(seq, users, k, validation.n_items, threshold, dense=False)
+        values: dict[int, list[np.ndarray]] = {j: [] for j in scoring}
+        for part in chunks(batch):
+            given: dict[int, np.ndarray] = {}
+            for j in scoring:
+                model = models[j]
+                if isinstance(model, Ensemble) and all(id(m) in given for m in model.members):
+                    scores = model.combine([given[id(m)] for m in model.members])
+                else:
+                    scores = model.score(part.support_only())
+                if id(model) in reused:
+                    given[id(model)] = scores
+                values[j].append(ndcg_of(mask_support(scores, part), part))
+        for j in scoring:
+            out[j][f"K{k}"] = round(float(np.mean(np.concatenate(values[j]))), 5)
     return out
 
 

@@ -21,7 +21,7 @@ from recmeta import checkpoint, snapshot
 from recmeta.errors import CheckpointError, DataError
 from recmeta.learners import BASELINES, META_LEARNERS, REGISTRY, Recommender, create
 from recmeta.learners.meta import MetaLearner
-from recmeta.routing import routing, validation_table, validation_users
+from recmeta.routing import routing, validation_tables, validation_users
 from recmeta.snapshot import Interactions
 from recmeta.store import make_engine, session_scope
 from recmeta.store import repository as repo
@@ -179,9 +179,12 @@ def _train(
             Reservoir(REPLAY if cfg.replay is None else cfg.replay, seed=cfg.seed), train_data
         )
     run = Run(engine, cfg, split)
-    results: list[Trained] = []
     budget = Budget(cfg)
     fitted: dict[str, Recommender] = {}
+    # the ensemble's members wait for it, to be validated with it (it reuses their scores)
+    waiting = set(META_LEARNERS) if "ensemble" in cfg.models else set()
+    pending: dict[str, tuple[Recommender, float, Any]] = {}
+    results: list[Trained] = []
     for kind in cfg.models:
         if not group.root and kind not in META_LEARNERS:
             continue  # baselines are rank 0's
@@ -195,10 +198,14 @@ def _train(
             seed=cfg.seed,
             group=group,
         )
-        seconds = time.perf_counter() - start
-        fitted[kind] = model
-        if group.root:
-            results.append(run.save(model, seconds, reservoir, done.optimizer, steps=_steps(done.outcome)))
+        fitted[kind], pending[kind] = model, (model, time.perf_counter() - start, done)
+        if not group.root or (kind in waiting and "ensemble" not in fitted):
+            continue
+        tables = run.validate({k: m for k, (m, _, _) in pending.items()})
+        for k, (m, seconds, d) in pending.items():
+            steps = _steps(d.outcome)
+            results.append(run.save(m, seconds, reservoir, d.optimizer, steps=steps, validation=tables[k]))
+        pending = {}
     if not group.root:
         return None
     run.route(results)
@@ -359,12 +366,12 @@ class Run:
         parent: tuple[int, int] | None = None,
         new_rows: int = 0,
         steps: int = 0,
+        validation: dict[str, float] | None = None,
     ) -> Trained:
-        """Validate, checkpoint (with its lineage and replay memory) and register one model."""
+        """Validate (unless `validation` holds its table), checkpoint (with its lineage and
+        replay memory) and register one model."""
         data, kind = self.split.data, model.kind
-        val = validation_table(
-            model, self.split.validation, positive_threshold(data, model.params.get("threshold"))
-        )
+        val = validation if validation is not None else self.validate({kind: model})[kind]
         path = (self.cfg.models_dir / f"{kind}-{self.stamp}.safetensors").resolve()
         lineage = {}
         if parent is not None:
@@ -408,6 +415,19 @@ class Run:
             )
         users = validation_users(self.split.validation)
         return Trained(kind, model, path, seconds, val, parent[0] if parent else None, new_rows, steps, users)
+
+    def validate(self, models: dict[str, Recommender]) -> dict[str, dict[str, float]]:
+        """Each model's validation table (ndcg@10 by support size); models with the same
+        positive threshold are scored together, an ensemble reusing its members' scores."""
+        by_threshold: dict[float, list[str]] = {}
+        for kind, model in models.items():
+            threshold = positive_threshold(self.split.data, model.params.get("threshold"))
+            by_threshold.setdefault(threshold, []).append(kind)
+        tables = {}
+        for threshold, kinds in by_threshold.items():
+            found = validation_tables([models[k] for k in kinds], self.split.validation, threshold)
+            tables.update(zip(kinds, found, strict=True))
+        return tables
 
     def route(self, results: list[Trained]) -> None:
         """Choose the routing on validation and register it. Active models this run did not

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 import numpy as np
@@ -72,24 +72,36 @@ VAL_CHUNK = 512  # users scored at once: memory is a chunk's scores, whatever th
 def unseen_scores(model: Recommender, batch: Batch) -> np.ndarray:
     """(B, N) scores from the supports alone (the model never sees the query), support items
     at -inf. A copy in the model's own dtype: float32 ranks as its float64 cast would."""
-    scores = np.array(model.score(batch.support_only()))
+    return mask_support(model.score(batch.support_only()), batch)
+
+
+def mask_support(scores: np.ndarray, batch: Batch) -> np.ndarray:
+    """A copy of `scores` with each user's support items at -inf."""
+    scores = np.array(scores)
     rows = np.arange(len(scores))[:, None]
     seen = scores[rows, batch.support_items]
     scores[rows, batch.support_items] = np.where(batch.support_mask, -np.inf, seen)
     return scores
 
 
+def ndcg_of(scores: np.ndarray, batch: Batch, n: int = 10) -> np.ndarray:
+    """ndcg@n of each user of `batch` with a query target, from their unseen scores."""
+    relevant = batch.positives(scores.shape[1])
+    keep = relevant.any(1)
+    return ranking_metrics(top_n(scores[keep], n), relevant[keep], n)[f"ndcg@{n}"]
+
+
 def validation_ndcg(model: Recommender, batch: Batch, n: int = 10) -> float:
     """Mean ndcg@n over the users of a batch with query targets (support items removed),
     scored VAL_CHUNK users at a time."""
-    values = []
-    for start in range(0, len(batch.users), VAL_CHUNK):
-        part = batch.rows(slice(start, start + VAL_CHUNK))
-        scores = unseen_scores(model, part)
-        relevant = part.positives(scores.shape[1])
-        keep = relevant.any(1)
-        values.append(ranking_metrics(top_n(scores[keep], n), relevant[keep], n)[f"ndcg@{n}"])
+    values = [ndcg_of(unseen_scores(model, part), part, n) for part in chunks(batch)]
     return float(np.mean(np.concatenate(values)))
+
+
+def chunks(batch: Batch) -> Iterator[Batch]:
+    """`batch` in parts of VAL_CHUNK users."""
+    for start in range(0, len(batch.users), VAL_CHUNK):
+        yield batch.rows(slice(start, start + VAL_CHUNK))
 
 
 def check_tensor(

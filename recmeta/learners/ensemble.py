@@ -78,7 +78,17 @@ class Ensemble(Recommender):
     def score(
         self, batch: Batch, user_x: np.ndarray | None = None, new_items: np.ndarray | None = None
     ) -> np.ndarray:
-        return np.mean([standardise(m.score(batch, user_x, new_items)) for m in self._members()], axis=0)
+        return self.combine([m.score(batch, user_x, new_items) for m in self._members()])
+
+    @staticmethod
+    def combine(member_scores: Sequence[np.ndarray]) -> np.ndarray:
+        """The ensemble's scores from its members' scores of the same users."""
+        return np.mean([standardise(s) for s in member_scores], axis=0)
+
+    @property
+    def members(self) -> list[Recommender]:
+        """The fitted members, in the order `combine` takes their scores."""
+        return self._members()
 
     def predict(self, batch: Batch, items: np.ndarray, user_x: np.ndarray | None = None) -> np.ndarray:
         return np.mean([m.predict(batch, items, user_x) for m in self._members()], axis=0)
