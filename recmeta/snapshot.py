@@ -1,8 +1,9 @@
 """The store as matrices: a users x items CSR, id maps both ways, times and feature arrays.
 
-Built in one pass from SQL into pandas/scipy. Repeated events of one (user, item) pair
-fold into one entry: the latest value (explicit logs) or the summed count (implicit logs),
-at the time of the first event.
+The interactions go from the SQL cursor, a block at a time, straight into CSR-shaped
+arrays (no frame of the whole log). Repeated events of one (user, item) pair fold into one
+entry: the latest value (explicit logs) or the summed count (implicit logs), at the time of
+the first event.
 
 pandas and scipy are imported by the functions that build matrices, not with the module:
 `recmeta recommend` imports this module but builds no snapshot, and must start in well
@@ -25,6 +26,7 @@ from recmeta.store.models import Item, User
 if TYPE_CHECKING:
     import pandas as pd
     import scipy.sparse as sp
+    from sqlalchemy.orm import Session
 
 MAX_CATEGORIES = 32  # one-hot levels kept per categorical feature; the rest share 'other'
 
@@ -178,7 +180,7 @@ def matrices(
 
 
 def read_rows(
-    session, user_row_ids: np.ndarray, item_row_ids: np.ndarray, upto: int, *, with_ids: bool = False
+    session: Session, user_row_ids: np.ndarray, item_row_ids: np.ndarray, upto: int, *, with_ids: bool = False
 ) -> Rows:
     """The store's interactions up to row `upto` as `Rows` of dense users and items (the
     sorted row ids of the users and items tables): the rows per user are counted in SQL,
@@ -303,7 +305,7 @@ def load_since(
     return data, old, new  # type: ignore[return-value]  (both views exist when after_id is given)
 
 
-def _tables(session) -> tuple[dict, pd.DataFrame, pd.DataFrame, bool]:
+def _tables(session: Session) -> tuple[dict, pd.DataFrame, pd.DataFrame, bool]:
     """The watermark, the users and items tables (sorted by row id) and whether the log is implicit."""
     mark = repo.watermark(session)
     users = repo.entities_frame(session, User).sort_values("id").reset_index(drop=True)
