@@ -715,6 +715,14 @@ def evaluate(
     value_col: ValueCol = None,
     time_col: TimeCol = None,
     epochs: Annotated[int | None, typer.Option(help="Most meta-training epochs per fit.", min=1)] = None,
+    max_time: Annotated[
+        float | None,
+        typer.Option(
+            help="Most seconds of meta-training per seed, shared by the meta-learners as "
+            "`recmeta train` shares them (default 360; 0: no limit).",
+            min=0.0,
+        ),
+    ] = None,
     continual: Annotated[
         bool,
         typer.Option(
@@ -774,6 +782,7 @@ def evaluate(
         return
     from recmeta.evaluate.report import table, write_all
     from recmeta.evaluate.run import evaluate_log, evaluate_store
+    from recmeta.training.budget import TRAIN_BUDGET
 
     cfg = EvalConfig(
         models=_model_list(model or []),
@@ -783,6 +792,7 @@ def evaluate(
         n=n,
         min_interactions=min_interactions,
         params=params,
+        max_time=TRAIN_BUDGET if max_time is None else (max_time or None),
     )
     steps = len(cfg.seeds) * len(cfg.models) * (1 + len(cfg.shots))
     with step_progress("evaluate", steps, transient=True) as step:

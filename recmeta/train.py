@@ -28,6 +28,7 @@ from recmeta.store import repository as repo
 from recmeta.tasks import positive_threshold, split_users
 from recmeta.threads import set_threads
 from recmeta.training import Group, Reservoir, fit_detailed
+from recmeta.training.budget import TRAIN_BUDGET, Budget
 from recmeta.training.continual import grow, item_index, offer_rows, replay_users, update
 from recmeta.training.distributed import Workers
 from recmeta.training.replay import DEFAULT_SIZE
@@ -35,9 +36,6 @@ from recmeta.training.replay import DEFAULT_SIZE
 ALL = (*META_LEARNERS, *BASELINES)
 VAL_MIN_ROWS = 6  # a user needs this many rows to be held out for validation
 REPLAY = DEFAULT_SIZE  # rows in the replay reservoir
-TRAIN_BUDGET = (
-    360.0  # seconds of meta-training a `recmeta train` run takes at most (BENCHMARKS.md, section 7)
-)
 ProgressFactory = Callable[[str], Callable[[dict[str, Any]], None]]
 
 
@@ -95,26 +93,6 @@ def _params(kind: str, cfg: TrainConfig, share: float | None = None) -> dict[str
         if share is not None:
             params["max_time"] = share
     return params
-
-
-class Budget:
-    """`max_time` seconds for the whole run, shared by the meta-learners still to fit: each
-    gets what is left over how many are left (and stops in time to validate within it)."""
-
-    def __init__(self, cfg: TrainConfig) -> None:
-        self.end = None if not cfg.max_time else time.perf_counter() + cfg.max_time
-        todo = [k for k in cfg.models if k in META_LEARNERS and k != "ensemble"]
-        if "ensemble" in cfg.models:
-            todo += [m for m in ("maml", "protonet", "metalstm") if m not in todo]
-        self.todo = todo
-
-    def share(self, kind: str) -> float | None:
-        if self.end is None or kind not in self.todo:
-            return None
-        left = max(self.end - time.perf_counter(), 1e-3)  # spent: one step each, then stop
-        share = left / len(self.todo)
-        self.todo.remove(kind)
-        return share
 
 
 def _check_models(cfg: TrainConfig) -> None:
@@ -179,7 +157,7 @@ def _train(
             Reservoir(REPLAY if cfg.replay is None else cfg.replay, seed=cfg.seed), train_data
         )
     run = Run(engine, cfg, split)
-    budget = Budget(cfg)
+    budget = Budget(cfg.models, cfg.max_time)
     fitted: dict[str, Recommender] = {}
     # the ensemble's members wait for it, to be validated with it (it reuses their scores)
     waiting = set(META_LEARNERS) if "ensemble" in cfg.models else set()

@@ -21,6 +21,7 @@ from recmeta.routing import routing, served_by, validation_table
 from recmeta.snapshot import Interactions
 from recmeta.tasks import Batch, Sequences, make_batch, positive_threshold, split_users
 from recmeta.training import fit
+from recmeta.training.budget import TRAIN_BUDGET, Budget
 
 SCORE_CHUNK = 512  # users scored at once
 RATING_METRICS = ("mae", "rmse", "qndcg@3")
@@ -37,6 +38,7 @@ class EvalConfig:
     min_interactions: int = 20
     threshold: float | None = None
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    max_time: float | None = TRAIN_BUDGET  # seconds of meta-training per seed, shared as `train` shares it
 
 
 @dataclass
@@ -85,10 +87,17 @@ def evaluate(data: Interactions, cfg: EvalConfig, progress: Progress | None = No
             k: make_batch(seq, split.test, k, data.n_items, threshold, max_query=None) for k in cfg.shots
         }
         cells, validated, models = {}, {}, {}
+        budget = Budget(cfg.models, cfg.max_time)
         for kind in cfg.models:
             if progress:
                 progress({"seed": seed, "model": kind, "stage": "fit"})
-            model = create(kind, fitted=models, **{"threshold": cfg.threshold, **cfg.params.get(kind, {})})
+            share = budget.share(kind)
+            params = {
+                "threshold": cfg.threshold,
+                **({"max_time": share} if share else {}),
+                **cfg.params.get(kind, {}),
+            }
+            model = create(kind, fitted=models, **params)
             t0 = time.perf_counter()
             models[kind] = fit(model, train, validation, seed=seed)
             fitted.setdefault(seed, {})[kind] = fitted_config(models[kind])

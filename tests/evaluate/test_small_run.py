@@ -53,3 +53,20 @@ def test_report_records_each_models_fitted_configuration():
     als = result.config["fitted"][0]["als"]
     assert {"factors", "regularization", "alpha"} <= set(als) and als["factors"] in (32, 64, 128)
     assert result.config["routes"][0]["warm"] in ("als", "popular")
+
+
+def test_each_seed_shares_the_meta_training_budget_as_train_does():
+    """`max_time` is per seed, shared by the meta-learners still to fit (as in `train`); a
+    model's own max_time parameter wins."""
+    data = synth_data(users=150, items=50, seed=4)
+    small = {"dim": 8, "epochs": 1}
+    params = {"maml": small, "protonet": {**small, "max_time": 500.0}}
+    cfg = EvalConfig(
+        models=("maml", "protonet"), shots=(1,), seeds=(0, 1), min_interactions=12, params=params
+    )
+    result = evaluate(data, EvalConfig(**{**cfg.__dict__, "max_time": 90.0}))
+    for fitted in result.config["fitted"].values():
+        assert 40 < fitted["maml"]["max_time"] <= 45  # its share: 90 s over two meta-learners
+        assert fitted["protonet"]["max_time"] == 500.0
+    unlimited = evaluate(data, EvalConfig(**{**cfg.__dict__, "max_time": None}))
+    assert unlimited.config["fitted"][0]["maml"].get("max_time") is None

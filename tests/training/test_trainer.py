@@ -127,12 +127,12 @@ def test_max_time_keeps_room_for_the_validation_that_ends_the_run(small, monkeyp
 def test_the_run_budget_is_shared_by_the_meta_learners_left():
     import time as clock
 
-    from recmeta.train import Budget, TrainConfig
+    from recmeta.train import Budget
 
-    budget = Budget(TrainConfig(models=("maml", "protonet", "metalstm", "ensemble", "als"), max_time=90.0))
+    budget = Budget(("maml", "protonet", "metalstm", "ensemble", "als"), 90.0)
     first = budget.share("maml")
     assert 29 < first <= 30  # 90 s over three meta-learners
     clock.sleep(0.01)
     assert budget.share("protonet") <= 45  # what is left, over the two left
     assert budget.share("als") is None and budget.share("ensemble") is None
-    assert Budget(TrainConfig(models=("maml",), max_time=None)).share("maml") is None
+    assert Budget(("maml",), None).share("maml") is None
