@@ -138,17 +138,20 @@ class Rows:
             b = max(a + 1, int(np.searchsorted(self.indptr, self.indptr[a] + FOLD_BLOCK, "right")) - 1)
             b = min(b, n_users)
             lo, hi = self.indptr[a], self.indptr[b]
+            if hi == lo:  # users without rows
+                indptr[a + 1 : b + 1], a = written, b
+                continue
             local = np.repeat(np.arange(b - a, dtype=np.int64), np.diff(self.indptr[a : b + 1]))
             key = local * n_items + self.items[lo:hi]
             times = self.times[lo:hi]
             order = np.lexsort((times, key))  # stable: equal times keep log order
             key = key[order]
-            starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if hi > lo else local
+            starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
             v = self.values[lo:hi][order]
-            if implicit and len(v):
+            if implicit:
                 v = np.add.reduceat(v, starts).astype(np.float32)
             else:
-                v = v[np.r_[starts[1:], len(key)] - 1] if len(v) else v
+                v = v[np.r_[starts[1:], len(key)] - 1]
             n = len(starts)
             self.times[written : written + n] = times[order][starts]
             self.values[written : written + n] = v

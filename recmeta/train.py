@@ -161,7 +161,7 @@ def _train(
     fitted: dict[str, Recommender] = {}
     # the ensemble's members wait for it, to be validated with it (it reuses their scores)
     waiting = set(META_LEARNERS) if "ensemble" in cfg.models else set()
-    pending: dict[str, tuple[Recommender, float, Any]] = {}
+    pending: dict[str, tuple[float, Any]] = {}  # fitted, not yet saved: (seconds, fit result)
     results: list[Trained] = []
     for kind in cfg.models:
         if not group.root and kind not in META_LEARNERS:
@@ -176,13 +176,18 @@ def _train(
             seed=cfg.seed,
             group=group,
         )
-        fitted[kind], pending[kind] = model, (model, time.perf_counter() - start, done)
-        if not group.root or (kind in waiting and "ensemble" not in fitted):
+        fitted[kind] = model
+        if not group.root:
             continue
-        tables = run.validate({k: m for k, (m, _, _) in pending.items()})
-        for k, (m, seconds, d) in pending.items():
+        pending[kind] = (time.perf_counter() - start, done)
+        if kind in waiting and "ensemble" not in fitted:
+            continue
+        tables = run.validate({k: fitted[k] for k in pending})
+        for k, (seconds, d) in pending.items():
             steps = _steps(d.outcome)
-            results.append(run.save(m, seconds, reservoir, d.optimizer, steps=steps, validation=tables[k]))
+            results.append(
+                run.save(fitted[k], seconds, reservoir, d.optimizer, steps=steps, validation=tables[k])
+            )
         pending = {}
     if not group.root:
         return None

@@ -17,7 +17,7 @@ from recmeta.errors import DataError
 from recmeta.learners import BASELINES, META_LEARNERS, REGISTRY, Recommender, create
 from recmeta.learners.base import unseen_scores
 from recmeta.metrics import graded_ndcg, ranking_metrics, rating_errors, top_n
-from recmeta.routing import routing, served_by, validation_table
+from recmeta.routing import routing, served_by, validation_tables
 from recmeta.snapshot import Interactions
 from recmeta.tasks import Batch, Sequences, make_batch, positive_threshold, split_users
 from recmeta.training import fit
@@ -86,7 +86,7 @@ def evaluate(data: Interactions, cfg: EvalConfig, progress: Progress | None = No
         batches = {
             k: make_batch(seq, split.test, k, data.n_items, threshold, max_query=None) for k in cfg.shots
         }
-        cells, validated, models = {}, {}, {}
+        cells, models = {}, {}
         budget = Budget(cfg.models, cfg.max_time)
         for kind in cfg.models:
             if progress:
@@ -102,7 +102,6 @@ def evaluate(data: Interactions, cfg: EvalConfig, progress: Progress | None = No
             models[kind] = fit(model, train, validation, seed=seed)
             fitted.setdefault(seed, {})[kind] = fitted_config(models[kind])
             fit_seconds[kind].append(time.perf_counter() - t0)
-            validated[kind] = validation_table(model, validation, threshold)
             for k, batch in batches.items():
                 if progress:
                     progress({"seed": seed, "model": kind, "stage": "score", "shots": k})
@@ -110,7 +109,9 @@ def evaluate(data: Interactions, cfg: EvalConfig, progress: Progress | None = No
                     continue
                 cell = score_cell(model, batch, data, n=cfg.n)
                 cells[kind, k] = cell.assign(seed=seed, model=kind, shots=k)
-        if len(cfg.models) > 1:
+        if len(cfg.models) > 1:  # validated together: the ensemble reuses its members' scores
+            tables = validation_tables(list(models.values()), validation, threshold)
+            validated = dict(zip(models, tables, strict=True))
             route = routing(validated)
             routes[seed] = {key: route[key] for key in ("cold", "warm", "threshold")}
             for k in cfg.shots:

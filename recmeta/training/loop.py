@@ -254,8 +254,8 @@ class Trainer:
                     return model
                 if late:
                     break  # out of time within the epoch: validate what there is, then stop
-            elapsed = begun = time.perf_counter()
-            elapsed -= start
+            begun = time.perf_counter()
+            elapsed = begun - start
             per_shot = self.validation_scores(val_batches)
             self._reserve = time.perf_counter() - begun
             val = float(np.mean(list(per_shot.values()))) if per_shot else -float(np.mean(losses))
