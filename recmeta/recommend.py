@@ -23,9 +23,10 @@ from sqlalchemy import Engine
 from recmeta import checkpoint, snapshot
 from recmeta.errors import CheckpointError, DataError, UnknownItemError, UnknownUserError
 from recmeta.ingest.ids import check_id
+from recmeta.learners import META_LEARNERS
 from recmeta.learners.protonet import ProtoNet
 from recmeta.metrics import top_n
-from recmeta.routing import served_by
+from recmeta.routing import band_of
 from recmeta.store import repository as repo
 from recmeta.store import session_scope
 from recmeta.store.models import Item as ItemRow
@@ -246,29 +247,20 @@ class RecommendationService:
             if not trained:
                 raise CheckpointError("no trained model in this store; run `recmeta train`")
             return trained[0], f"{trained[0]} (no routing trained; run `recmeta train --model all`)"
-        cold, threshold = self.router["cold"], self.router["threshold"]
-        name = served_by(self.router, n_rows)
+        start, name = band_of(self.router, n_rows)
         if n_rows == 0:
             return name, f"prior: no interactions yet, {name}'s population prior"
-        if name != cold:
-            return name, f"warm: {n_rows} interactions >= {threshold}, served by {name}"
-        if threshold is None:
-            return cold, (
-                f"meta-learner {cold} for {n_rows} interactions (on validation, no baseline beat it "
-                f"at every history length from some length on{self._validation_figures(cold)})"
-            )
-        return cold, f"cold: {n_rows} interactions < {threshold}, served by meta-learner {cold}"
+        return name, (
+            f"{'cold' if name in META_LEARNERS else 'warm'}: {n_rows} interactions, served by {name}, "
+            f"the best on validation users from {start} rows{self._validation_figures(start)}"
+        )
 
-    def _validation_figures(self, cold: str) -> str:
-        """'; at K=50: ensemble 0.501, itemknn 0.511, ...': the largest support size validated
-        for the cold model, and every model's validation ndcg@10 there."""
-        table = self.router.get("validation", {})
-        sizes = sorted((int(k[1:]) for k in table.get(cold, {})), reverse=True)
-        if not sizes:
-            return ""
-        key = f"K{sizes[0]}"
-        figures = ", ".join(f"{m} {v[key]:.3f}" for m, v in table.items() if key in v)
-        return f"; ndcg@10 at {sizes[0]} rows: {figures}"
+    def _validation_figures(self, start: int) -> str:
+        """' (ndcg@10 at 5 rows: ensemble 0.501, itemknn 0.511, ...)': every model's
+        validation figure at the support size where the serving band starts."""
+        key = f"K{start}"
+        figures = ", ".join(f"{m} {v[key]:.3f}" for m, v in self.router.get("validation", {}).items() if key in v)
+        return f" (ndcg@10 at {start} rows: {figures})" if figures else ""
 
     # ------------------------------------------------------------ items like an item
     def similar(self, item: str, n: int = 10, model: str = "auto") -> Recommendations:

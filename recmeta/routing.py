@@ -4,7 +4,7 @@ trains."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -17,7 +17,7 @@ from recmeta.tasks import Sequences, make_batch
 
 VAL_SHOTS = (0, 1, 3, 5, 10, 20, 50, 100)  # support sizes validated; 50 and 100 place the warm route
 MIN_VAL_USERS = 20  # a support size with fewer validation users than this is too noisy to use
-COLD_SHOTS = 20  # the cold model is the best meta-learner up to this many rows (PROTOCOL.md's range)
+COLD_SHOTS = 20  # sizes up to this (PROTOCOL.md's range) are validated with any number of users
 MAX_VAL_USERS = 2000  # validation users scored per support size (a seeded draw beyond that)
 
 
@@ -72,49 +72,48 @@ def validation_users(validation: Interactions, shots=VAL_SHOTS) -> dict[str, int
 
 
 def routing(validation: dict[str, dict[str, float]]) -> dict[str, Any]:
-    """From each model's validation ndcg@10 by support size ({"K5": ...}): the best
-    meta-learner up to COLD_SHOTS rows serves cold users. Every baseline is weighed: each
-    has a threshold, the smallest support size from which it beats the cold model at every
-    larger size validated; the baseline with the smallest threshold (the best one from that
-    size on, between equals) serves users with at least that many rows."""
-    metas = [k for k in validation if k in META_LEARNERS]
-    others = [k for k in validation if k not in META_LEARNERS]
+    """From each model's validation ndcg@10 by support size ({"K5": ...}): for every size
+    validated, the model with the best figure there serves users with that many rows up to
+    the next size validated (`bands`: [[from rows, model], ...]; between equals a
+    meta-learner, then the name). Users with no row go to the first band's model, which is
+    the best at K = 0 among the models that need no support. `cold` is that model, `warm`
+    the last band's and `threshold` where the last band starts (None with one band)."""
     if not validation:
         return {}
-
-    def mean(kind: str, keep: Callable[[int], bool]) -> float:
-        vals = [v for k, v in validation[kind].items() if keep(int(k[1:]))]
-        return float(np.mean(vals)) if vals else -1.0
-
-    cold = max(metas or others, key=lambda m: mean(m, lambda k: k <= COLD_SHOTS))
-
-    def threshold_of(warm: str) -> int | None:
-        found = None
-        for k in reversed(VAL_SHOTS[1:]):
-            key = f"K{k}"
-            if key not in validation[warm] or key not in validation[cold]:
-                continue
-            if validation[warm][key] > validation[cold][key]:
-                found = k
-            else:
-                break
-        return found
-
-    candidates = [(threshold_of(b), b) for b in others if b != cold]
-    winners = [(t, b) for t, b in candidates if t is not None]
-    warm, threshold = cold, None
-    if winners:
-        threshold = min(t for t, _ in winners)
-        warm = max((b for t, b in winners if t == threshold), key=lambda b: mean(b, lambda k: k >= threshold))
+    sizes = sorted({int(k[1:]) for table in validation.values() for k in table})
+    bands: list[list[Any]] = []
+    for k in sizes:
+        key = f"K{k}"
+        scored = {m: t[key] for m, t in validation.items() if key in t}
+        best = max(sorted(scored), key=lambda m: (scored[m], m in META_LEARNERS))
+        if not bands or bands[-1][1] != best:
+            bands.append([k, best])
+    bands[0][0] = 0
     return {
-        "cold": cold,
-        "warm": warm,
-        "threshold": threshold,
+        "bands": bands,
+        "cold": bands[0][1],
+        "warm": bands[-1][1],
+        "threshold": bands[-1][0] if len(bands) > 1 else None,
         "validation": validation,
     }
 
 
+def route_bands(route: dict[str, Any]) -> list[list[Any]]:
+    """A router's [[from rows, model], ...]; a router stored before bands existed has them
+    from its cold model, warm model and threshold."""
+    if "bands" in route:
+        return route["bands"]
+    threshold = route["threshold"]
+    return [[0, route["cold"]]] + ([[threshold, route["warm"]]] if threshold is not None else [])
+
+
+def band_of(route: dict[str, Any], n_rows: int) -> tuple[int, str]:
+    """(the row count where its band starts, the model) serving a user with `n_rows` rows."""
+    bands = route_bands(route)
+    start, model = max((b for b in bands if n_rows >= b[0]), key=lambda b: b[0], default=bands[0])
+    return start, model
+
+
 def served_by(route: dict[str, Any], n_rows: int) -> str:
     """The model that `route` sends a user with `n_rows` interactions to."""
-    threshold = route["threshold"]
-    return route["warm"] if threshold is not None and n_rows >= threshold else route["cold"]
+    return band_of(route, n_rows)[1]

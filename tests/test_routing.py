@@ -1,64 +1,48 @@
-"""The router that `recmeta train` stores: cold model, warm model and threshold from validation."""
+"""The router that `recmeta train` stores: for each support size validated, the model best
+there serves users with that many rows up to the next size."""
 
 from __future__ import annotations
 
-from recmeta.routing import routing, served_by
+from recmeta.routing import band_of, routing, served_by
 
 
-def test_a_baseline_that_wins_from_some_history_length_on_serves_from_there():
+def test_the_best_model_at_each_validated_size_serves_from_there():
     route = routing(
         {
             "maml": {"K0": 0.40, "K1": 0.40, "K5": 0.39, "K10": 0.38, "K20": 0.37, "K50": 0.36, "K100": 0.33},
-            "protonet": {
-                "K0": 0.41,
-                "K1": 0.41,
-                "K5": 0.38,
-                "K10": 0.36,
-                "K20": 0.34,
-                "K50": 0.30,
-                "K100": 0.28,
-            },
+            "protonet": {"K0": 0.41, "K1": 0.41, "K5": 0.38, "K10": 0.36, "K20": 0.34, "K50": 0.30},
             "itemknn": {"K1": 0.30, "K5": 0.34, "K10": 0.37, "K20": 0.38, "K50": 0.40, "K100": 0.41},
-            "als": {"K1": 0.35, "K5": 0.36, "K10": 0.36, "K20": 0.36, "K50": 0.37, "K100": 0.36},
+            "als": {"K1": 0.35, "K5": 0.36, "K10": 0.385, "K20": 0.36, "K50": 0.37, "K100": 0.36},
         }
     )
-    # maml has the best mean up to 20 rows; itemknn the best from 10 rows up, and it beats
-    # maml at 20, 50 and 100 rows (not at 10)
-    assert (route["cold"], route["warm"], route["threshold"]) == ("maml", "itemknn", 20)
-    assert [served_by(route, n) for n in (0, 19, 20, 500)] == ["maml", "maml", "itemknn", "itemknn"]
+    assert route["bands"] == [[0, "protonet"], [5, "maml"], [10, "als"], [20, "itemknn"]]
+    assert (route["cold"], route["warm"], route["threshold"]) == ("protonet", "itemknn", 20)
+    served = [served_by(route, n) for n in (0, 1, 4, 5, 9, 10, 19, 20, 500)]
+    assert served == ["protonet"] * 3 + ["maml"] * 2 + ["als"] * 2 + ["itemknn"] * 2
+    assert band_of(route, 7) == (5, "maml")
 
 
-def test_a_win_that_does_not_last_does_not_route():
+def test_a_baseline_best_from_one_row_serves_everyone_with_a_row():
+    # the Amazon Beauty case: ALS beats every meta-learner at every size it can score; users
+    # with no row still go to the best model that needs no support
     route = routing(
         {
-            "maml": {"K1": 0.40, "K5": 0.40, "K10": 0.38, "K20": 0.37, "K50": 0.42},
-            "als": {"K1": 0.30, "K5": 0.36, "K10": 0.39, "K20": 0.38, "K50": 0.35},
+            "ensemble": {"K0": 0.026, "K1": 0.090, "K5": 0.083, "K20": 0.063},
+            "popular": {"K0": 0.027, "K1": 0.027, "K5": 0.022, "K20": 0.010},
+            "als": {"K1": 0.114, "K5": 0.161, "K20": 0.129},
         }
     )
-    assert (route["cold"], route["warm"], route["threshold"]) == ("maml", "maml", None)
+    assert route["bands"] == [[0, "popular"], [1, "als"]]
+    assert [served_by(route, n) for n in (0, 1, 100)] == ["popular", "als", "als"]
+
+
+def test_ties_go_to_a_meta_learner_and_one_band_has_no_threshold():
+    route = routing({"maml": {"K1": 0.40, "K5": 0.40}, "als": {"K1": 0.40, "K5": 0.30}})
+    assert route["bands"] == [[0, "maml"]] and route["threshold"] is None
     assert served_by(route, 1000) == "maml"
 
 
-def test_sizes_without_enough_validation_users_are_ignored():
-    # no K100 figure for the cold model (too few users had that many rows): the threshold
-    # comes from the sizes both were validated on
-    route = routing(
-        {
-            "protonet": {"K1": 0.40, "K10": 0.35, "K50": 0.30},
-            "itemknn": {"K1": 0.20, "K10": 0.36, "K50": 0.40, "K100": 0.5},
-        }
-    )
-    assert (route["warm"], route["threshold"]) == ("itemknn", 10)
-
-
-def test_every_baseline_is_weighed_not_only_the_best_on_average():
-    # als is the best baseline on average from 10 rows but never beats the ensemble for good;
-    # itemknn does from 50 rows: it serves from there
-    route = routing(
-        {
-            "ensemble": {"K1": 0.40, "K10": 0.39, "K20": 0.38, "K50": 0.501},
-            "als": {"K1": 0.39, "K10": 0.385, "K20": 0.39, "K50": 0.45},
-            "itemknn": {"K1": 0.30, "K10": 0.33, "K20": 0.34, "K50": 0.511},
-        }
-    )
-    assert (route["cold"], route["warm"], route["threshold"]) == ("ensemble", "itemknn", 50)
+def test_a_router_stored_before_bands_serves_as_it_did():
+    old = {"cold": "protonet", "warm": "als", "threshold": 3}
+    assert [served_by(old, n) for n in (0, 2, 3, 50)] == ["protonet", "protonet", "als", "als"]
+    assert served_by({"cold": "maml", "warm": "maml", "threshold": None}, 10) == "maml"

@@ -61,8 +61,8 @@ Progress = Callable[[dict[str, Any]], None]
 def evaluate(data: Interactions, cfg: EvalConfig, progress: Progress | None = None) -> EvalResult:
     """Run the protocol over every seed, model and number of shots. With several models, the
     row "auto" is the routed system: per seed, the router that `recmeta train` would store
-    is chosen on the validation users, and each test user gets the cold or warm model's
-    list by their number of support rows."""
+    is chosen on the validation users, and each test user gets the list of the model that
+    it routes their number of support rows to."""
     unknown = [m for m in cfg.models if m not in REGISTRY]
     if unknown:
         raise ValueError(f"unknown model(s) {unknown}; choose from {', '.join(REGISTRY)}")
@@ -113,7 +113,7 @@ def evaluate(data: Interactions, cfg: EvalConfig, progress: Progress | None = No
             tables = validation_tables(list(models.values()), validation, threshold)
             validated = dict(zip(models, tables, strict=True))
             route = routing(validated)
-            routes[seed] = {key: route[key] for key in ("cold", "warm", "threshold")}
+            routes[seed] = {key: route[key] for key in ("bands", "cold", "warm", "threshold")}
             for k in cfg.shots:
                 cell = cells.get((served_by(route, k), k))
                 if cell is not None:  # ranking only: recommend predicts no ratings

@@ -10,6 +10,7 @@ import pandas as pd
 from rich.table import Table
 
 from recmeta.evaluate.protocol import ROUTED, EvalResult
+from recmeta.routing import route_bands
 
 FEW_USERS = 5  # a cell that averages fewer users than this (per seed) prints '-'
 
@@ -99,10 +100,7 @@ def _routes(cfg: dict) -> str:
     routes = cfg.get("routes") or {}
     if not routes:
         return ""
-    said = {
-        f"{r['cold']}" + (f", {r['warm']} from {r['threshold']} rows" if r["threshold"] is not None else "")
-        for r in routes.values()
-    }
+    said = {", ".join(f"{model} from {start} rows" for start, model in route_bands(r)) for r in routes.values()}
     return f"\n{ROUTED}: what `recommend --model auto` serves, routed on validation users: " + "; ".join(
         sorted(said)
     )

@@ -31,11 +31,11 @@ def test_small_protocol_run(tmp_path: Path):
     assert set(ndcg.index) == {*metas, "ensemble", "als", "itemknn", "popular", "auto"}
     assert result.fit_seconds["ensemble"][0] < 1.0  # built from the members fitted above
     assert np.isfinite(ndcg.to_numpy()).all()
+    from recmeta.routing import served_by
+
     route = result.config["routes"][0]  # chosen on validation users: a test user with K rows
     for k in (1, 5):  # gets the list of the model the router sends K rows to
-        served = (
-            route["warm"] if route["threshold"] is not None and k >= route["threshold"] else route["cold"]
-        )
+        served = served_by(route, k)
         assert ndcg.loc["auto", k] == ndcg.loc[served, k]
     if folder is not None:  # the baselines reproduce the reference figures of PROTOCOL.md's run
         assert abs(ndcg.loc["popular", 1] - 0.36) < 0.03
