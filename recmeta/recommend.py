@@ -259,7 +259,9 @@ class RecommendationService:
         """' (ndcg@10 at 5 rows: ensemble 0.501, itemknn 0.511, ...)': every model's
         validation figure at the support size where the serving band starts."""
         key = f"K{start}"
-        figures = ", ".join(f"{m} {v[key]:.3f}" for m, v in self.router.get("validation", {}).items() if key in v)
+        figures = ", ".join(
+            f"{m} {v[key]:.3f}" for m, v in self.router.get("validation", {}).items() if key in v
+        )
         return f" (ndcg@10 at {start} rows: {figures})" if figures else ""
 
     # ------------------------------------------------------------ items like an item

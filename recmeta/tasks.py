@@ -75,24 +75,40 @@ class Sequences:
     items: np.ndarray
     values: np.ndarray
     times: np.ndarray
+    timed: bool = True  # False: a log without timestamps, in a seeded shuffle
 
     @classmethod
-    def from_data(cls, data: Interactions, shuffle_seed: int | None = None) -> Sequences:
-        """Rows by (timestamp, item) within each user; with `shuffle_seed` (a log without
-        timestamps, PROTOCOL.md) one seeded permutation of all rows, then a stable sort by user."""
+    def from_data(cls, data: Interactions, seed: int = 0) -> Sequences:
+        """Rows by (timestamp, item) within each user. A log without timestamps (every row at
+        one time) has no order to respect: its rows follow one permutation of all rows by a
+        generator seeded with 10000 + `seed`, then a stable sort by user (PROTOCOL.md), never
+        item-id order, which would leak how the file was made into supports and queries."""
         v, t = data.values, data.times
         rows = np.repeat(np.arange(data.n_users), np.diff(v.indptr))
-        if shuffle_seed is None:
+        timed = bool(len(t.data) == 0 or t.data.min() != t.data.max())
+        if timed:
             order = np.lexsort((v.indices, t.data, rows))
         else:
-            perm = np.random.default_rng(shuffle_seed).permutation(len(rows))
+            perm = np.random.default_rng(10_000 + seed).permutation(len(rows))
             order = perm[np.argsort(rows[perm], kind="stable")]
         return cls(
             indptr=v.indptr.astype(np.int64),
             items=v.indices[order].astype(np.int64),
             values=v.data[order].astype(np.float32),
             times=t.data[order].astype(np.int64),
+            timed=timed,
         )
+
+    def reshuffled(self, users: np.ndarray, rng: np.random.Generator) -> Sequences:
+        """The rows of `users` alone (user j of the result is `users[j]`), each user's in a
+        fresh random order: in a log without timestamps any of a user's rows may form a
+        support, so each training episode can draw its own."""
+        n = self.lengths(users)
+        indptr = np.concatenate([[0], np.cumsum(n)]).astype(np.int64)
+        owner = np.repeat(np.arange(len(users)), n)
+        idx = np.arange(indptr[-1]) - indptr[owner] + self.indptr[users][owner]
+        idx = idx[np.lexsort((rng.random(len(idx)), owner))]
+        return Sequences(indptr, self.items[idx], self.values[idx], self.times[idx], timed=False)
 
     def lengths(self, users: np.ndarray) -> np.ndarray:
         return self.indptr[users + 1] - self.indptr[users]

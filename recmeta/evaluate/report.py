@@ -100,7 +100,9 @@ def _routes(cfg: dict) -> str:
     routes = cfg.get("routes") or {}
     if not routes:
         return ""
-    said = {", ".join(f"{model} from {start} rows" for start, model in route_bands(r)) for r in routes.values()}
+    said = {
+        ", ".join(f"{model} from {start} rows" for start, model in route_bands(r)) for r in routes.values()
+    }
     return f"\n{ROUTED}: what `recommend --model auto` serves, routed on validation users: " + "; ".join(
         sorted(said)
     )

@@ -150,6 +150,24 @@ class ItemKNN(_FromLiked):
         self.similarity_ = sp.csr_matrix((data, indices, indptr), shape=(n, n))
 
 
+def als_item_factors(
+    liked: sp.csr_matrix, factors: int, regularization: float, alpha: float, iterations: int, seed: int
+) -> np.ndarray:
+    """(items, factors) item factors of implicit's AlternatingLeastSquares fitted on `liked`."""
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    with quiet_blas():
+        model = AlternatingLeastSquares(
+            factors=factors,
+            regularization=regularization,
+            alpha=alpha,
+            iterations=iterations,
+            random_state=seed,
+        )
+        model.fit(liked, show_progress=False)
+    return np.asarray(model.item_factors, dtype=np.float32)
+
+
 ALS_REGULARIZATION = (1.0, 10.0, 100.0, 1000.0)
 ALS_ALPHA = (1.0, 10.0)
 ALS_FACTORS = (32, 64, 128)
@@ -185,19 +203,10 @@ class ALS(_FromLiked):
         self.item_factors_: np.ndarray | None = None
 
     def _fit_one(self, liked: sp.csr_matrix, seed: int) -> None:
-        from implicit.cpu.als import AlternatingLeastSquares
-
         p = self.params
-        with quiet_blas():
-            model = AlternatingLeastSquares(
-                factors=p["factors"],
-                regularization=p["regularization"],
-                alpha=p["alpha"],
-                iterations=p["iterations"],
-                random_state=seed,
-            )
-            model.fit(liked, show_progress=False)
-        self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
+        self.item_factors_ = als_item_factors(
+            liked, p["factors"], p["regularization"], p["alpha"], p["iterations"], seed
+        )
 
     def fit(self, train, validation=None, *, progress: Progress | None = None, seed=0):
         liked = self._prepare(train)
@@ -209,7 +218,7 @@ class ALS(_FromLiked):
         return self
 
     def _tune(self, liked, validation: Interactions, progress, seed: int) -> None:
-        seq = Sequences.from_data(validation)
+        seq = Sequences.from_data(validation, seed=seed)
         users = np.flatnonzero(validation.counts_per_user() > 10)
         batches = [
             make_batch(seq, users, k, validation.n_items, self.params["threshold"], dense=False)

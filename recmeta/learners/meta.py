@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from recmeta.learners.backbone import Backbone, Episode, LossTerms, Theta, query_loss, rank_logits, ratings
 from recmeta.learners.base import Recommender, check_tensor
+from recmeta.learners.baselines import als_item_factors, liked_matrix
 from recmeta.snapshot import Interactions
 from recmeta.tasks import Batch, positive_threshold
 
@@ -33,6 +34,9 @@ DEFAULTS: dict[str, Any] = {
     "update_patience": 1,  # epochs without a better validation score before an update stops
     "replay_share": 0.25,  # share of each update step's users drawn from the replay memory
     "rate_weight": 0.5,
+    "item_init": "als",  # item embeddings start from whitened ALS factors of the training users; or "random"
+    "init_regularization": 10.0,  # the ALS regularization of that start
+    "init_scale": 0.1,  # the start's mean row norm (how strongly the start personalises)
     "user_power": 0.0,
     "val_shots": [0, 1, 5, 10],
     "threshold": None,
@@ -202,13 +206,23 @@ class MetaLearner(Recommender, nn.Module):
         "backbone.rate_bias",
     )  # parameters with one row per item, in catalogue order
 
-    def setup(self, train: Interactions) -> MetaLearner:
+    def setup(self, train: Interactions, seed: int = 0) -> MetaLearner:
         """Build the modules for `train`'s catalogue and users; item biases start as
-        log-popularity of the positive rows. The trainer then fits it."""
+        log-popularity of the positive rows and, with `item_init="als"`, item embeddings as
+        whitened ALS factors (`als_start`). The trainer then fits it."""
         self._construct(
             self._shapes(train), torch.from_numpy(train.item_features), torch.from_numpy(train.user_features)
         )
         self._init_item_bias(train)
+        if self.params["item_init"] == "als":
+            liked = liked_matrix(train, self.threshold)
+            if liked.nnz:
+                p = self.params
+                start = als_start(liked, p["dim"], p["init_regularization"], p["init_scale"], seed)
+                with torch.no_grad():
+                    self.backbone.item_emb.weight.copy_(torch.from_numpy(start))
+        elif self.params["item_init"] != "random":
+            raise ValueError(f"item_init must be 'als' or 'random', not {self.params['item_init']!r}")
         return self
 
     @property
@@ -271,6 +285,18 @@ class MetaLearner(Recommender, nn.Module):
         model.to(serving_device(config.get("device", "auto")))
         model.eval()
         return model
+
+
+def als_start(liked, dim: int, regularization: float, scale: float, seed: int) -> np.ndarray:
+    """(items, dim) item embeddings to start meta-training from: ALS item factors Y of the
+    positive rows, whitened as Y (Y'Y + reg I)^-1/2 so that a user vector summing the liked
+    items' rows scores the catalogue as ALS's least-squares fold-in does (up to the support's
+    own confidence terms), scaled to a mean row norm of `scale`."""
+    y = als_item_factors(liked, dim, regularization, 1.0, 15, seed).astype(np.float64)
+    vals, vecs = np.linalg.eigh(y.T @ y + regularization * np.eye(dim))
+    white = y @ (vecs / np.sqrt(vals)) @ vecs.T
+    norm = np.linalg.norm(white, axis=1).mean()
+    return (white * (scale / max(norm, 1e-12))).astype(np.float32)
 
 
 def serving_device(name: str) -> torch.device:

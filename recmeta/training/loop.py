@@ -195,12 +195,16 @@ class Trainer:
         torch.manual_seed(self.seed)
         rng = np.random.default_rng(self.seed)
         if model.backbone is None:
-            model.setup(train)
+            model.setup(train, seed=self.seed)
         model.to(pick_device(p["device"]))
         group = self.group
         group.same_tensors(list(model.state_dict().values()))
         if sources is None:
-            sources = [Source.of(Sequences.from_data(train), np.arange(train.n_users), p["batch_size"])]
+            sources = [
+                Source.of(
+                    Sequences.from_data(train, seed=self.seed), np.arange(train.n_users), p["batch_size"]
+                )
+            ]
         self.negatives = CandidateSampler.of(model, train, rng)
         sampler = EpisodeSampler(
             sources,
@@ -413,7 +417,7 @@ class Trainer:
         draw), so that validation costs the same on a large log."""
         if validation is None or validation.values.nnz == 0:
             return {}
-        seq = Sequences.from_data(validation)
+        seq = Sequences.from_data(validation, seed=self.seed)
         out = {}
         cap = int(self.p["max_val_users"])
         for k in self.p["val_shots"]:

@@ -107,7 +107,14 @@ class EpisodeSampler:
     def _batch(self, seq: Sequences, users: np.ndarray) -> Batch:
         n = seq.lengths(users)
         k = np.minimum(support_sizes(self.rng, len(users), self.max_support, self.how), n - 1)
-        return make_batch(seq, users, k, self.n_items, self.threshold, rng=self.rng, dense=self.dense)
+        if seq.timed:  # the support is the first k rows in time (PROTOCOL.md)
+            return make_batch(seq, users, k, self.n_items, self.threshold, rng=self.rng, dense=self.dense)
+        # no time order: each episode draws its own support and query from the user's rows
+        mine = seq.reshuffled(users, self.rng)
+        at = np.arange(len(users))
+        batch = make_batch(mine, at, k, self.n_items, self.threshold, rng=self.rng, dense=self.dense)
+        batch.users = users
+        return batch
 
     # ----------------------------------------------------------- resume
     def state(self) -> tuple[dict, dict[str, np.ndarray]]:

@@ -144,11 +144,13 @@ def test_a_log_without_timestamps_is_ordered_by_the_seeded_shuffle():
 
     data = synth_data(users=50, items=40, seed=3)
     data.times.data[:] = 0
-    seq = Sequences.from_data(data, shuffle_seed=10_000)
+    seq = Sequences.from_data(data)  # seed 0
     rows = np.repeat(np.arange(data.n_users), np.diff(data.values.indptr))
     perm = np.random.default_rng(10_000).permutation(len(rows))
     expected = data.values.indices[perm[np.argsort(rows[perm], kind="stable")]]
     assert np.array_equal(seq.items, expected)
+    assert not np.array_equal(Sequences.from_data(data, seed=1).items, expected)
+    data.times.data[0] = 1  # with timestamps: by (timestamp, item)
     sorted_by_item = Sequences.from_data(data)
     assert not np.array_equal(seq.items, sorted_by_item.items)
     for u in range(data.n_users):  # the same rows per user, in another order
