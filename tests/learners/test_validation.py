@@ -91,3 +91,24 @@ def _batches(val, table):
         assert len(users) <= MAX_VAL_USERS
         out.append(make_batch(seq, users, k, val.n_items, 4.0, dense=False))
     return out
+
+
+def test_item_knn_tuning_keeps_the_best_neighbours_and_weighting_on_validation(small):
+    """Neighbour counts x (cosine, bm25) are tried on the validation users; the fit kept is
+    the best one, and its similarity is that configuration's own."""
+    import pytest
+
+    from recmeta.learners.baselines import KNN_NEIGHBOURS, KNN_WEIGHTING, ItemKNN, Tuning
+
+    _, train, val = split_views(small)
+    seen = []
+    model = ItemKNN().fit(train, val, progress=seen.append)
+    assert len(seen) == len(KNN_NEIGHBOURS) * len(KNN_WEIGHTING)
+    best = max(seen, key=lambda r: r["val_ndcg@10"])
+    assert (model.params["neighbours"], model.params["weighting"]) == best["config"]
+    refit = ItemKNN(neighbours=best["config"][0], weighting=best["config"][1]).fit(train)
+    assert (refit.similarity_ != model.similarity_).nnz == 0
+    assert Tuning(val, model.params["threshold"], 0).score(model) == best["val_ndcg@10"]
+    assert ItemKNN(neighbours=7).fit(train, val).params == {**ItemKNN(neighbours=7).params, "threshold": 4.0}
+    with pytest.raises(ValueError, match="weighting"):
+        ItemKNN(weighting="jaccard")
