@@ -73,18 +73,23 @@ def validation_users(validation: Interactions, shots=VAL_SHOTS) -> dict[str, int
 
 def routing(validation: dict[str, dict[str, float]]) -> dict[str, Any]:
     """From each model's validation ndcg@10 by support size ({"K5": ...}): for every size
-    validated, the model with the best figure there serves users with that many rows up to
-    the next size validated (`bands`: [[from rows, model], ...]; between equals a
-    meta-learner, then the name). Users with no row go to the first band's model, which is
-    the best at K = 0 among the models that need no support. `cold` is that model, `warm`
-    the last band's and `threshold` where the last band starts (None with one band)."""
+    validated, the model best there serves users with that many rows up to the next size
+    validated (`bands`: [[from rows, model], ...]; between equals a meta-learner, then the
+    name). "Best there" is the mean over the size and its neighbours among the sizes from 1
+    row up, so that one noisy size does not hand a band to another model. Users with no row
+    go to the best model at K = 0 among those that need no support. `cold` is that model,
+    `warm` the last band's and `threshold` where the last band starts (None with one band)."""
     if not validation:
         return {}
     sizes = sorted({int(k[1:]) for table in validation.values() for k in table})
+    warm = [k for k in sizes if k > 0]
     bands: list[list[Any]] = []
     for k in sizes:
         key = f"K{k}"
-        scored = {m: t[key] for m, t in validation.items() if key in t}
+        window = [f"K{w}" for w in warm[max(warm.index(k) - 1, 0) : warm.index(k) + 2]] if k else [key]
+        scored = {
+            m: float(np.mean([t[w] for w in window if w in t])) for m, t in validation.items() if key in t
+        }
         best = max(sorted(scored), key=lambda m: (scored[m], m in META_LEARNERS))
         if not bands or bands[-1][1] != best:
             bands.append([k, best])
