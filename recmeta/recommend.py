@@ -252,7 +252,7 @@ class RecommendationService:
             return name, f"prior: no interactions yet, {name}'s population prior"
         return name, (
             f"{'cold' if name in META_LEARNERS else 'warm'}: {n_rows} interactions, served by {name}, "
-            f"the best on validation users from {start} rows{self._validation_figures(start)}"
+            f"the best on validation users around {rows(start)}{self._validation_figures(start)}"
         )
 
     def _validation_figures(self, start: int) -> str:
@@ -262,7 +262,7 @@ class RecommendationService:
         figures = ", ".join(
             f"{m} {v[key]:.3f}" for m, v in self.router.get("validation", {}).items() if key in v
         )
-        return f" (ndcg@10 at {start} rows: {figures})" if figures else ""
+        return f" (ndcg@10 at {rows(start)}: {figures})" if figures else ""
 
     # ------------------------------------------------------------ items like an item
     def similar(self, item: str, n: int = 10, model: str = "auto") -> Recommendations:
@@ -698,3 +698,8 @@ class RecsWriter:
             os.replace(self.tmp, self.path)
         else:
             self.tmp.unlink(missing_ok=True)
+
+
+def rows(n: int) -> str:
+    """'1 row', '5 rows'."""
+    return f"{n} row" + ("" if n == 1 else "s")

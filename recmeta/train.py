@@ -125,9 +125,12 @@ def train(engine: Engine, cfg: TrainConfig, progress: ProgressFactory | None = N
     if group is not None or cfg.workers == 1:
         group = group or Group.solo()
         try:
-            return _train(engine, cfg, progress, group)
-        finally:
-            group.close()  # a torchrun worker leaves its process group before it exits
+            results = _train(engine, cfg, progress, group)
+        except BaseException:
+            group.close(together=False)
+            raise
+        group.close()  # a torchrun worker leaves its process group, with the others, before it exits
+        return results
     threads = cfg.threads or max(1, (os.cpu_count() or 1) // cfg.workers)
     set_threads(threads)
     url = engine.url.render_as_string(hide_password=False)

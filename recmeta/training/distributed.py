@@ -144,8 +144,15 @@ class Group:
                 "run `recmeta train` again"
             )
 
-    def close(self) -> None:
+    def close(self, together: bool = True) -> None:
+        """Leave the process group; `together` (after a run that went well on this worker)
+        waits for every worker first: one that tore its group down while rank 0 still worked
+        was aborted at exit now and then (gloo's "terminate called without an active
+        exception"). After a failure a worker leaves at once: the others may be inside a
+        collective that would never meet a barrier."""
         if self.world > 1 and dist.is_initialized():
+            if together:
+                dist.barrier()
             dist.destroy_process_group()
 
 
@@ -186,9 +193,9 @@ class Workers:
             result = target(*args, self.group)
         except BaseException as e:
             raise self._stop(e) from None
+        self.group.close()
         for proc in self.procs:
             proc.join()
-        self.group.close()
         return result
 
     def _stop(self, error: BaseException) -> BaseException:
@@ -197,7 +204,7 @@ class Workers:
         for proc in self.procs:
             proc.terminate()
             proc.join()
-        self.group.close()
+        self.group.close(together=False)
         if isinstance(error, RuntimeError) and ended:
             said = ", ".join(f"worker {rank} (exit code {code})" for rank, code in ended.items())
             return WorkerError(f"{said} stopped, so the run stopped; nothing was registered")
@@ -205,10 +212,13 @@ class Workers:
 
 
 def _run_worker(target, args, rank: int, world: int, address: str) -> None:
+    group = None
     try:
         group = Group.join(rank, world, address)
         target(*args, group)
         group.close()
     except Exception as e:  # said once, without a traceback; rank 0 then stops
+        if group is not None:
+            group.close(together=False)
         sys.stderr.write(f"Error: training worker {rank}: {e}\n")
         sys.exit(1)
