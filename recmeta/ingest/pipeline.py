@@ -117,16 +117,17 @@ def ingest_log(
     rejects_path = Path(rejects_path or default_rejects_path(path))
     if on_error == "skip":
         check_writable(rejects_path)
-    return _ingest_chunks(
-        session,
-        spec,
-        read_raw(spec),
-        file_hash(path),
-        on_error=on_error,
-        rejects_path=rejects_path,
-        progress=progress,
-        catalogue=catalogue,
-    )
+    with repo.first_load(session):
+        return _ingest_chunks(
+            session,
+            spec,
+            read_raw(spec),
+            file_hash(path),
+            on_error=on_error,
+            rejects_path=rejects_path,
+            progress=progress,
+            catalogue=catalogue,
+        )
 
 
 def ingest_events(session: Session, events: list[dict[str, Any]], *, implicit: bool) -> IngestReport:

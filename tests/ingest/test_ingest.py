@@ -299,3 +299,35 @@ def test_long_tailed_whole_numbers_read_as_counts(sqlite_url, tmp_path):
 def stats_of(engine):
     with session_scope(engine) as session:
         return stats(session)
+
+
+def test_a_first_load_into_postgresql_keeps_every_foreign_key(pg_url, tmp_path):
+    """The first load into an empty store drops the foreign keys of `interactions` while it
+    writes and adds them back (validated) before it commits; a failed first load rolls the
+    drop back with the rows; a later load keeps them all along."""
+    from sqlalchemy import text
+
+    engine = make_engine(pg_url)
+    keys_sql = text(
+        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+        "WHERE conrelid = 'interactions'::regclass AND contype = 'f' ORDER BY conname"
+    )
+
+    def keys():
+        with engine.connect() as conn:
+            return conn.execute(keys_sql).all()
+
+    before = keys()
+    assert len(before) == 3  # user, item, ingest batch
+    bad = write(tmp_path / "bad.csv", GOOD + "u3,i3,not-a-number,881250999\n")
+    with pytest.raises(DataError):
+        run(engine, LogSpec(path=bad))
+    assert keys() == before and counts(engine) == (0, 0, 0)
+    run(engine, LogSpec(path=write(tmp_path / "log.csv", GOOD)))
+    assert keys() == before and counts(engine) == (2, 2, 3)
+    with engine.begin() as conn, pytest.raises(Exception, match="foreign key"):
+        conn.execute(
+            text("INSERT INTO interactions (user_id, item_id, value, timestamp) VALUES (999, 1, 1, 1)")
+        )
+    run(engine, LogSpec(path=write(tmp_path / "more.csv", GOOD + "u3,i3,2,881250999\n")))
+    assert keys() == before and counts(engine) == (3, 3, 4)
