@@ -215,6 +215,9 @@ class MetaLearner(Recommender, nn.Module):
         )
         self._init_item_bias(train)
         if self.params["item_init"] == "als":
+            for name in ("init_regularization", "init_scale"):
+                if not float(self.params[name]) > 0:  # also refuses NaN
+                    raise ValueError(f"{name} must be a positive number, not {self.params[name]!r}")
             liked = liked_matrix(train, self.threshold)
             if liked.nnz:
                 p = self.params

@@ -38,3 +38,6 @@ def test_setup_starts_from_als_unless_asked_for_random():
     assert float(random.std()) < 0.05  # the small normal start
     with pytest.raises(ValueError, match="item_init"):
         create("maml", dim=8, item_init="svd").setup(train)
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="init_scale"):
+            create("maml", dim=8, init_scale=bad).setup(train)
