@@ -93,6 +93,8 @@ def routing(validation: dict[str, dict[str, float]]) -> dict[str, Any]:
         best = max(sorted(scored), key=lambda m: (scored[m], m in META_LEARNERS))
         if not bands or bands[-1][1] != best:
             bands.append([k, best])
+    if not bands:  # no size had validation users: a meta-learner, else the first model, serves
+        bands = [[0, next((m for m in validation if m in META_LEARNERS), next(iter(validation)))]]
     bands[0][0] = 0
     return {
         "bands": bands,

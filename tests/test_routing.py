@@ -59,3 +59,9 @@ def test_a_router_stored_before_bands_serves_as_it_did():
     old = {"cold": "protonet", "warm": "als", "threshold": 3}
     assert [served_by(old, n) for n in (0, 2, 3, 50)] == ["protonet", "protonet", "als", "als"]
     assert served_by({"cold": "maml", "warm": "maml", "threshold": None}, 10) == "maml"
+
+
+def test_without_validation_figures_a_meta_learner_serves():
+    route = routing({"als": {}, "maml": {}, "popular": {}})
+    assert route["bands"] == [[0, "maml"]] and served_by(route, 5) == "maml"
+    assert routing({"als": {}})["bands"] == [[0, "als"]]
