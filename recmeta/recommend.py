@@ -26,7 +26,7 @@ from recmeta.ingest.ids import check_id
 from recmeta.learners import META_LEARNERS
 from recmeta.learners.protonet import ProtoNet
 from recmeta.metrics import top_n
-from recmeta.routing import band_of
+from recmeta.routing import served_by
 from recmeta.store import repository as repo
 from recmeta.store import session_scope
 from recmeta.store.models import Item as ItemRow
@@ -247,22 +247,25 @@ class RecommendationService:
             if not trained:
                 raise CheckpointError("no trained model in this store; run `recmeta train`")
             return trained[0], f"{trained[0]} (no routing trained; run `recmeta train --model all`)"
-        start, name = band_of(self.router, n_rows)
+        name = served_by(self.router, n_rows)
         if n_rows == 0:
             return name, f"prior: no interactions yet, {name}'s population prior"
         return name, (
             f"{'cold' if name in META_LEARNERS else 'warm'}: {n_rows} interactions, served by {name}, "
-            f"the best on validation users around {rows(start)}{self._validation_figures(start)}"
+            f"the best on validation users with about as many{self._validation_figures(name, n_rows)}"
         )
 
-    def _validation_figures(self, start: int) -> str:
+    def _validation_figures(self, name: str, n_rows: int) -> str:
         """' (ndcg@10 at 5 rows: ensemble 0.501, itemknn 0.511, ...)': every model's
-        validation figure at the support size where the serving band starts."""
-        key = f"K{start}"
-        figures = ", ".join(
-            f"{m} {v[key]:.3f}" for m, v in self.router.get("validation", {}).items() if key in v
-        )
-        return f" (ndcg@10 at {rows(start)}: {figures})" if figures else ""
+        validation figure at the largest support size validated for `name` up to `n_rows`."""
+        table = self.router.get("validation", {})
+        sizes = sorted(int(k[1:]) for k in table.get(name, {}))
+        if not sizes:
+            return ""
+        size = max((k for k in sizes if k <= n_rows), default=sizes[0])
+        key = f"K{size}"
+        figures = ", ".join(f"{m} {v[key]:.3f}" for m, v in table.items() if key in v)
+        return f" (ndcg@10 at {rows(size)}: {figures})"
 
     # ------------------------------------------------------------ items like an item
     def similar(self, item: str, n: int = 10, model: str = "auto") -> Recommendations:

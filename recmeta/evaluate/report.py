@@ -101,7 +101,8 @@ def _routes(cfg: dict) -> str:
     if not routes:
         return ""
     said = {
-        ", ".join(f"{model} from {start} rows" for start, model in route_bands(r)) for r in routes.values()
+        ", ".join(f"{model} from {start} row{'s' * (start != 1)}" for start, model in route_bands(r))
+        for r in routes.values()
     }
     return f"\n{ROUTED}: what `recommend --model auto` serves, routed on validation users: " + "; ".join(
         sorted(said)

@@ -84,6 +84,30 @@ def test_routing_follows_the_threshold(store):
     assert prior["model"] == "metalstm"
 
 
+def test_routing_follows_the_bands_and_says_the_figures_behind_them(store):
+    db, _, _ = store
+    validation = {"protonet": {"K0": 0.3, "K1": 0.4, "K3": 0.3}, "als": {"K1": 0.3, "K3": 0.5}}
+    bands = [[0, "protonet"], [3, "als"]]
+    with session_scope(make_engine(db)) as s:
+        register_model(
+            s,
+            name="router",
+            kind="router",
+            path="-",
+            config={
+                "bands": bands,
+                "cold": "protonet",
+                "warm": "als",
+                "threshold": 3,
+                "validation": validation,
+            },
+        )
+    two = json.loads(cli(db, "recommend", "--with", "1:5", "2:4", "--json").stdout)
+    many = json.loads(cli(db, "recommend", "--with", "1:5", "2:4", "3:5", "4:4", "--json").stdout)
+    assert two["model"] == "protonet" and "ndcg@10 at 1 row: protonet 0.400, als 0.300" in two["route"]
+    assert many["model"] == "als" and "ndcg@10 at 3 rows: protonet 0.300, als 0.500" in many["route"]
+
+
 def test_request_time_writes_nothing_and_remember_stores(store):
     db, _, _ = store
     engine = make_engine(db)
