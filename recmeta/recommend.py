@@ -26,7 +26,7 @@ from recmeta.ingest.ids import check_id
 from recmeta.learners import META_LEARNERS
 from recmeta.learners.protonet import ProtoNet
 from recmeta.metrics import top_n
-from recmeta.routing import served_by
+from recmeta.routing import rows, served_by
 from recmeta.store import repository as repo
 from recmeta.store import session_scope
 from recmeta.store.models import Item as ItemRow
@@ -701,8 +701,3 @@ class RecsWriter:
             os.replace(self.tmp, self.path)
         else:
             self.tmp.unlink(missing_ok=True)
-
-
-def rows(n: int) -> str:
-    """'1 row', '5 rows'."""
-    return f"{n} row" + ("" if n == 1 else "s")

@@ -124,3 +124,8 @@ def band_of(route: dict[str, Any], n_rows: int) -> tuple[int, str]:
 def served_by(route: dict[str, Any], n_rows: int) -> str:
     """The model that `route` sends a user with `n_rows` interactions to."""
     return band_of(route, n_rows)[1]
+
+
+def rows(n: int) -> str:
+    """'1 row', '5 rows': how route descriptions count support rows."""
+    return f"{n} row" + ("" if n == 1 else "s")

@@ -10,7 +10,7 @@ import pandas as pd
 from rich.table import Table
 
 from recmeta.evaluate.protocol import ROUTED, EvalResult
-from recmeta.routing import route_bands
+from recmeta.routing import route_bands, rows
 
 FEW_USERS = 5  # a cell that averages fewer users than this (per seed) prints '-'
 
@@ -101,8 +101,7 @@ def _routes(cfg: dict) -> str:
     if not routes:
         return ""
     said = {
-        ", ".join(f"{model} from {start} row{'s' * (start != 1)}" for start, model in route_bands(r))
-        for r in routes.values()
+        ", ".join(f"{model} from {rows(start)}" for start, model in route_bands(r)) for r in routes.values()
     }
     return f"\n{ROUTED}: what `recommend --model auto` serves, routed on validation users: " + "; ".join(
         sorted(said)
