@@ -524,7 +524,7 @@ def train(
         float | None,
         typer.Option(
             help="Most seconds of meta-training for the whole run, shared by the meta-learners "
-            "(default 360; 0: no limit). Each stops in time for its last validation to end within its share.",
+            "(default 300; 0: no limit). Each stops in time for its last validation to end within its share.",
             min=0.0,
         ),
     ] = None,
@@ -719,7 +719,7 @@ def evaluate(
         float | None,
         typer.Option(
             help="Most seconds of meta-training per seed, shared by the meta-learners as "
-            "`recmeta train` shares them (default 360; 0: no limit).",
+            "`recmeta train` shares them (default 300; 0: no limit).",
             min=0.0,
         ),
     ] = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from recmeta.learners import base, create
 from recmeta.tasks import Sequences, make_batch
@@ -25,33 +26,61 @@ def test_chunked_validation_over_pairs_equals_one_dense_pass(small, monkeypatch)
     assert np.array_equal(pairs.rows(some).positives(small.n_items), dense.rows(some).query_pos > 0)
 
 
-def test_als_tuning_searches_factors_around_the_best_regularization(small, monkeypatch):
+@pytest.mark.parametrize("longer_gain", [1.1, 0.9])
+def test_als_tuning_searches_factors_around_the_best_regularization(small, monkeypatch, longer_gain):
     """Regularization and alpha are searched at 32 factors, then 64 and 128 factors around
-    the best regularization: a peak at (64, 10, 10) is found although regularization 100
-    is best at 32 factors; the kept factors are those of the winning fit."""
+    the best regularization, all at 8 sweeps: a peak at (64, 10, 10) is found although
+    regularization 100 is best at 32 factors. The winner is then taken on to 15 sweeps and
+    kept at 15 only if that scores higher; the kept factors are those of the winning fit
+    (a copy: implicit's further sweeps change a model's factors in place)."""
     from recmeta.learners import baselines
 
     _, train, val = split_views(small)
     tried = []
 
-    def fit_one(self, liked, seed):
-        tried.append((self.params["factors"], self.params["regularization"], self.params["alpha"]))
-        self.item_factors_ = np.full((liked.shape[1], self.params["factors"]), len(tried), np.float32)
+    class Fitted:
+        def __init__(self, n_items, config):
+            self.config, self.item_factors = config, np.zeros((n_items, config[0]), np.float32)
+
+    def sweep(model, config):
+        tried.append(config)
+        model.config = config
+        model.item_factors[:] = len(tried)
+        return model
+
+    def als_model(liked, factors, reg, alpha, iterations, seed):
+        return sweep(
+            Fitted(liked.shape[1], (factors, reg, alpha, iterations)), (factors, reg, alpha, iterations)
+        )
+
+    def als_continue(model, liked, iterations):
+        return sweep(model, (*model.config[:3], model.config[3] + iterations))
 
     def ndcg(model, batch):
-        f, r, a = tried[-1]
-        return {32: 0.1, 64: 0.2, 128: 0.15}[f] * (2.0 if r == (100.0 if f == 32 else 10.0) else 1.0) * a
+        f, r, a, it = tried[-1]
+        peak = 2.0 if r == (100.0 if f == 32 else 10.0) else 1.0
+        return {32: 0.1, 64: 0.2, 128: 0.15}[f] * peak * a * (longer_gain if it == 15 else 1.0)
 
-    monkeypatch.setattr(baselines.ALS, "_fit_one", fit_one)
+    monkeypatch.setattr(baselines, "als_model", als_model)
+    monkeypatch.setattr(baselines, "als_continue", als_continue)
     monkeypatch.setattr(baselines, "validation_ndcg", ndcg)
     model = create("als").fit(train, val)
-    assert (model.params["factors"], model.params["regularization"], model.params["alpha"]) == (
-        64,
-        10.0,
-        10.0,
-    )
-    assert len(tried) == 8 + 2 * 3 and len(set(tried)) == len(tried)
-    assert model.item_factors_[0, 0] == tried.index((64, 10.0, 10.0)) + 1  # no refit after the search
+    kept = (64, 10.0, 10.0, 15 if longer_gain > 1 else 8)
+    assert tuple(model.params[k] for k in ("factors", "regularization", "alpha", "iterations")) == kept
+    assert len(tried) == 8 + 2 * 3 + 1 and len(set(tried)) == len(tried)
+    assert tried[-1] == (64, 10.0, 10.0, 15)
+    assert model.item_factors_[0, 0] == tried.index(kept) + 1  # no refit after the search
+
+
+def test_an_als_fit_taken_further_equals_one_fitted_for_all_its_sweeps(small):
+    from recmeta.learners.baselines import als_continue, als_model, item_factors, liked_matrix
+
+    liked = liked_matrix(small, 4.0)
+    whole = item_factors(als_model(liked, 8, 1.0, 1.0, 5, seed=3))
+    part = als_model(liked, 8, 1.0, 1.0, 2, seed=3)
+    early = item_factors(part)
+    np.testing.assert_allclose(item_factors(als_continue(part, liked, 3)), whole, rtol=1e-4, atol=1e-6)
+    assert not np.allclose(early, whole)
 
 
 def test_validation_tables_of_models_together_equal_each_alone(small, monkeypatch):
