@@ -247,8 +247,10 @@ def to_float(text: pd.Series) -> pd.Series:
 
 
 def unix_seconds(ts: pd.Series) -> pd.Series:
-    """Seconds since 1970 of tz-aware datetimes, whatever their unit; NaN where missing."""
-    return (ts - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
+    """Seconds since 1970 of tz-aware datetimes, whatever their unit; NaN where missing. The
+    epoch takes the datetimes' unit: in nanoseconds, a year such as 1 (what "１" parses
+    as) would overflow instead of coming out as an impossible timestamp."""
+    return (ts - pd.Timestamp(0, tz="UTC").as_unit(ts.dt.unit)) / pd.Timedelta(seconds=1)
 
 
 def resolve_columns(spec: LogSpec, columns: list[str]) -> dict[str, str | None]:

@@ -1,5 +1,7 @@
 """ProtoNet: a user's preference prototypes are means of the embedded support items, shrunk
-toward learned population prototypes; the catalogue is scored by distance to them."""
+toward learned population prototypes; the catalogue is scored by distance to them. Ratings
+come from a ridge regression of the support's rating deviations on its items' embeddings,
+shrunk toward the population prior."""
 
 from __future__ import annotations
 
@@ -22,14 +24,30 @@ def prototype(e_support: Tensor, weights: Tensor, prior: Tensor, strength: Tenso
     return total / (weights.sum(1, keepdim=True) + strength)
 
 
+def rating_fit(
+    e_support: Tensor, dev: Tensor, mask: Tensor, bu0: Tensor, v0: Tensor, strength: Tensor, ridge: Tensor
+) -> tuple[Tensor, Tensor]:
+    """(bu, v) minimising sum_s mask_s (dev_s - bu - <v, e_s>)^2 + strength (bu - bu0)^2 +
+    ridge |v - v0|^2 for each user: the rating deviations of the support rows regressed on
+    their items' embeddings, with the prior (bu0, v0) as `strength` and `ridge` pseudo-rows.
+    With no row it is the prior; as rows accumulate, v follows the rows, not their mean."""
+    x = torch.cat([torch.ones_like(e_support[..., :1]), e_support], -1) * mask[..., None]  # (B, S, d + 1)
+    penalty = torch.cat([strength.reshape(1), ridge.reshape(1).expand(e_support.shape[-1])])
+    gram = torch.bmm(x.transpose(1, 2), x) + torch.diag(penalty)
+    prior = torch.cat([bu0[:, None], v0], 1)
+    rhs = torch.bmm(x.transpose(1, 2), (dev * mask)[..., None])[..., 0] + penalty * prior
+    w = torch.linalg.solve(gram, rhs)
+    return w[:, 0], w[:, 1:]
+
+
 class ProtoNet(MetaLearner):
-    """Liked and disliked prototypes (and a prototype of rating deviations for explicit data).
+    """Liked and disliked prototypes, and the rating terms of `rating_fit`.
 
     score_i = b_i - tau_like * |e_i - p_like|^2 + tau_dislike * |e_i - p_dislike|^2
     """
 
     kind = "protonet"
-    defaults: ClassVar[dict[str, Any]] = {"prior_strength": 2.0}
+    defaults: ClassVar[dict[str, Any]] = {"prior_strength": 2.0, "rating_ridge": 1.0}
 
     def build(self, dim: int) -> None:
         self.dislike_prior = nn.Linear(dim, dim)
@@ -39,6 +57,10 @@ class ProtoNet(MetaLearner):
         inv = lambda x: float(torch.log(torch.expm1(torch.tensor(x))))  # noqa: E731
         self.raw_strength = nn.Parameter(torch.full((3,), inv(s)))
         self.raw_tau = nn.Parameter(torch.tensor([inv(1.0), inv(0.5)]))
+        ridge = float(self.params["rating_ridge"])
+        if not ridge > 0:  # also refuses NaN
+            raise ValueError(f"rating_ridge must be a positive number, not {self.params['rating_ridge']!r}")
+        self.raw_ridge = nn.Parameter(torch.tensor(inv(ridge)))  # learned from there
 
     def theta(
         self, ep: Episode, e: Tensor, c: Tensor, b: Tensor | None = None, rb: Tensor | None = None
@@ -51,11 +73,8 @@ class ProtoNet(MetaLearner):
         disliked = ep.mask - ep.liked
         like = prototype(es, ep.liked, prior["u"], strength[0])
         dislike = prototype(es, disliked, self.dislike_prior(c), strength[1])
-        dev = (ep.values - bb.mu - rb[ep.items]) * ep.mask
-        n = ep.mask.sum(1)
-        # rating-deviation prototype: deviations weigh the embedded items, over the row count
-        v = (torch.bmm(dev[:, None], es)[:, 0] + strength[2] * prior["v"]) / (n[:, None] + strength[2])
-        bu = (dev.sum(1) + strength[2] * prior["bu"]) / (n + strength[2])
+        dev = ep.values - bb.mu - rb[ep.items]
+        bu, v = rating_fit(es, dev, ep.mask, prior["bu"], prior["v"], strength[2], F.softplus(self.raw_ridge))
         return {"like": like, "dislike": dislike, "v": v, "bu": bu}
 
     def logits(self, theta: Theta, e: Tensor, b: Tensor) -> Tensor:

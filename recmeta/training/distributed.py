@@ -28,6 +28,7 @@ from torch import Tensor
 
 from recmeta.errors import DataError, WorkerError
 
+STOP_WAIT = 10.0  # seconds rank 0 waits, after a failure, for a worker to end before ending them
 TIMEOUT = timedelta(minutes=30)  # how long a worker waits for the others (rank 0 may fit baselines)
 
 
@@ -199,7 +200,12 @@ class Workers:
         return result
 
     def _stop(self, error: BaseException) -> BaseException:
-        time.sleep(0.5)  # a worker that failed has had time to exit
+        # A collective that failed (RuntimeError) may mean a worker failed and is still
+        # exiting (a loaded host took over 0.5 s): wait for one to end, at most STOP_WAIT.
+        # Polled: a spawned worker's sentinel can be ready while it is still ending.
+        deadline = time.monotonic() + (STOP_WAIT if isinstance(error, RuntimeError) else 0.5)
+        while all(p.exitcode is None for p in self.procs) and time.monotonic() < deadline:
+            time.sleep(0.05)
         ended = {rank: p.exitcode for rank, p in enumerate(self.procs, 1) if p.exitcode}
         for proc in self.procs:
             proc.terminate()

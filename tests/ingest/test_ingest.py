@@ -101,6 +101,7 @@ BAD = [
     ),
     ("impossible time", GOOD + "u3,i3,4,99999999999\n", "5: column 'timestamp': impossible timestamp"),
     ("negative time", GOOD + "u3,i3,4,-5\n", "5: column 'timestamp': impossible timestamp"),
+    ("year 1 as a date", GOOD + "u3,i3,4,\uff11\n", "5: column 'timestamp': impossible timestamp"),
     ("empty user id", GOOD + ",i3,4,881250999\n", "5: column 'user': empty user id"),
     ("empty item id", GOOD + "u4, ,4,881250999\n", "5: column 'item': empty item id"),
     ("wrong delimiter", GOOD.replace(",", ";"), "looks semicolon-separated; pass --sep ';'"),

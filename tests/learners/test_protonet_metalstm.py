@@ -5,7 +5,7 @@ import torch
 
 from recmeta.learners.backbone import weighted_sq_distances
 from recmeta.learners.metalstm import MetaLSTM
-from recmeta.learners.protonet import ProtoNet
+from recmeta.learners.protonet import ProtoNet, rating_fit
 from recmeta.tasks import history_batch
 from recmeta.training import fit
 from tests.learners.conftest import split_views
@@ -17,6 +17,31 @@ def test_weighted_sq_distances_match_cdist():
     got = weighted_sq_distances(e, (p, torch.tensor(-1.5)), (q, torch.tensor(0.5)))
     want = -1.5 * torch.cdist(p, e) ** 2 + 0.5 * torch.cdist(q, e) ** 2
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_rating_terms_regress_the_support_deviations_shrunk_toward_the_prior():
+    """(bu, v) minimise the squared error of the support's rating deviations plus the pull
+    toward the prior (the gradient of that objective is zero there); padded rows count for
+    nothing, and a user without rows gets the prior."""
+    gen = torch.Generator().manual_seed(0)
+    es = torch.randn(3, 6, 4, generator=gen, dtype=torch.float64)
+    dev = torch.randn(3, 6, generator=gen, dtype=torch.float64)
+    mask = torch.ones(3, 6, dtype=torch.float64)
+    mask[1, 2:] = 0
+    mask[2] = 0
+    bu0, v0 = (
+        torch.randn(3, generator=gen, dtype=torch.float64),
+        torch.randn(3, 4, generator=gen, dtype=torch.float64),
+    )
+    strength, ridge = torch.tensor(2.0, dtype=torch.float64), torch.tensor(0.5, dtype=torch.float64)
+    bu, v = rating_fit(es, dev, mask, bu0, v0, strength, ridge)
+    for b in range(3):
+        w = torch.cat([bu[b : b + 1], v[b]]).requires_grad_()
+        err = mask[b] * (dev[b] - w[0] - es[b] @ w[1:]) ** 2
+        loss = err.sum() + strength * (w[0] - bu0[b]) ** 2 + ridge * ((w[1:] - v0[b]) ** 2).sum()
+        (grad,) = torch.autograd.grad(loss, w)
+        assert grad.abs().max() < 1e-9
+    torch.testing.assert_close((bu[2], v[2]), (bu0[2], v0[2]))
 
 
 def test_prototypes_are_means_of_the_embedded_support(small):
@@ -82,3 +107,12 @@ def test_metalstm_reads_the_latest_rows_it_was_trained_on(small):
         )
     torch.testing.assert_close(h[0], h[1])  # 9 rows read as their latest 4
     torch.testing.assert_close(h[2], short[0])  # a shorter support in the same batch is untouched
+
+
+def test_rating_ridge_must_be_a_positive_number(small):
+    import pytest
+
+    _, train, _ = split_views(small)
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="rating_ridge"):
+            ProtoNet(dim=8, rating_ridge=bad, device="cpu").setup(train)

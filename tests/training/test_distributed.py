@@ -49,6 +49,10 @@ def test_two_workers_take_the_steps_one_process_takes(kind, sampled):
 
 def _fail_on_rank_1(group: Group) -> None:
     if group.rank == 1:
+        import atexit
+        import time
+
+        atexit.register(time.sleep, 1.5)  # a worker slow to exit, as on a loaded host
         raise DataError("rank 1 could not read the store")
     torch.distributed.all_reduce(torch.zeros(3))  # rank 0 waits for it
 
