@@ -301,18 +301,17 @@ class ALS(_FromLiked):
             if best is None or ndcg > best[0]:
                 best = (ndcg, config, self.item_factors_, model)
 
-        def fit(factors: int, reg: float, alpha: float) -> None:
+        def search(factors: int, reg: float, alpha: float) -> None:
             keep((factors, reg, alpha, short), als_model(liked, factors, reg, alpha, short, seed))
 
         for reg in ALS_REGULARIZATION:
             for alpha in ALS_ALPHA:
-                fit(ALS_FACTORS[0], reg, alpha)
+                search(ALS_FACTORS[0], reg, alpha)
         _, reg, alpha, _ = best[1]
+        near = [r for r in ALS_REGULARIZATION if reg / 10 <= r <= reg * 10]  # the best and its neighbours
         for factors in ALS_FACTORS[1:]:
-            for near in (
-                r for r in ALS_REGULARIZATION if reg / 10 <= r <= reg * 10
-            ):  # the best and its neighbours
-                fit(factors, near, alpha)
+            for r in near:
+                search(factors, r, alpha)
         factors, reg, alpha, _ = best[1]
         keep((factors, reg, alpha, long), als_continue(best[3], liked, long - short))
         ndcg, config, self.item_factors_, _ = best
