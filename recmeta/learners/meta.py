@@ -215,18 +215,22 @@ class MetaLearner(Recommender, nn.Module):
         )
         self._init_item_bias(train)
         if self.params["item_init"] == "als":
-            for name in ("init_regularization", "init_scale"):
-                if not float(self.params[name]) > 0:  # also refuses NaN
-                    raise ValueError(f"{name} must be a positive number, not {self.params[name]!r}")
+            reg, scale = self.positive("init_regularization"), self.positive("init_scale")
             liked = liked_matrix(train, self.threshold)
             if liked.nnz:
-                p = self.params
-                start = als_start(liked, p["dim"], p["init_regularization"], p["init_scale"], seed)
+                start = als_start(liked, self.params["dim"], reg, scale, seed)
                 with torch.no_grad():
                     self.backbone.item_emb.weight.copy_(torch.from_numpy(start))
         elif self.params["item_init"] != "random":
             raise ValueError(f"item_init must be 'als' or 'random', not {self.params['item_init']!r}")
         return self
+
+    def positive(self, name: str) -> float:
+        """The parameter `name`, refused unless it is a positive number (NaN included)."""
+        value = self.params[name]
+        if not float(value) > 0:
+            raise ValueError(f"{name} must be a positive number, not {value!r}")
+        return float(value)
 
     @property
     def n_items(self) -> int:

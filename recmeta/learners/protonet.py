@@ -57,10 +57,7 @@ class ProtoNet(MetaLearner):
         inv = lambda x: float(torch.log(torch.expm1(torch.tensor(x))))  # noqa: E731
         self.raw_strength = nn.Parameter(torch.full((3,), inv(s)))
         self.raw_tau = nn.Parameter(torch.tensor([inv(1.0), inv(0.5)]))
-        ridge = float(self.params["rating_ridge"])
-        if not ridge > 0:  # also refuses NaN
-            raise ValueError(f"rating_ridge must be a positive number, not {self.params['rating_ridge']!r}")
-        self.raw_ridge = nn.Parameter(torch.tensor(inv(ridge)))  # learned from there
+        self.raw_ridge = nn.Parameter(torch.tensor(inv(self.positive("rating_ridge"))))  # learned from there
 
     def theta(
         self, ep: Episode, e: Tensor, c: Tensor, b: Tensor | None = None, rb: Tensor | None = None
