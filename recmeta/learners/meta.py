@@ -37,6 +37,7 @@ DEFAULTS: dict[str, Any] = {
     "item_init": "als",  # item embeddings start from whitened ALS factors of the training users; or "random"
     "init_regularization": 10.0,  # the ALS regularization of that start
     "init_scale": 0.1,  # the start's mean row norm (how strongly the start personalises)
+    "init_alpha": 1.0,  # the ALS confidence weight of that start
     "user_power": 0.0,
     "val_shots": [0, 1, 5, 10],
     "threshold": None,
@@ -216,9 +217,10 @@ class MetaLearner(Recommender, nn.Module):
         self._init_item_bias(train)
         if self.params["item_init"] == "als":
             reg, scale = self.positive("init_regularization"), self.positive("init_scale")
+            alpha = self.positive("init_alpha")
             liked = liked_matrix(train, self.threshold)
             if liked.nnz:
-                start = als_start(liked, self.params["dim"], reg, scale, seed)
+                start = als_start(liked, self.params["dim"], reg, alpha, scale, seed)
                 with torch.no_grad():
                     self.backbone.item_emb.weight.copy_(torch.from_numpy(start))
         elif self.params["item_init"] != "random":
@@ -294,12 +296,12 @@ class MetaLearner(Recommender, nn.Module):
         return model
 
 
-def als_start(liked, dim: int, regularization: float, scale: float, seed: int) -> np.ndarray:
+def als_start(liked, dim: int, regularization: float, alpha: float, scale: float, seed: int) -> np.ndarray:
     """(items, dim) item embeddings to start meta-training from: ALS item factors Y of the
     positive rows, whitened as Y (Y'Y + reg I)^-1/2 so that a user vector summing the liked
     items' rows scores the catalogue as ALS's least-squares fold-in does (up to the support's
     own confidence terms), scaled to a mean row norm of `scale`."""
-    y = als_item_factors(liked, dim, regularization, 1.0, 15, seed).astype(np.float64)
+    y = als_item_factors(liked, dim, regularization, alpha, 15, seed).astype(np.float64)
     vals, vecs = np.linalg.eigh(y.T @ y + regularization * np.eye(dim))
     white = y @ (vecs / np.sqrt(vals)) @ vecs.T
     norm = np.linalg.norm(white, axis=1).mean()

@@ -18,8 +18,8 @@ def test_one_liked_item_ranks_the_catalogue_as_als_folds_it_in():
     multiple of (Y'Y + reg)^-1 y: the whitened rows' dot products rank exactly as ALS does."""
     train = synth_data(implicit=True)
     liked = liked_matrix(train, 1.0)
-    white = als_start(liked, 16, 10.0, 1.0, seed=0)
-    als = ALS(factors=16, regularization=10.0, alpha=1.0).fit(train, seed=0)
+    white = als_start(liked, 16, 10.0, 10.0, 1.0, seed=0)
+    als = ALS(factors=16, regularization=10.0, alpha=10.0).fit(train, seed=0)
     batch = make_batch(Sequences.from_data(train), np.arange(30), 1, train.n_items, 1.0)
     ours = white[batch.support_items[:, 0]] @ white.T
     theirs = als.fold_in(batch) @ als.item_factors_.T
@@ -31,13 +31,17 @@ def test_one_liked_item_ranks_the_catalogue_as_als_folds_it_in():
 def test_setup_starts_from_als_unless_asked_for_random():
     train = synth_data(implicit=True)
     als_init = create("maml", dim=8).setup(train, seed=0).backbone.item_emb.weight.detach().numpy()
-    expected = als_start(liked_matrix(train, 1.0), 8, 10.0, 0.1, seed=0)
+    expected = als_start(liked_matrix(train, 1.0), 8, 10.0, 1.0, 0.1, seed=0)
     assert np.allclose(als_init, expected, atol=1e-6)
     torch.manual_seed(0)
     random = create("maml", dim=8, item_init="random").setup(train).backbone.item_emb.weight.detach()
     assert float(random.std()) < 0.05  # the small normal start
     with pytest.raises(ValueError, match="item_init"):
         create("maml", dim=8, item_init="svd").setup(train)
+    strong = create("maml", dim=8, init_alpha=10.0).setup(train, seed=0).backbone.item_emb.weight.detach()
+    assert np.allclose(strong, als_start(liked_matrix(train, 1.0), 8, 10.0, 10.0, 0.1, seed=0), atol=1e-6)
     for bad in (0.0, -1.0, float("nan")):
         with pytest.raises(ValueError, match="init_scale"):
             create("maml", dim=8, init_scale=bad).setup(train)
+        with pytest.raises(ValueError, match="init_alpha"):
+            create("maml", dim=8, init_alpha=bad).setup(train)

@@ -1,0 +1,95 @@
+"""Where the meta-learners' ranking comes from on an implicit log: one seed of PROTOCOL.md's
+test users, ndcg@10 at each support size of
+
+- `als`: implicit's ALS at the given configuration, each user folded in (`recalculate_user`);
+- `start sum`: no learning at all: a user's support rows of the meta-learners' ALS start
+  (whitened ALS factors, `als_start`, at the same configuration) summed, the catalogue
+  scored by its dot product with that sum;
+- `<model>`: the meta-learner trained from that start for `--max-time` seconds, as the
+  trainer does by default;
+- `<model>, tables held`: the same with its item tables (embeddings, biases) held at the
+  start while everything else learns (`Trainer(frozen_items=...)`);
+- `<model>, tables held, no bias`: that model's scores less its item biases.
+
+python benchmarks/start_probe.py recmeta.db --factors 128 --regularization 10 --alpha 10
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from recmeta import snapshot
+from recmeta.learners import create
+from recmeta.learners.base import mask_support
+from recmeta.learners.baselines import ALS, liked_matrix
+from recmeta.learners.meta import als_start
+from recmeta.metrics import ranking_metrics, top_n
+from recmeta.store import make_engine
+from recmeta.tasks import Sequences, make_batch, positive_threshold, split_users
+from recmeta.training import Trainer
+
+SHOTS = (1, 3, 5, 10, 20)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("db")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--factors", type=int, default=64)
+    ap.add_argument("--regularization", type=float, default=10.0)
+    ap.add_argument("--alpha", type=float, default=1.0)
+    ap.add_argument("--model", default="maml")
+    ap.add_argument("--max-time", type=float, default=120.0)
+    a = ap.parse_args()
+    data = snapshot.load(make_engine(f"sqlite:///{a.db}"))
+    threshold = positive_threshold(data)
+    seq, split = Sequences.from_data(data, seed=a.seed), split_users(data, seed=a.seed)
+    train, val = snapshot.restrict(data, split.train), snapshot.restrict(data, split.validation)
+    batches = {k: make_batch(seq, split.test, k, data.n_items, threshold, max_query=None) for k in SHOTS}
+
+    def ndcg(scores_of) -> list[float]:
+        out = []
+        for b in batches.values():
+            has = b.query_pos.sum(1) > 0
+            top = top_n(mask_support(scores_of(b.support_only()), b), 10)
+            out.append(float(ranking_metrics(top, b.query_pos > 0, 10)["ndcg@10"][has].mean()))
+        return out
+
+    def summed(rows: np.ndarray):
+        return lambda b: (
+            np.einsum("bs,bsd->bd", b.support_mask.astype(np.float64), rows[b.support_items]) @ rows.T
+        )
+
+    rows = {}
+    als = ALS(factors=a.factors, regularization=a.regularization, alpha=a.alpha).fit(train, seed=a.seed)
+    rows["als"] = ndcg(als.score)
+    start = als_start(liked_matrix(train, threshold), a.factors, a.regularization, a.alpha, 0.1, a.seed)
+    rows["start sum"] = ndcg(summed(start.astype(np.float64)))
+    params = {
+        "dim": a.factors,
+        "init_regularization": a.regularization,
+        "init_alpha": a.alpha,
+        "max_time": a.max_time,
+    }
+    trained = Trainer(create(a.model, **params), seed=a.seed).fit(train, val)
+    rows[a.model] = ndcg(trained.score)
+    held = Trainer(create(a.model, **params), seed=a.seed, frozen_items=np.arange(data.n_items)).fit(
+        train, val
+    )
+    bias = held.backbone.item_bias.detach().numpy()
+    rows[f"{a.model}, tables held"] = ndcg(held.score)
+    rows[f"{a.model}, tables held, no bias"] = ndcg(lambda b: held.score(b) - bias)
+    print(
+        f"seed {a.seed}; ALS start and ALS at {a.factors} factors, regularization {a.regularization:g}, "
+        f"alpha {a.alpha:g}; {a.model} trained for {a.max_time:g} s"
+    )
+    print("| ndcg@10 | " + " | ".join(f"K={k}" for k in SHOTS) + " |")
+    print("|---|" + "---:|" * len(SHOTS))
+    for name, values in rows.items():
+        print(f"| {name} | " + " | ".join(f"{v:.3f}" for v in values) + " |")
+
+
+if __name__ == "__main__":
+    main()
