@@ -37,7 +37,7 @@ def biased_mf(ratings, factors: int, reg: float, sweeps: int = 15, seed: int = 0
     bu, bi = np.zeros(ratings.shape[0]), np.zeros(ratings.shape[1])
     for _ in range(sweeps):
         for mat, own_b, own_f, other_b, other_f in ((by_user, bu, p, bi, q), (by_item, bi, q, bu, p)):
-            for r in range(mat.shape[1] if mat is by_item else mat.shape[0]):
+            for r in range(len(mat.indptr) - 1):  # users of the CSR, items of the CSC
                 lo, hi = mat.indptr[r], mat.indptr[r + 1]
                 if lo == hi:
                     continue

@@ -62,11 +62,11 @@ def main() -> None:
             np.einsum("bs,bsd->bd", b.support_mask.astype(np.float64), rows[b.support_items]) @ rows.T
         )
 
-    rows = {}
+    table = {}
     als = ALS(factors=a.factors, regularization=a.regularization, alpha=a.alpha).fit(train, seed=a.seed)
-    rows["als"] = ndcg(als.score)
+    table["als"] = ndcg(als.score)
     start = als_start(liked_matrix(train, threshold), a.factors, a.regularization, a.alpha, 0.1, a.seed)
-    rows["start sum"] = ndcg(summed(start.astype(np.float64)))
+    table["start sum"] = ndcg(summed(start.astype(np.float64)))
     params = {
         "dim": a.factors,
         "init_regularization": a.regularization,
@@ -74,20 +74,20 @@ def main() -> None:
         "max_time": a.max_time,
     }
     trained = Trainer(create(a.model, **params), seed=a.seed).fit(train, val)
-    rows[a.model] = ndcg(trained.score)
+    table[a.model] = ndcg(trained.score)
     held = Trainer(create(a.model, **params), seed=a.seed, frozen_items=np.arange(data.n_items)).fit(
         train, val
     )
     bias = held.backbone.item_bias.detach().numpy()
-    rows[f"{a.model}, tables held"] = ndcg(held.score)
-    rows[f"{a.model}, tables held, no bias"] = ndcg(lambda b: held.score(b) - bias)
+    table[f"{a.model}, tables held"] = ndcg(held.score)
+    table[f"{a.model}, tables held, no bias"] = ndcg(lambda b: held.score(b) - bias)
     print(
         f"seed {a.seed}; ALS start and ALS at {a.factors} factors, regularization {a.regularization:g}, "
         f"alpha {a.alpha:g}; {a.model} trained for {a.max_time:g} s"
     )
     print("| ndcg@10 | " + " | ".join(f"K={k}" for k in SHOTS) + " |")
     print("|---|" + "---:|" * len(SHOTS))
-    for name, values in rows.items():
+    for name, values in table.items():
         print(f"| {name} | " + " | ".join(f"{v:.3f}" for v in values) + " |")
 
 

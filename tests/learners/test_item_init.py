@@ -40,6 +40,7 @@ def test_setup_starts_from_als_unless_asked_for_random():
         create("maml", dim=8, item_init="svd").setup(train)
     strong = create("maml", dim=8, init_alpha=10.0).setup(train, seed=0).backbone.item_emb.weight.detach()
     assert np.allclose(strong, als_start(liked_matrix(train, 1.0), 8, 10.0, 10.0, 0.1, seed=0), atol=1e-6)
+    assert not np.allclose(strong, als_init, atol=1e-3)  # the weight reaches the start
     for bad in (0.0, -1.0, float("nan")):
         with pytest.raises(ValueError, match="init_scale"):
             create("maml", dim=8, init_scale=bad).setup(train)
