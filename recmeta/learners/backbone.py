@@ -23,6 +23,7 @@ from torch.nn import functional as F
 from recmeta.tasks import Batch
 
 TIME_BUCKETS = 16
+RATE_LOSSES = ("absolute", "squared")  # the query rating error a meta-learner minimises
 Theta = dict[str, Tensor]
 
 
@@ -181,12 +182,12 @@ class LossTerms:
 
     rank: Tensor  # weighted negative log-likelihood of the positive query pairs, summed
     rank_weight: Tensor  # the weights' sum
-    rate: Tensor  # squared rating errors of the query rows, summed
+    rate: Tensor  # rating errors of the query rows (absolute or squared), summed
     rate_rows: Tensor  # how many rows
     rate_weight: float
 
     def value(self, normalisers: tuple[float, float] | None = None) -> Tensor:
-        """The loss: mean over positive pairs plus `rate_weight` x the mean squared error,
+        """The loss: mean over positive pairs plus `rate_weight` x the mean rating error,
         with these terms' own normalisers or given ones (the whole meta-batch's, when
         these terms are one worker's share of it; `loss_normalisers`)."""
         w, m = (self.rank_weight, self.rate_rows) if normalisers is None else normalisers
@@ -204,11 +205,17 @@ def loss_normalisers(query_pos, query_mask, user_power: float):
 
 
 def query_loss(
-    logits: Tensor, pred: Tensor | None, ep: Episode, rate_weight: float, user_power: float = 0.0
+    logits: Tensor,
+    pred: Tensor | None,
+    ep: Episode,
+    rate_weight: float,
+    user_power: float = 0.0,
+    rate_loss: str = "absolute",
 ) -> LossTerms:
     """Multinomial log-likelihood of the positive query items over the catalogue minus the
-    support (averaged over positive pairs), plus `rate_weight` times the squared rating
-    error on the query rows; as `LossTerms`."""
+    support (averaged over positive pairs), plus `rate_weight` times the rating error on the
+    query rows, absolute (its minimiser is the median rating: what mae rewards) or squared
+    (the mean: what rmse rewards); as `LossTerms`."""
     support = torch.zeros_like(logits, dtype=torch.bool)
     support.scatter_(1, ep.items, ep.mask > 0)
     logp = F.log_softmax(logits.masked_fill(support, float("-inf")), dim=1)
@@ -223,4 +230,6 @@ def query_loss(
     weight, rows = loss_normalisers(pos, m, user_power)
     if pred is None or rate_weight == 0:
         return LossTerms(rank, weight, logits.new_zeros(()), rows, 0.0)
-    return LossTerms(rank, weight, (((pred - ep.query_values) ** 2) * m).sum(), rows, rate_weight)
+    err = pred - ep.query_values
+    err = err.abs() if rate_loss == "absolute" else err**2
+    return LossTerms(rank, weight, (err * m).sum(), rows, rate_weight)

@@ -10,7 +10,16 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from recmeta.learners.backbone import Backbone, Episode, LossTerms, Theta, query_loss, rank_logits, ratings
+from recmeta.learners.backbone import (
+    RATE_LOSSES,
+    Backbone,
+    Episode,
+    LossTerms,
+    Theta,
+    query_loss,
+    rank_logits,
+    ratings,
+)
 from recmeta.learners.base import Recommender, check_tensor
 from recmeta.learners.baselines import als_item_factors, liked_matrix
 from recmeta.snapshot import Interactions
@@ -34,6 +43,7 @@ DEFAULTS: dict[str, Any] = {
     "update_patience": 1,  # epochs without a better validation score before an update stops
     "replay_share": 0.25,  # share of each update step's users drawn from the replay memory
     "rate_weight": 0.5,
+    "rate_loss": "absolute",  # the query's rating error: "absolute" (mae) or "squared" (rmse)
     "item_init": "als",  # item embeddings start from whitened ALS factors of the training users; or "random"
     "init_regularization": 10.0,  # the ALS regularization of that start
     "init_scale": 0.1,  # the start's mean row norm (how strongly the start personalises)
@@ -178,7 +188,7 @@ class MetaLearner(Recommender, nn.Module):
         logits = self.logits(theta, e, b)
         rate_weight = 0.0 if self.params["shapes"]["implicit"] else self.params["rate_weight"]
         pred = ratings(theta, e, rb, bb.mu, ep.query_items) if rate_weight else None
-        return query_loss(logits, pred, ep, rate_weight, self.params["user_power"])
+        return query_loss(logits, pred, ep, rate_weight, self.params["user_power"], self.params["rate_loss"])
 
     def score(
         self, batch: Batch, user_x: np.ndarray | None = None, new_items: np.ndarray | None = None
@@ -211,6 +221,10 @@ class MetaLearner(Recommender, nn.Module):
         """Build the modules for `train`'s catalogue and users; item biases start as
         log-popularity of the positive rows and, with `item_init="als"`, item embeddings as
         whitened ALS factors (`als_start`). The trainer then fits it."""
+        if self.params["rate_loss"] not in RATE_LOSSES:
+            raise ValueError(
+                f"rate_loss must be one of {', '.join(RATE_LOSSES)}, not {self.params['rate_loss']!r}"
+            )
         self._construct(
             self._shapes(train), torch.from_numpy(train.item_features), torch.from_numpy(train.user_features)
         )
