@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 
 from recmeta import checkpoint, snapshot
 from recmeta.errors import CheckpointError, DataError
-from recmeta.learners import BASELINES, META_LEARNERS, REGISTRY, Recommender, create
+from recmeta.learners import BASELINES, META_LEARNERS, REGISTRY, Recommender, create, fit_order
 from recmeta.learners.meta import MetaLearner
 from recmeta.routing import routing, validation_tables, validation_users
 from recmeta.snapshot import Interactions
@@ -95,6 +95,17 @@ def _params(kind: str, cfg: TrainConfig, share: float | None = None) -> dict[str
     return params
 
 
+def _start_shape(group: Group, fitted: dict[str, Recommender], params: dict[str, Any]) -> dict[str, Any]:
+    """Only rank 0 fits ALS, whose factors set a meta-learner's dimension (`item_init`
+    "tuned"): on a data-parallel run the other workers take that dimension from it, and
+    the starting weights with the rest (`Group.same_tensors`)."""
+    if group.world == 1 or "dim" in params or params.get("item_init", "tuned") != "tuned":
+        return {}
+    als = fitted.get("als")
+    dim = int(group.from_root([float(als.item_factors_.shape[1]) if als is not None else 0.0])[0])
+    return {"dim": dim, "item_init": "random"} if dim and not group.root else {}
+
+
 def _check_models(cfg: TrainConfig) -> None:
     unknown = [m for m in cfg.models if m not in REGISTRY]
     if unknown:
@@ -166,10 +177,13 @@ def _train(
     waiting = set(META_LEARNERS) if "ensemble" in cfg.models else set()
     pending: dict[str, tuple[float, Any]] = {}  # fitted, not yet saved: (seconds, fit result)
     results: list[Trained] = []
-    for kind in cfg.models:
+    for kind in fit_order(cfg.models):
         if not group.root and kind not in META_LEARNERS:
             continue  # baselines are rank 0's
-        model = create(kind, fitted=fitted, **_params(kind, cfg, budget.share(kind)))
+        params = _params(kind, cfg, budget.share(kind))
+        if kind in META_LEARNERS and kind != "ensemble":
+            params.update(_start_shape(group, fitted, params))
+        model = create(kind, fitted=fitted, **params)
         start = time.perf_counter()
         done = fit_detailed(
             model,
@@ -194,6 +208,7 @@ def _train(
         pending = {}
     if not group.root:
         return None
+    results.sort(key=lambda t: cfg.models.index(t.kind))  # as asked for, not as fitted
     run.route(results)
     return results
 

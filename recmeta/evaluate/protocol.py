@@ -14,7 +14,7 @@ import pandas as pd
 
 from recmeta import snapshot
 from recmeta.errors import DataError
-from recmeta.learners import BASELINES, META_LEARNERS, REGISTRY, Recommender, create
+from recmeta.learners import BASELINES, META_LEARNERS, REGISTRY, Recommender, create, fit_order
 from recmeta.learners.base import unseen_scores
 from recmeta.metrics import graded_ndcg, ranking_metrics, rating_errors, top_n
 from recmeta.routing import routing, served_by, validation_tables
@@ -85,7 +85,7 @@ def evaluate(data: Interactions, cfg: EvalConfig, progress: Progress | None = No
         }
         cells, models = {}, {}
         budget = Budget(cfg.models, cfg.max_time)
-        for kind in cfg.models:
+        for kind in fit_order(cfg.models):
             if progress:
                 progress({"seed": seed, "model": kind, "stage": "fit"})
             share = budget.share(kind)

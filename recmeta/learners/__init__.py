@@ -1,7 +1,7 @@
 """Every model behind one `Recommender` interface: three meta-learners, their ensemble and
 three baselines."""
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from recmeta.learners.base import Recommender
 from recmeta.learners.baselines import ALS, ItemKNN, Popular
@@ -18,10 +18,20 @@ BASELINES = ("als", "itemknn", "popular")
 
 
 def create(kind: str, fitted: Mapping[str, Recommender] | None = None, **params) -> Recommender:
-    """A new, unfitted model of `kind`. An ensemble takes its members from `fitted` (models
-    already fitted on the same data) where they are there, and fits only the others."""
+    """A new, unfitted model of `kind`. From `fitted` (models already fitted on the same
+    data) an ensemble takes its members where they are there, and fits only the others; a
+    meta-learner takes the tuned ALS its item embeddings start from."""
     if kind not in REGISTRY:
         raise ValueError(f"unknown model {kind!r}; choose one of {', '.join(REGISTRY)}")
+    fitted = fitted or {}
     if kind == Ensemble.kind:
-        return Ensemble(fitted=dict(fitted or {}), **params)
+        return Ensemble(fitted=dict(fitted), **params)
+    if kind in META_LEARNERS:
+        return REGISTRY[kind](start=fitted.get(ALS.kind), **params)
     return REGISTRY[kind](**params)
+
+
+def fit_order(kinds: Sequence[str]) -> list[str]:
+    """`kinds` in the order to fit them: ALS first, so that the meta-learners start from its
+    tuned factors (`create`), the rest as given."""
+    return sorted(kinds, key=lambda k: k != ALS.kind)

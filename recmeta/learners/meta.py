@@ -21,10 +21,11 @@ from recmeta.learners.backbone import (
     ratings,
 )
 from recmeta.learners.base import Recommender, check_tensor
-from recmeta.learners.baselines import als_item_factors, liked_matrix
+from recmeta.learners.baselines import ALS, als_item_factors, liked_matrix
 from recmeta.snapshot import Interactions
 from recmeta.tasks import Batch, positive_threshold
 
+ITEM_INITS = ("tuned", "als", "random")
 OPTIM = "optim/"  # checkpoint tensors under this prefix are the optimiser's state, not the model's
 
 DEFAULTS: dict[str, Any] = {
@@ -44,10 +45,17 @@ DEFAULTS: dict[str, Any] = {
     "replay_share": 0.25,  # share of each update step's users drawn from the replay memory
     "rate_weight": 0.5,
     "rate_loss": "absolute",  # the query's rating error: "absolute" (mae) or "squared" (rmse)
-    "item_init": "als",  # item embeddings start from whitened ALS factors of the training users; or "random"
+    # item embeddings start from whitened ALS factors of the training users: "tuned" takes
+    # them from the run's tuned ALS when it was fitted first (its factors set `dim`), else
+    # fits them as "als" does at `dim`, `init_regularization` and `init_alpha`; or "random"
+    "item_init": "tuned",
     "init_regularization": 10.0,  # the ALS regularization of that start
     "init_scale": 0.1,  # the start's mean row norm (how strongly the start personalises)
     "init_alpha": 1.0,  # the ALS confidence weight of that start
+    # epochs of a fresh training during which the item tables (embeddings, biases) keep
+    # their start while the rest learns; the validation users then keep the best epoch,
+    # held or not (a tuned start can be worth more than what the tables learn after it)
+    "hold_epochs": 1,
     "user_power": 0.0,
     "val_shots": [0, 1, 5, 10],
     "threshold": None,
@@ -61,13 +69,16 @@ class MetaLearner(Recommender, nn.Module):
     predicts_ratings = True
     defaults: ClassVar[dict[str, Any]] = {}
 
-    def __init__(self, **params: Any) -> None:
+    def __init__(self, start: ALS | None = None, **params: Any) -> None:
+        """`start`: an ALS fitted (and tuned) on the same training users, whose item factors
+        the embeddings start from with `item_init="tuned"`."""
         nn.Module.__init__(self)
         unknown = set(params) - set(DEFAULTS) - set(self.defaults) - {"shapes"}
         if unknown:
             raise ValueError(f"{self.kind}: unknown parameter(s) {sorted(unknown)}")
         Recommender.__init__(self, **{**DEFAULTS, **self.defaults, **params})
         self.backbone: Backbone | None = None
+        self.start = start if "dim" not in params else None  # a dimension given wins over ALS's
 
     # --------------------------------------------------------------- the learner's own part
     def build(self, dim: int) -> None:
@@ -219,27 +230,51 @@ class MetaLearner(Recommender, nn.Module):
 
     def setup(self, train: Interactions, seed: int = 0) -> MetaLearner:
         """Build the modules for `train`'s catalogue and users; item biases start as
-        log-popularity of the positive rows and, with `item_init="als"`, item embeddings as
-        whitened ALS factors (`als_start`). The trainer then fits it."""
-        if self.params["rate_loss"] not in RATE_LOSSES:
-            raise ValueError(
-                f"rate_loss must be one of {', '.join(RATE_LOSSES)}, not {self.params['rate_loss']!r}"
-            )
+        log-popularity of the positive rows and item embeddings as whitened ALS factors: the
+        tuned ALS's (`start`, `whiten`) or their own fit's (`als_start`), unless
+        `item_init="random"`. The trainer then fits it."""
+        p = self.params
+        for name, allowed in (("rate_loss", RATE_LOSSES), ("item_init", ITEM_INITS)):
+            if p[name] not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {p[name]!r}")
+        held = p["hold_epochs"]
+        if isinstance(held, bool) or not isinstance(held, int) or held < 0:
+            raise ValueError(f"hold_epochs must be a whole number of epochs, 0 or more, not {held!r}")
+        tuned = p["item_init"] == "tuned" and self._adopt_start(train)
         self._construct(
             self._shapes(train), torch.from_numpy(train.item_features), torch.from_numpy(train.user_features)
         )
         self._init_item_bias(train)
-        if self.params["item_init"] == "als":
+        if p["item_init"] != "random":
             reg, scale = self.positive("init_regularization"), self.positive("init_scale")
             alpha = self.positive("init_alpha")
-            liked = liked_matrix(train, self.threshold)
-            if liked.nnz:
-                start = als_start(liked, self.params["dim"], reg, alpha, scale, seed)
+            if tuned:
+                start = whiten(self.start.item_factors_, reg, scale)
+            else:
+                liked = liked_matrix(train, self.threshold)
+                start = als_start(liked, p["dim"], reg, alpha, scale, seed) if liked.nnz else None
+            if start is not None:
                 with torch.no_grad():
                     self.backbone.item_emb.weight.copy_(torch.from_numpy(start))
-        elif self.params["item_init"] != "random":
-            raise ValueError(f"item_init must be 'als' or 'random', not {self.params['item_init']!r}")
+        self.start = None  # the factors are copied; the ALS is not held on to
         return self
+
+    def _adopt_start(self, train: Interactions) -> bool:
+        """Take the tuned ALS's configuration (factors as `dim`, regularization, alpha) for
+        the start; False when there is no such ALS for `train`'s catalogue."""
+        als = self.start
+        if (
+            als is None
+            or getattr(als, "item_factors_", None) is None
+            or len(als.item_factors_) != train.n_items
+        ):
+            return False
+        self.params.update(
+            dim=int(als.item_factors_.shape[1]),
+            init_regularization=float(als.params["regularization"]),
+            init_alpha=float(als.params["alpha"]),
+        )
+        return True
 
     def positive(self, name: str) -> float:
         """The parameter `name`, refused unless it is a positive number (NaN included)."""
@@ -311,11 +346,17 @@ class MetaLearner(Recommender, nn.Module):
 
 
 def als_start(liked, dim: int, regularization: float, alpha: float, scale: float, seed: int) -> np.ndarray:
-    """(items, dim) item embeddings to start meta-training from: ALS item factors Y of the
-    positive rows, whitened as Y (Y'Y + reg I)^-1/2 so that a user vector summing the liked
-    items' rows scores the catalogue as ALS's least-squares fold-in does (up to the support's
-    own confidence terms), scaled to a mean row norm of `scale`."""
-    y = als_item_factors(liked, dim, regularization, alpha, 15, seed).astype(np.float64)
+    """(items, dim) item embeddings to start meta-training from: ALS item factors of the
+    positive rows (15 sweeps), `whiten`ed."""
+    return whiten(als_item_factors(liked, dim, regularization, alpha, 15, seed), regularization, scale)
+
+
+def whiten(factors: np.ndarray, regularization: float, scale: float) -> np.ndarray:
+    """ALS item factors Y whitened as Y (Y'Y + reg I)^-1/2, so that a user vector summing
+    the liked items' rows scores the catalogue as ALS's least-squares fold-in does (up to
+    the support's own confidence terms), scaled to a mean row norm of `scale`."""
+    y = np.asarray(factors, dtype=np.float64)
+    dim = y.shape[1]
     vals, vecs = np.linalg.eigh(y.T @ y + regularization * np.eye(dim))
     white = y @ (vecs / np.sqrt(vals)) @ vecs.T
     norm = np.linalg.norm(white, axis=1).mean()

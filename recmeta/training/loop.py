@@ -148,7 +148,8 @@ class CandidateSampler:
 class Trainer:
     """Fits a `MetaLearner` episodically: every step is a meta-batch of training users, each
     with a time-ordered support of random size (0..max_support) and the rest as query;
-    validation users pick the epoch whose weights are kept."""
+    validation users pick the epoch whose weights are kept. A fresh training's first
+    `hold_epochs` epochs hold the item tables at their start."""
 
     def __init__(
         self,
@@ -236,8 +237,10 @@ class Trainer:
         elif p["max_time"]:
             self._reserve = self._validation_seconds(val_batches)
         start = self._start = begun - elapsed0
+        held = 0 if self.keep_start or self.frozen_items is not None else p["hold_epochs"]
         while epoch <= p["epochs"]:
             model.train()
+            self._hold_tables(epoch <= held)
             if fresh_epoch:
                 sampler.start_epoch()
                 losses = []
@@ -251,6 +254,7 @@ class Trainer:
                 out.steps += 1
                 out.tasks += sum(len(b.users) for b in batches)
                 if self.max_steps is not None and out.steps >= self.max_steps:
+                    self._hold_tables(False)
                     out.paused = True
                     out.epochs, out.seconds = epoch, time.perf_counter() - start  # the steps, not the
                     # copy of every table that the pause state takes (O(catalogue), once)
@@ -285,6 +289,7 @@ class Trainer:
                 break
             epoch += 1
         out.seconds = time.perf_counter() - start
+        self._hold_tables(False)
         model.load_state_dict(best_state)
         model.best_epoch_, model.val_score_ = out.best_epoch, out.best_score
         self.optimizer_ = optimizer_tensors(opt, model)
@@ -311,6 +316,13 @@ class Trainer:
                 for param, rows, values in frozen:
                     param[rows] = values
         return loss_value, late
+
+    def _hold_tables(self, hold: bool) -> None:
+        """Hold the item tables at their values (no gradient, so no step moves them), or let
+        them learn."""
+        params = dict(self.model.named_parameters())
+        for name in self.model.item_tables:
+            params[name].requires_grad_(not hold)
 
     def _mine(self, batch: Batch, loss) -> LossTerms | None:
         """`loss` of this worker's share of `batch`'s users (None when it has none)."""
@@ -351,7 +363,10 @@ class Trainer:
         idx = torch.as_tensor(items, device=model.device)
         params = dict(model.named_parameters())
         # index_select / index_copy_: on CPU several times faster than t[idx] and t[idx] = x
-        rows = {n: params[n].detach().index_select(0, idx).requires_grad_(True) for n in model.item_tables}
+        rows = {  # a held table's rows take no gradient
+            n: params[n].detach().index_select(0, idx).requires_grad_(params[n].requires_grad)
+            for n in model.item_tables
+        }
         correction = torch.as_tensor(logq, dtype=torch.float32, device=model.device)
         on_items = [b.on_items(items) for b in batches]
         loss = self._loss(

@@ -136,3 +136,31 @@ def test_the_run_budget_is_shared_by_the_meta_learners_left():
     assert budget.share("protonet") <= 45  # what is left, over the two left
     assert budget.share("als") is None and budget.share("ensemble") is None
     assert Budget(("maml",), None).share("maml") is None
+
+
+@pytest.mark.parametrize("sampled", [{}, {"sampled_above": 0, "negatives": 20}], ids=["dense", "sampled"])
+def test_the_first_epochs_hold_the_item_tables(small, sampled):
+    """`hold_epochs` epochs of a fresh training leave the item tables at their start while
+    the rest learns; with 0 the tables learn from the first step."""
+    _, train, val = split_views(small)
+
+    def one_epoch(hold_epochs: int):
+        model = create("maml", **{**FAST, "epochs": 1, "hold_epochs": hold_epochs, **sampled})
+        model.setup(train, seed=0)
+        start = {n: p.detach().clone() for n, p in model.named_parameters()}
+        Trainer(model, seed=0).fit(train, val)
+        return model, start, dict(model.named_parameters())
+
+    model, start, after = one_epoch(1)
+    for name in model.item_tables:
+        torch.testing.assert_close(after[name], start[name], rtol=0, atol=0, msg=name)
+    assert any(not torch.equal(after[n], start[n]) for n in start if n not in model.item_tables)
+    assert all(p.requires_grad for p in model.parameters())  # released once training ends
+    model, start, after = one_epoch(0)
+    assert all(not torch.equal(after[n], start[n]) for n in model.item_tables)
+
+
+def test_hold_epochs_must_be_a_whole_number(small):
+    for bad in (-1, 1.5, True, "1"):
+        with pytest.raises(ValueError, match="hold_epochs"):
+            create("maml", **{**FAST, "hold_epochs": bad}).setup(small)
