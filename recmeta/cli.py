@@ -550,7 +550,10 @@ def train(
     config: Annotated[
         Path | None,
         typer.Option(
-            help="A TOML file of hyperparameters: [maml], [als], ... or [all] for every meta-learner."
+            help=(
+                "A TOML file of hyperparameters: a \\[maml] table, \\[als], ... or \\[all] for "
+                "every meta-learner (e.g. hold_epochs = 0)."
+            )
         ),
     ] = None,
     workers: Annotated[

@@ -261,13 +261,11 @@ class MetaLearner(Recommender, nn.Module):
 
     def _adopt_start(self, train: Interactions) -> bool:
         """Take the tuned ALS's configuration (factors as `dim`, regularization, alpha) for
-        the start; False when there is no such ALS for `train`'s catalogue."""
+        the start; False when there is no such ALS for `train`'s catalogue (or its factors
+        are not all finite numbers)."""
         als = self.start
-        if (
-            als is None
-            or getattr(als, "item_factors_", None) is None
-            or len(als.item_factors_) != train.n_items
-        ):
+        factors = getattr(als, "item_factors_", None)
+        if factors is None or len(factors) != train.n_items or not np.isfinite(factors).all():
             return False
         self.params.update(
             dim=int(als.item_factors_.shape[1]),

@@ -271,6 +271,11 @@ def test_one_option_vocabulary(tmp_path):
         assert "--model" in res.output and "--models" in res.output
     assert "--cutoff" in runner.invoke(app, ["evaluate", "--help"], env={"COLUMNS": "200"}).output
     assert "--top" in runner.invoke(app, ["recommend", "--help"], env={"COLUMNS": "200"}).output
+    # the TOML tables are named in the help, not eaten as markup
+    assert (
+        "[maml] table, [als], ... or [all]"
+        in runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"}).output
+    )
 
 
 def test_train_config_file(tmp_path):

@@ -73,4 +73,7 @@ def test_a_tuned_als_fitted_first_sets_the_start_and_its_dimension():
     other = ALS(factors=16).fit(synth_data(items=60, implicit=True), seed=0)  # another catalogue
     own = create("maml", fitted={"als": other}).setup(train, seed=0)
     assert own.params["dim"] == 64 and own.backbone.item_emb.weight.shape == (train.n_items, 64)
+    broken = ALS(factors=16).fit(train, seed=0)
+    broken.item_factors_[3, 0] = np.nan  # factors that are not all numbers are not a start
+    assert create("maml", fitted={"als": broken}).setup(train, seed=0).params["dim"] == 64
     assert fit_order(("maml", "ensemble", "als", "popular")) == ["als", "maml", "ensemble", "popular"]
