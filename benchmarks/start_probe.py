@@ -5,8 +5,9 @@ test users, ndcg@10 at each support size of
 - `start sum`: no learning at all: a user's support rows of the meta-learners' ALS start
   (whitened ALS factors, `als_start`, at the same configuration) summed, the catalogue
   scored by its dot product with that sum;
-- `<model>`: the meta-learner trained from that start for `--max-time` seconds, as the
-  trainer does by default;
+- `<model>`: the meta-learner trained from that start for `--max-time` seconds, its item
+  tables learning from the first step (`hold_epochs` 0; the trainer's default now holds
+  them for the first epoch);
 - `<model>, tables held`: the same with its item tables (embeddings, biases) held at the
   start while everything else learns (`Trainer(frozen_items=...)`);
 - `<model>, tables held, no bias`: that model's scores less its item biases.
@@ -72,6 +73,7 @@ def main() -> None:
         "init_regularization": a.regularization,
         "init_alpha": a.alpha,
         "max_time": a.max_time,
+        "hold_epochs": 0,
     }
     trained = Trainer(create(a.model, **params), seed=a.seed).fit(train, val)
     table[a.model] = ndcg(trained.score)
