@@ -268,7 +268,7 @@ class MetaLearner(Recommender, nn.Module):
         if factors is None or len(factors) != train.n_items or not np.isfinite(factors).all():
             return False
         self.params.update(
-            dim=int(als.item_factors_.shape[1]),
+            dim=int(factors.shape[1]),
             init_regularization=float(als.params["regularization"]),
             init_alpha=float(als.params["alpha"]),
         )
