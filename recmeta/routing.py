@@ -54,7 +54,7 @@ def validation_tables(
             for j in scoring:
                 model = models[j]
                 if isinstance(model, Ensemble) and all(id(m) in given for m in model.members):
-                    scores = model.combine([given[id(m)] for m in model.members])
+                    scores = model.combine([given[id(m)] for m in model.members], part.support_only())
                 else:
                     scores = model.score(part.support_only())
                 if id(model) in reused:

@@ -78,5 +78,8 @@ def fit(
                 report = (lambda d, k=kind: progress({"member": k, **d})) if progress else None
                 member = create(kind, **model.member_params)
                 fitted[kind] = fit(member, train, validation, progress=report, seed=seed, group=group)
-        return model.assemble(fitted)
+        model.assemble(fitted)
+        return (
+            model.tune_bias(validation, seed) if validation is not None and validation.values.nnz else model
+        )
     return model.fit(train, validation, progress=progress, seed=seed)

@@ -3,20 +3,41 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from recmeta.learners import create
-from recmeta.learners.ensemble import standardise
+from recmeta.learners import ensemble as ensemble_module
+from recmeta.learners.ensemble import BIAS_SHOTS, BIAS_WEIGHTS, standardise
 from recmeta.tasks import Sequences, make_batch
 from recmeta.training import fit
 from tests.learners.conftest import rng_users, split_views
 
 
-def test_ensemble_of_fitted_members_is_the_mean_of_their_z_scores(small):
+def test_ensemble_of_fitted_members_is_the_mean_of_their_z_scores(small, monkeypatch):
+    """Each member's item biases weighted by the weight validation picked for the user's
+    support size, then the mean of the members' z-scores."""
+    monkeypatch.setattr(ensemble_module, "BIAS_MIN_USERS", 10)  # the small log's validation users
     _, train, val = split_views(small)
     members = {k: fit(create(k, epochs=1, dim=8), train, val) for k in ("maml", "protonet")}
     ensemble = fit(create("ensemble", members=["maml", "protonet"], fitted=members), train, val)
     assert all(ensemble.models[k] is members[k] for k in members)  # kept, not refitted
-    batch = make_batch(Sequences.from_data(small), rng_users(small, 6), 3, small.n_items, 4.0).support_only()
+    bands = ensemble.params["bias_weights"]
+    assert [b[0] for b in bands] == list(BIAS_SHOTS[: len(bands)]) and len(bands) >= 3
+    assert all(w in BIAS_WEIGHTS for _, w in bands)
+    seq = Sequences.from_data(small)
+    for rows in (0, 3, 10):
+        batch = make_batch(seq, rng_users(small, 6), rows, small.n_items, 4.0).support_only()
+        w = next((v for k, v in reversed(bands) if k <= rows), 1.0)  # the band the rows fall in
+
+        def z(kind: str, weight: float = w, b=batch) -> np.ndarray:
+            m = members[kind]
+            return standardise(m.score(b) - (1 - weight) * m.backbone.item_bias.detach().numpy())
+
+        np.testing.assert_allclose(
+            ensemble.score(batch), (z("maml") + z("protonet")) / 2, rtol=1e-5, atol=1e-6
+        )
+    ensemble.params["bias_weights"] = None  # untuned: the plain mean of the z-scores
+    batch = make_batch(seq, rng_users(small, 6), 3, small.n_items, 4.0).support_only()
     want = (standardise(members["maml"].score(batch)) + standardise(members["protonet"].score(batch))) / 2
     np.testing.assert_allclose(ensemble.score(batch), want, rtol=1e-6)
     z = standardise(ensemble.score(batch))
@@ -29,3 +50,26 @@ def test_ensemble_refuses_unknown_members():
 
     with pytest.raises(ValueError, match="ensemble members"):
         create("ensemble", members=["als"])
+
+
+def test_the_bias_weight_of_a_size_is_the_one_validation_ranks_best(small, monkeypatch):
+    from recmeta.learners.base import mask_support, ndcg_of
+
+    _, train, val = split_views(small)
+    members = {k: fit(create(k, epochs=1, dim=8), train, val) for k in ("maml", "protonet")}
+    few = fit(create("ensemble", members=["maml", "protonet"], fitted=members), train, val)
+    assert few.params["bias_weights"] == []  # too few validation users to tell weights apart
+    assert np.all(few.bias_weight(np.array([0, 5, 50])) == 1.0)
+    monkeypatch.setattr(ensemble_module, "BIAS_MIN_USERS", 10)
+    ensemble = fit(create("ensemble", members=["maml", "protonet"], fitted=members), train, val)
+    chosen = dict((k, w) for k, w in ensemble.params["bias_weights"])[3]
+    users = np.flatnonzero(val.counts_per_user() > 3)
+    batch = make_batch(Sequences.from_data(val), users, 3, val.n_items, 4.0, dense=False)
+    scores = {}
+    for w in BIAS_WEIGHTS:
+        z = [
+            standardise(m.score(batch.support_only()) - (1 - w) * m.backbone.item_bias.detach().numpy())
+            for m in members.values()
+        ]
+        scores[w] = float(np.mean(ndcg_of(mask_support(np.mean(z, axis=0), batch), batch)))
+    assert scores[chosen] == pytest.approx(max(scores.values()), abs=1e-6)
