@@ -73,3 +73,18 @@ def test_the_bias_weight_of_a_size_is_the_one_validation_ranks_best(small, monke
         ]
         scores[w] = float(np.mean(ndcg_of(mask_support(np.mean(z, axis=0), batch), batch)))
     assert scores[chosen] == pytest.approx(max(scores.values()), abs=1e-6)
+
+
+def test_the_bias_weights_travel_in_the_checkpoint(small, tmp_path):
+    from recmeta import checkpoint
+
+    _, train, val = split_views(small)
+    members = {k: fit(create(k, epochs=1, dim=8), train, val) for k in ("maml", "protonet")}
+    ensemble = create("ensemble", members=["maml", "protonet"], fitted=members).assemble(members)
+    ensemble.params["bias_weights"] = [[1, 1.0], [3, 0.25]]
+    loaded = checkpoint.load(checkpoint.save(ensemble, tmp_path / "e.safetensors", small)).model
+    assert loaded.params["bias_weights"] == [[1, 1.0], [3, 0.25]]
+    batch = make_batch(Sequences.from_data(small), rng_users(small, 6), 5, small.n_items, 4.0).support_only()
+    np.testing.assert_allclose(loaded.score(batch), ensemble.score(batch), rtol=1e-5, atol=1e-6)
+    ensemble.params["bias_weights"] = None
+    assert not np.allclose(loaded.score(batch), ensemble.score(batch))  # the weights count at 5 rows
