@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 from recmeta import checkpoint, snapshot
 from recmeta.errors import CheckpointError, DataError
 from recmeta.learners import BASELINES, META_LEARNERS, REGISTRY, Recommender, create, fit_order
+from recmeta.learners.baselines import ALS
 from recmeta.learners.meta import MetaLearner
 from recmeta.routing import routing, validation_tables, validation_users
 from recmeta.snapshot import Interactions
@@ -101,7 +102,7 @@ def _start_shape(group: Group, fitted: dict[str, Recommender], params: dict[str,
     the starting weights with the rest (`Group.same_tensors`)."""
     if group.world == 1 or "dim" in params or params.get("item_init", "tuned") != "tuned":
         return {}
-    als = fitted.get("als")
+    als = fitted.get(ALS.kind)
     dim = int(group.from_root([float(als.item_factors_.shape[1]) if als is not None else 0.0])[0])
     return {"dim": dim, "item_init": "random"} if dim and not group.root else {}
 

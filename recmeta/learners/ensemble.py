@@ -93,7 +93,10 @@ class Ensemble(Recommender):
         """The ensemble's scores from its members' scores of `batch`'s users: each member's
         item biases weighted by the weight of the user's support size (`tune_bias`), each
         member's scores standardised, their mean."""
-        weights = self.bias_weight(batch.support_mask.sum(1))
+        return self._weighed(member_scores, self.bias_weight(batch.support_mask.sum(1)))
+
+    def _weighed(self, member_scores: Sequence[np.ndarray], weights: np.ndarray) -> np.ndarray:
+        """`combine` with each user's item-bias weight given."""
         out = []
         for member, scores in zip(self._members(), member_scores, strict=True):
             if np.any(weights != 1.0):
@@ -140,8 +143,8 @@ class Ensemble(Recommender):
             for part in chunks(batch):
                 raw = [m.score(part.support_only()) for m in members]
                 for w in BIAS_WEIGHTS:
-                    self.params["bias_weights"] = [[0, w]]
-                    values[w].append(ndcg_of(mask_support(self.combine(raw, part), part), part))
+                    scores = self._weighed(raw, np.full(len(part.users), w))
+                    values[w].append(ndcg_of(mask_support(scores, part), part))
             mean = {w: float(np.mean(np.concatenate(v))) if v else 0.0 for w, v in values.items()}
             bands.append([k, max(BIAS_WEIGHTS, key=lambda w: (mean[w], w))])
         self.params["bias_weights"] = bands
