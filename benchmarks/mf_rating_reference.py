@@ -2,7 +2,9 @@
 (alternating ridge regressions with user and item biases) fitted on PROTOCOL.md's training
 users, and each test user's (bias, factors) solved by ridge regression on their K support
 ratings, as one would fold a new user into a rating model. mae is macro-averaged over the
-test users per seed, then over seeds, as `recmeta evaluate` does.
+test users per seed, then over seeds, as `recmeta evaluate` does; of the predictions as
+they are and on the log's stars (clipped to its range and rounded to the nearest star, as
+recmeta's meta-learners give ratings: `on_scale`).
 
 python benchmarks/mf_rating_reference.py recmeta.db          # a store holding ML-100K
 """
@@ -14,6 +16,7 @@ import sys
 import numpy as np
 
 from recmeta import snapshot
+from recmeta.learners.backbone import on_scale, rating_scale
 from recmeta.store import make_engine
 from recmeta.tasks import Sequences, make_batch, positive_threshold, split_users
 
@@ -52,6 +55,7 @@ def main() -> None:
     data = snapshot.load(make_engine(f"sqlite:///{sys.argv[1]}"))
     threshold = positive_threshold(data)
     mae: dict[tuple, list[float]] = {}
+    scale = rating_scale(data.values.data)
     for seed in (0, 1, 2):
         seq, split = Sequences.from_data(data, seed=seed), split_users(data, seed=seed)
         train = snapshot.restrict(data, split.train)
@@ -60,21 +64,26 @@ def main() -> None:
             for k in SHOTS:
                 batch = make_batch(seq, split.test, k, data.n_items, threshold, max_query=None)
                 for penalty in FOLD_IN:
-                    per_user = []
+                    per_user, on_stars = [], []
                     for r in range(len(batch.users)):
                         m, qm = batch.support_mask[r] > 0, batch.query_mask[r] > 0
                         items, query = batch.support_items[r][m], batch.query_items[r][qm]
                         x = np.hstack([np.ones((len(items), 1)), q[items]])
                         w = ridge(x, batch.support_values[r][m] - mu - bi[items], penalty)
                         pred = mu + bi[query] + w[0] + q[query] @ w[1:]
-                        per_user.append(np.abs(pred - batch.query_values[r][qm]).mean())
+                        truth = batch.query_values[r][qm]
+                        per_user.append(np.abs(pred - truth).mean())
+                        on_stars.append(np.abs(on_scale(pred, scale, median=True) - truth).mean())
                     mae.setdefault((factors, reg, penalty, k), []).append(float(np.mean(per_user)))
+                    mae.setdefault((factors, reg, penalty, k, "stars"), []).append(float(np.mean(on_stars)))
         print(f"seed {seed} done", file=sys.stderr)
-    print("| factors, regularization | fold-in penalty | " + " | ".join(f"mae K={k}" for k in SHOTS) + " |")
-    print("|---|---:|" + "---:|" * len(SHOTS))
+    heads = [f"mae K={k}" for k in SHOTS] + [f"on stars K={k}" for k in SHOTS]
+    print("| factors, regularization | fold-in penalty | " + " | ".join(heads) + " |")
+    print("|---|---:|" + "---:|" * len(heads))
     for factors, reg in SETTINGS:
         for penalty in FOLD_IN:
-            cells = " | ".join(f"{np.mean(mae[factors, reg, penalty, k]):.3f}" for k in SHOTS)
+            keys = [(k,) for k in SHOTS] + [(k, "stars") for k in SHOTS]
+            cells = " | ".join(f"{np.mean(mae[(factors, reg, penalty, *key)]):.3f}" for key in keys)
             print(f"| {factors}, {reg:g} | {penalty:g} | {cells} |")
 
 

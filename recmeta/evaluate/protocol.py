@@ -168,7 +168,8 @@ def _score_chunk(model: Recommender, batch: Batch, data: Interactions, n: int) -
     out = ranking_metrics(top, batch.query_pos > 0, n)
     if not data.implicit and model.predicts_ratings:
         pred = model.predict(visible, batch.query_items)
-        out.update(rating_errors(pred, batch.query_values, batch.query_mask))
+        out.update(rating_errors(model.rating(pred), batch.query_values, batch.query_mask))
+        # the query ranks by the predictions themselves: stars would tie
         out["qndcg@3"] = graded_ndcg(pred, batch.query_values, batch.query_mask, 3)
     out["support"] = batch.support_mask.sum(1)
     out["top"] = [" ".join(map(str, data.item_ids[t])) for t in top]

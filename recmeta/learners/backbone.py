@@ -12,6 +12,7 @@ A meta-learner differs only in how it turns a support set into theta.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -173,6 +174,36 @@ def rank_logits(theta: Theta, e: Tensor, b: Tensor) -> Tensor:
 def ratings(theta: Theta, e: Tensor, rb: Tensor, mu: float, items: Tensor) -> Tensor:
     """(B, Q) predicted values of `items` (B, Q)."""
     return mu + rb[items] + theta["bu"][:, None] + (e[items] * theta["v"][:, None, :]).sum(-1)
+
+
+SCALE_LEVELS = 20  # a log with more distinct values than this has no star scale
+
+
+def rating_scale(values: np.ndarray) -> list[float | None]:
+    """[lowest, highest, step] of a log's values; `step` is the spacing of a star scale
+    (every value the lowest plus a whole number of steps, at most SCALE_LEVELS of them:
+    1-5 stars, 0.5-5 in halves), None when the values lie on no such grid."""
+    levels = np.unique(np.asarray(values, dtype=np.float64))
+    if len(levels) == 0:
+        return [0.0, 0.0, None]
+    lo, hi = float(levels[0]), float(levels[-1])
+    step = float(np.diff(levels).min()) if len(levels) > 1 else None
+    if step is None or len(levels) > SCALE_LEVELS:
+        return [lo, hi, None]
+    units = (levels - lo) / step
+    on_grid = np.allclose(units, np.round(units), atol=1e-6) and (hi - lo) / step <= SCALE_LEVELS
+    return [lo, hi, step if on_grid else None]
+
+
+def on_scale(pred: np.ndarray, scale: Sequence[float | None], median: bool) -> np.ndarray:
+    """Predicted values as a rating: within the log's [lowest, highest], and, for a `median`
+    (what an absolute error is minimised by) on a star scale, the nearest star, since the
+    median of ratings on a scale is itself a point of the scale."""
+    lo, hi, step = scale
+    out = np.clip(pred, lo, hi)
+    if median and step:
+        out = lo + np.round((out - lo) / step) * step
+    return out
 
 
 @dataclass

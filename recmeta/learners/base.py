@@ -42,6 +42,10 @@ class Recommender(ABC):
         """Predicted values of `items` (B, Q) for the users of `batch` (explicit data)."""
         raise NotImplementedError(f"{self.kind} does not predict ratings")
 
+    def rating(self, pred: np.ndarray) -> np.ndarray:
+        """`predict`'s values as the ratings a user is told (and mae, rmse measure)."""
+        return pred
+
     @abstractmethod
     def state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         """(JSON-able config, tensors) that `from_state` rebuilds the fitted model from."""

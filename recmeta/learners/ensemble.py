@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from recmeta.learners.backbone import on_scale
 from recmeta.learners.base import Recommender, chunks, mask_support, ndcg_of
 from recmeta.learners.maml import MAML
 from recmeta.learners.metalstm import MetaLSTM
@@ -157,6 +158,14 @@ class Ensemble(Recommender):
 
     def predict(self, batch: Batch, items: np.ndarray, user_x: np.ndarray | None = None) -> np.ndarray:
         return np.mean([m.predict(batch, items, user_x) for m in self._members()], axis=0)
+
+    def rating(self, pred: np.ndarray) -> np.ndarray:
+        """The members' mean prediction as a rating on their log's scale, on its stars when
+        every member predicts medians (as `MetaLearner.rating`)."""
+        members = self._members()
+        scale = members[0].params["shapes"].get("scale")
+        medians = all(m.params["rate_loss"] == "absolute" for m in members)
+        return pred if scale is None else on_scale(pred, scale, medians)
 
     def state(self) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         configs, tensors = {}, {}

@@ -16,8 +16,10 @@ from recmeta.learners.backbone import (
     Episode,
     LossTerms,
     Theta,
+    on_scale,
     query_loss,
     rank_logits,
+    rating_scale,
     ratings,
 )
 from recmeta.learners.base import Recommender, check_tensor
@@ -120,6 +122,7 @@ class MetaLearner(Recommender, nn.Module):
             "mu": float(vals.mean()) if explicit and len(vals) else 0.0,
             "sd": float(vals.std()) if explicit and len(vals) and vals.std() > 0 else 1.0,
             "implicit": train.implicit,
+            "scale": rating_scale(vals) if explicit else None,
             "threshold": positive_threshold(train, self.params["threshold"]),
         }
 
@@ -220,6 +223,13 @@ class MetaLearner(Recommender, nn.Module):
             idx = torch.as_tensor(items, dtype=torch.long, device=self.device)
             pred = ratings(theta, e, self.backbone.rate_bias, self.backbone.mu, idx)
         return pred.float().cpu().numpy()
+
+    def rating(self, pred: np.ndarray) -> np.ndarray:
+        """`predict`'s values as ratings: on the training log's scale, and, as the absolute
+        rating error (the default `rate_loss`) makes them medians, on its stars
+        (`on_scale`); unchanged for a model from before scales were recorded."""
+        scale = self.params["shapes"].get("scale")
+        return pred if scale is None else on_scale(pred, scale, self.params["rate_loss"] == "absolute")
 
     # --------------------------------------------------------------- set-up and growth
     item_tables: ClassVar[tuple[str, ...]] = (
@@ -327,6 +337,7 @@ class MetaLearner(Recommender, nn.Module):
     def from_state(cls, config, tensors):
         config = dict(config)
         shapes = config["shapes"]
+        check_scale(shapes.get("scale"))
         model = cls(**config)
         for name in ("backbone.item_x", "user_x_"):
             check_tensor(tensors, name, torch.float32, 2)
@@ -341,6 +352,26 @@ class MetaLearner(Recommender, nn.Module):
         model.to(serving_device(config.get("device", "auto")))
         model.eval()
         return model
+
+
+def check_scale(scale: Any) -> None:
+    """Refuse (ValueError) a checkpoint's rating scale unless it is None or [lowest, highest,
+    step] of finite numbers, lowest <= highest, the step positive or None."""
+
+    def number(v: Any) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool) and bool(np.isfinite(v))
+
+    if scale is None:
+        return
+    if not (
+        isinstance(scale, list)
+        and len(scale) == 3
+        and number(scale[0])
+        and number(scale[1])
+        and scale[0] <= scale[1]
+        and (scale[2] is None or (number(scale[2]) and scale[2] > 0))
+    ):
+        raise ValueError(f"the rating scale must be [lowest, highest, step or null], not {scale!r}")
 
 
 def als_start(liked, dim: int, regularization: float, alpha: float, scale: float, seed: int) -> np.ndarray:

@@ -11,7 +11,8 @@ from recmeta.evaluate import EvalConfig, evaluate
 from recmeta.evaluate.report import markdown, write_all
 from recmeta.learners import REGISTRY
 from recmeta.learners.baselines import Popular
-from recmeta.tasks import split_users
+from recmeta.metrics import graded_ndcg
+from recmeta.tasks import Sequences, make_batch, split_users
 from tests.learners.conftest import synth_data
 
 
@@ -156,3 +157,35 @@ def test_a_log_without_timestamps_is_ordered_by_the_seeded_shuffle():
     for u in range(data.n_users):  # the same rows per user, in another order
         lo, hi = seq.indptr[u], seq.indptr[u + 1]
         assert sorted(seq.items[lo:hi]) == sorted(sorted_by_item.items[lo:hi])
+
+
+class Rater(Popular):
+    """Popularity that predicts 3.6 for the first query item and 3.4 for the rest, and
+    rates them 4 and 3 (as a model predicting medians on a 1-5 scale would)."""
+
+    kind = "rater"
+    predicts_ratings = True
+
+    def predict(self, batch, items):
+        pred = np.full(items.shape, 3.4)
+        pred[:, 0] = 3.6
+        return pred
+
+    def rating(self, pred):
+        return np.round(pred)
+
+
+def test_mae_and_rmse_measure_the_ratings_and_qndcg_the_predictions(data, monkeypatch):
+    monkeypatch.setitem(REGISTRY, "rater", Rater)
+    result = evaluate(data, EvalConfig(models=("rater",), shots=(3,), seeds=(0,)))
+    rec = result.records[~result.records.skipped]
+    split = split_users(data, seed=0)
+    batch = make_batch(Sequences.from_data(data), split.test, 3, data.n_items, 4.0, max_query=None)
+    rated = np.where(np.arange(batch.query_items.shape[1]) == 0, 4.0, 3.0)
+    err = np.abs(rated - batch.query_values) * batch.query_mask
+    mae = err.sum(1) / batch.query_mask.sum(1)
+    keep = batch.query_pos.sum(1) > 0
+    assert np.allclose(np.sort(rec["mae"].to_numpy()), np.sort(mae[keep]))
+    pred = Rater().predict(batch, batch.query_items)
+    qndcg = graded_ndcg(pred, batch.query_values, batch.query_mask, 3)
+    assert np.allclose(np.sort(rec["qndcg@3"].to_numpy()), np.sort(qndcg[keep]))
