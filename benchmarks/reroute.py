@@ -23,7 +23,7 @@ def main() -> None:
     cells = records.groupby(["seed", "model", "shots"])["ndcg@10"].mean()
     rerouted: dict[int, list[float]] = {}
     for seed, stored in report["config"]["routes"].items():
-        route = routing(stored["validation"])
+        route = routing(stored["validation"], stored.get("noise"))
         print(f"seed {seed}: bands then {stored['bands']}, now {route['bands']}")
         for k in sorted(records["shots"].unique()):
             rerouted.setdefault(int(k), []).append(cells[(int(seed), served_by(route, int(k)), k)])

@@ -252,7 +252,8 @@ class RecommendationService:
             return name, f"prior: no interactions yet, {name}'s population prior"
         return name, (
             f"{'cold' if name in META_LEARNERS else 'warm'}: {n_rows} interactions, served by {name}, "
-            f"the best on validation users with about as many{self._validation_figures(name, n_rows)}"
+            f"chosen on validation users with about as many (the best there, or the ensemble where "
+            f"no model leads it by more than the noise){self._validation_figures(name, n_rows)}"
         )
 
     def _validation_figures(self, name: str, n_rows: int) -> str:

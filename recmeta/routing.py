@@ -19,6 +19,9 @@ VAL_SHOTS = (0, 1, 3, 5, 10, 20, 50, 100)  # support sizes validated; 50 and 100
 MIN_VAL_USERS = 20  # a support size with fewer validation users than this is too noisy to use
 COLD_SHOTS = 20  # sizes up to this (PROTOCOL.md's range) are validated with any number of users
 MAX_VAL_USERS = 2000  # validation users scored per support size (a seeded draw beyond that)
+# a model takes a band from the reference (the ensemble) only when its validation lead
+# passes this many standard errors of their paired difference (one-sided, about 2.5 %)
+NOISE_Z = 2.0
 
 
 def validation_table(
@@ -36,10 +39,23 @@ def validation_tables(
     """`validation_table` of each model, the models scoring each chunk of users in turn: an
     ensemble whose members are among `models` combines the scores they just gave instead of
     scoring the chunk again (held for one chunk, so memory is a few chunks' scores)."""
+    return [means(per_user) for per_user in validation_ndcgs(models, validation, threshold, shots)]
+
+
+def means(per_user: dict[str, np.ndarray]) -> dict[str, float]:
+    """A validation table from each size's per-user ndcg@10."""
+    return {k: round(float(np.mean(v)), 5) for k, v in per_user.items()}
+
+
+def validation_ndcgs(
+    models: Sequence[Recommender], validation: Interactions, threshold: float, shots=VAL_SHOTS
+) -> list[dict[str, np.ndarray]]:
+    """Each model's per-user ndcg@10 by support size ({"K5": array}), the same users in the
+    same order for every model (`validation_tables` gives their means)."""
     seq = Sequences.from_data(validation)
     counts = validation.counts_per_user()
     reused = {id(m) for e in models if isinstance(e, Ensemble) for m in e.members}
-    out: list[dict[str, float]] = [{} for _ in models]
+    out: list[dict[str, np.ndarray]] = [{} for _ in models]
     for k in shots:
         users = np.flatnonzero(counts > k)
         if len(users) > MAX_VAL_USERS:
@@ -61,7 +77,30 @@ def validation_tables(
                     given[id(model)] = scores
                 values[j].append(ndcg_of(mask_support(scores, part), part))
         for j in scoring:
-            out[j][f"K{k}"] = round(float(np.mean(np.concatenate(values[j]))), 5)
+            out[j][f"K{k}"] = np.concatenate(values[j])
+    return out
+
+
+def reference_model(names: Sequence[str]) -> str | None:
+    """The model a router keeps unless another is clearly better: the ensemble, else the
+    first meta-learner among `names`; None without a meta-learner."""
+    metas = [m for m in META_LEARNERS if m in names]
+    return Ensemble.kind if Ensemble.kind in metas else next(iter(metas), None)
+
+
+def paired_noise(per_user: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, float]]:
+    """For each model other than the `reference_model`, by support size, the standard error
+    of its mean ndcg@10 minus the reference's over the same validation users (paired: what
+    both models find easy or hard cancels)."""
+    ref = reference_model(list(per_user))
+    if ref is None:
+        return {}
+    out: dict[str, dict[str, float]] = {}
+    for name, table in per_user.items():
+        if name == ref:
+            continue
+        diffs = {k: v - per_user[ref][k] for k, v in table.items() if k in per_user[ref] and len(v) > 1}
+        out[name] = {k: round(float(d.std(ddof=1) / np.sqrt(len(d))), 6) for k, d in diffs.items()}
     return out
 
 
@@ -71,16 +110,23 @@ def validation_users(validation: Interactions, shots=VAL_SHOTS) -> dict[str, int
     return {f"K{k}": int(min((counts > k).sum(), MAX_VAL_USERS)) for k in shots}
 
 
-def routing(validation: dict[str, dict[str, float]]) -> dict[str, Any]:
+def routing(
+    validation: dict[str, dict[str, float]], noise: dict[str, dict[str, float]] | None = None
+) -> dict[str, Any]:
     """From each model's validation ndcg@10 by support size ({"K5": ...}): for every size
     validated, the model best there serves users with that many rows up to the next size
     validated (`bands`: [[from rows, model], ...]; between equals a meta-learner, then the
     name). "Best there" is the mean over the size and its neighbours among the sizes from 1
-    row up, so that one noisy size does not hand a band to another model. Users with no row
-    go to the best model at K = 0 among those that need no support. `cold` is that model,
-    `warm` the last band's and `threshold` where the last band starts (None with one band)."""
+    row up, so that one noisy size does not hand a band to another model; and, with `noise`
+    (`paired_noise`), a model leads the `reference_model` only by more than NOISE_Z standard
+    errors of their paired difference over those sizes, else the reference serves. Users
+    with no row go to the best model at K = 0 among those that need no support. `cold` is
+    that model, `warm` the last band's and `threshold` where the last band starts (None
+    with one band)."""
     if not validation:
         return {}
+    noise = noise or {}
+    ref = reference_model(list(validation))
     sizes = sorted({int(k[1:]) for table in validation.values() for k in table})
     warm = [k for k in sizes if k > 0]
     bands: list[list[Any]] = []
@@ -91,6 +137,11 @@ def routing(validation: dict[str, dict[str, float]]) -> dict[str, Any]:
             m: float(np.mean([t[w] for w in window if w in t])) for m, t in validation.items() if key in t
         }
         best = max(sorted(scored), key=lambda m: (scored[m], m in META_LEARNERS))
+        if best != ref and ref in scored and best in noise:
+            errors = [noise[best][w] for w in window if w in noise[best] and w in validation[ref]]
+            margin = NOISE_Z * float(np.sqrt(np.sum(np.square(errors)))) / max(len(errors), 1)
+            if scored[best] - scored[ref] <= margin:
+                best = ref
         if not bands or bands[-1][1] != best:
             bands.append([k, best])
     if not bands:  # no size had validation users: a meta-learner, else the first model, serves
@@ -102,6 +153,7 @@ def routing(validation: dict[str, dict[str, float]]) -> dict[str, Any]:
         "warm": bands[-1][1],
         "threshold": bands[-1][0] if len(bands) > 1 else None,
         "validation": validation,
+        **({"noise": noise} if noise else {}),
     }
 
 

@@ -22,7 +22,7 @@ from recmeta.errors import CheckpointError, DataError
 from recmeta.learners import BASELINES, META_LEARNERS, REGISTRY, Recommender, create, fit_order
 from recmeta.learners.baselines import ALS
 from recmeta.learners.meta import MetaLearner
-from recmeta.routing import routing, validation_tables, validation_users
+from recmeta.routing import means, paired_noise, routing, validation_ndcgs, validation_users
 from recmeta.snapshot import Interactions
 from recmeta.store import make_engine, session_scope
 from recmeta.store import repository as repo
@@ -357,6 +357,8 @@ class Run:
     cfg: TrainConfig
     split: Split
     stamp: str = field(default_factory=lambda: datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f"))
+    # each model validated in this run: its per-user ndcg@10 by support size (for the router)
+    per_user: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
     def save(
         self,
@@ -427,14 +429,16 @@ class Run:
             by_threshold.setdefault(threshold, []).append(kind)
         tables = {}
         for threshold, kinds in by_threshold.items():
-            found = validation_tables([models[k] for k in kinds], self.split.validation, threshold)
-            tables.update(zip(kinds, found, strict=True))
+            found = validation_ndcgs([models[k] for k in kinds], self.split.validation, threshold)
+            self.per_user.update(zip(kinds, found, strict=True))
+            tables.update({k: means(per_user) for k, per_user in zip(kinds, found, strict=True)})
         return tables
 
     def route(self, results: list[Trained]) -> None:
         """Choose the routing on validation and register it. Active models this run did not
         fit keep their place, with the validation figures they were registered with (a
-        `train --model popular` does not route everyone to popularity)."""
+        `train --model popular` does not route everyone to popularity); the models this
+        run validated must lead the ensemble by more than noise to take a band from it."""
         with session_scope(self.engine) as session:
             validation = {
                 name: dict(row.metrics.get("validation_ndcg@10") or {})
@@ -442,7 +446,7 @@ class Run:
                 if name != "router" and row.metrics.get("validation_ndcg@10")
             }
         validation.update({r.kind: r.validation for r in results})
-        route = routing(validation)
+        route = routing(validation, paired_noise(self.per_user))
         if not route:
             return
         path = (self.cfg.models_dir / f"routing-{self.stamp}.json").resolve()

@@ -3,7 +3,10 @@ around it serves users with that many rows up to the next size."""
 
 from __future__ import annotations
 
-from recmeta.routing import band_of, routing, served_by
+import numpy as np
+import pytest
+
+from recmeta.routing import band_of, paired_noise, reference_model, routing, served_by
 
 
 def test_the_best_model_around_each_validated_size_serves_from_there():
@@ -65,3 +68,39 @@ def test_without_validation_figures_a_meta_learner_serves():
     route = routing({"als": {}, "maml": {}, "popular": {}})
     assert route["bands"] == [[0, "maml"]] and served_by(route, 5) == "maml"
     assert routing({"als": {}})["bands"] == [[0, "als"]]
+
+
+def test_a_lead_inside_the_noise_leaves_the_band_to_the_ensemble():
+    validation = {
+        "ensemble": {"K0": 0.42, "K1": 0.41, "K5": 0.40, "K10": 0.39},
+        "metalstm": {"K0": 0.41, "K1": 0.40, "K5": 0.41, "K10": 0.40},
+        "als": {"K1": 0.30, "K5": 0.35, "K10": 0.50},
+    }
+    # without noise figures metalstm's window lead from 5 rows takes a band, als's at 10
+    assert routing(validation)["bands"] == [[0, "ensemble"], [5, "metalstm"], [10, "als"]]
+    noise = {
+        # metalstm leads by 0.003 over 1-10 rows, where 2 SE are 2 x 0.01 x sqrt(3) / 3 = 0.012
+        "metalstm": {"K0": 0.01, "K1": 0.01, "K5": 0.01, "K10": 0.01},
+        "als": {"K1": 0.01, "K5": 0.01, "K10": 0.01},  # 0.03 over 5-10 rows, past 2 SE (0.014)
+    }
+    route = routing(validation, noise)
+    assert route["bands"] == [[0, "ensemble"], [10, "als"]]
+    assert route["noise"] == noise
+
+
+def test_paired_noise_is_the_standard_error_of_each_models_difference_from_the_ensemble():
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0, 1, 400)
+    per_user = {
+        "ensemble": {"K1": base, "K5": base[:50]},
+        "maml": {"K1": base + 0.01, "K5": base[:50] + rng.normal(0, 0.1, 50)},
+        "als": {"K5": base[:50] - 0.2},
+    }
+    noise = paired_noise(per_user)
+    assert set(noise) == {"maml", "als"}
+    assert noise["maml"]["K1"] == pytest.approx(0.0, abs=1e-9)  # the same users' easy and hard cancel
+    expected = np.std(per_user["maml"]["K5"] - base[:50], ddof=1) / np.sqrt(50)
+    assert noise["maml"]["K5"] == pytest.approx(expected, abs=1e-6)
+    assert noise["als"] == {"K5": pytest.approx(0.0, abs=1e-9)}
+    assert reference_model(["als", "maml", "protonet"]) == "maml"
+    assert paired_noise({"als": {"K1": base}}) == {}

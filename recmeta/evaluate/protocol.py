@@ -17,7 +17,7 @@ from recmeta.errors import DataError
 from recmeta.learners import BASELINES, META_LEARNERS, REGISTRY, Recommender, create, fit_order
 from recmeta.learners.base import unseen_scores
 from recmeta.metrics import graded_ndcg, ranking_metrics, rating_errors, top_n
-from recmeta.routing import routing, served_by, validation_tables
+from recmeta.routing import means, paired_noise, routing, served_by, validation_ndcgs
 from recmeta.snapshot import Interactions
 from recmeta.tasks import Batch, Sequences, make_batch, positive_threshold, split_users
 from recmeta.training import fit
@@ -107,9 +107,9 @@ def evaluate(data: Interactions, cfg: EvalConfig, progress: Progress | None = No
                 cell = score_cell(model, batch, data, n=cfg.n)
                 cells[kind, k] = cell.assign(seed=seed, model=kind, shots=k)
         if len(cfg.models) > 1:  # validated together: the ensemble reuses its members' scores
-            tables = validation_tables(list(models.values()), validation, threshold)
-            validated = dict(zip(models, tables, strict=True))
-            route = routing(validated)
+            found = validation_ndcgs(list(models.values()), validation, threshold)
+            per_user = dict(zip(models, found, strict=True))
+            route = routing({m: means(v) for m, v in per_user.items()}, paired_noise(per_user))
             routes[seed] = route  # bands, and the validation ndcg@10 they were chosen on
             for k in cfg.shots:
                 cell = cells.get((served_by(route, k), k))
