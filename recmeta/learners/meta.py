@@ -302,11 +302,14 @@ class MetaLearner(Recommender, nn.Module):
         with torch.no_grad():
             self.backbone.item_bias.copy_(torch.as_tensor(b - b.mean(), dtype=torch.float32))
 
-    def grow(self, item_index: np.ndarray, item_x: np.ndarray, user_x: np.ndarray) -> None:
+    def grow(
+        self, item_index: np.ndarray, item_x: np.ndarray, user_x: np.ndarray, values: np.ndarray | None = None
+    ) -> None:
         """Re-index to a grown catalogue: new row j is old row `item_index[j]`, or a new item
         (-1), whose id embedding is zero when it has features (it is then its projected
         features) and the mean id embedding when not, with the median item biases. Feature
-        rows are replaced by `item_x` and `user_x` (encoded as at training time)."""
+        rows are replaced by `item_x` and `user_x` (encoded as at training time); `values`,
+        the grown log's values, give the ratings their scale (an explicit log's)."""
         self._check_fitted("backbone")
         bb = self.backbone
         if item_x.shape[1] != bb.item_x.shape[1] or user_x.shape[1] != self.user_x_.shape[1]:
@@ -326,7 +329,10 @@ class MetaLearner(Recommender, nn.Module):
         bb.item_x = torch.as_tensor(item_x, dtype=torch.float32, device=self.device)
         self.user_x_ = torch.as_tensor(user_x, dtype=torch.float32, device=self.device)
         bb._cache.clear()
-        self.params["shapes"] = {**self.params["shapes"], "n_items": len(index), "n_users": len(user_x)}
+        shapes = {**self.params["shapes"], "n_items": len(index), "n_users": len(user_x)}
+        if values is not None and not shapes["implicit"] and len(values):
+            shapes["scale"] = rating_scale(values)
+        self.params["shapes"] = shapes
 
     # --------------------------------------------------------------- state
     def state(self):

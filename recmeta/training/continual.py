@@ -31,7 +31,7 @@ def grow(
 ) -> dict[str, Tensor]:
     """Grow `model` to `data`'s catalogue and users (`index` from `item_index`); returns the
     optimiser state re-indexed alike (new rows start with zero moments)."""
-    model.grow(index, data.item_features, data.user_features)
+    model.grow(index, data.item_features, data.user_features, data.values.data)
     rows = torch.as_tensor(index)
     out = {}
     for key, value in optimizer.items():

@@ -68,6 +68,17 @@ def test_grow_keeps_old_rows_and_initialises_new_ones(small):
     assert model.n_items == small.n_items + 2 and model.user_x_.shape[0] == small.n_users + 1
     e, _ = model.item_embeddings()
     torch.testing.assert_close(e[-2:], model.backbone.item_proj(model.backbone.item_x[-2:]))
+    assert model.params["shapes"]["scale"] == [1.0, 5.0, 1.0]  # without values, the scale stays
+
+
+def test_grow_takes_the_scale_of_the_grown_logs_values(small):
+    _, train, val = split_views(small)
+    model = Trainer(create("maml", **FAST), seed=0).fit(train, val)
+    index = np.arange(small.n_items)
+    half_stars = np.concatenate([small.values.data, [0.5, 4.5]])
+    model.grow(index, small.item_features, small.user_features, half_stars)
+    assert model.params["shapes"]["scale"] == [0.5, 5.0, 0.5]
+    assert model.rating(np.array([[3.3, 0.1]])).tolist() == [[3.5, 0.5]]
 
 
 def test_two_sources_mix_new_and_replayed_users(small):
