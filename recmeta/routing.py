@@ -88,12 +88,15 @@ def reference_model(names: Sequence[str]) -> str | None:
     return Ensemble.kind if Ensemble.kind in metas else next(iter(metas), None)
 
 
-def paired_noise(per_user: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, float]]:
-    """For each model other than the `reference_model`, by support size, the standard error
-    of its mean ndcg@10 minus the reference's over the same validation users (paired: what
-    both models find easy or hard cancels)."""
-    ref = reference_model(list(per_user))
-    if ref is None:
+def paired_noise(
+    per_user: dict[str, dict[str, np.ndarray]], reference: str | None = None
+) -> dict[str, dict[str, float]]:
+    """For each model other than the reference (`reference`, by default the
+    `reference_model` of `per_user`), by support size, the standard error of its mean
+    ndcg@10 minus the reference's over the same validation users (paired: what both models
+    find easy or hard cancels); empty when the reference has no per-user figures."""
+    ref = reference if reference is not None else reference_model(list(per_user))
+    if ref not in per_user:
         return {}
     out: dict[str, dict[str, float]] = {}
     for name, table in per_user.items():

@@ -22,7 +22,7 @@ from recmeta.errors import CheckpointError, DataError
 from recmeta.learners import BASELINES, META_LEARNERS, REGISTRY, Recommender, create, fit_order
 from recmeta.learners.baselines import ALS
 from recmeta.learners.meta import MetaLearner
-from recmeta.routing import means, paired_noise, routing, validation_ndcgs, validation_users
+from recmeta.routing import means, paired_noise, reference_model, routing, validation_ndcgs, validation_users
 from recmeta.snapshot import Interactions
 from recmeta.store import make_engine, session_scope
 from recmeta.store import repository as repo
@@ -446,7 +446,7 @@ class Run:
                 if name != "router" and row.metrics.get("validation_ndcg@10")
             }
         validation.update({r.kind: r.validation for r in results})
-        route = routing(validation, paired_noise(self.per_user))
+        route = routing(validation, paired_noise(self.per_user, reference_model(list(validation))))
         if not route:
             return
         path = (self.cfg.models_dir / f"routing-{self.stamp}.json").resolve()

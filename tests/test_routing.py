@@ -104,3 +104,7 @@ def test_paired_noise_is_the_standard_error_of_each_models_difference_from_the_e
     assert noise["als"] == {"K5": pytest.approx(0.0, abs=1e-9)}
     assert reference_model(["als", "maml", "protonet"]) == "maml"
     assert paired_noise({"als": {"K1": base}}) == {}
+    # the router's reference decides: a run that refitted maml and als alone, with the
+    # ensemble's figures from the store, has no paired figures against it
+    assert paired_noise({"maml": per_user["maml"], "als": per_user["als"]}, "ensemble") == {}
+    assert set(paired_noise(per_user, "maml")) == {"ensemble", "als"}

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from recmeta.cli import app
 from recmeta.store import make_engine, session_scope
-from recmeta.store.repository import register_model, stats, user_interactions
+from recmeta.store.repository import active_models, register_model, stats, user_interactions
 
 runner = CliRunner()
 
@@ -52,6 +52,11 @@ def test_train_registers_every_model(store):
     listed = json.loads(cli(db, "models", "--json").stdout)
     assert {m["name"] for m in listed if m["active"]} >= {"maml", "router", "als"}
     assert "models" in cli(db, "models").stdout
+    with session_scope(make_engine(f"sqlite:///{db}")) as session:
+        route = active_models(session)["router"].config
+    # the router saw how far each model's validation figures are from the ensemble's, paired
+    assert set(route["noise"]) == {"maml", "protonet", "metalstm", "als", "itemknn", "popular"}
+    assert all(se >= 0 for table in route["noise"].values() for se in table.values())
 
 
 def test_recommend_filters_seen_items_and_says_the_route(store):
