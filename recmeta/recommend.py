@@ -26,7 +26,7 @@ from recmeta.ingest.ids import check_id
 from recmeta.learners import META_LEARNERS
 from recmeta.learners.protonet import ProtoNet
 from recmeta.metrics import top_n
-from recmeta.routing import rows, served_by
+from recmeta.routing import reference_model, rows, served_by
 from recmeta.store import repository as repo
 from recmeta.store import session_scope
 from recmeta.store.models import Item as ItemRow
@@ -250,10 +250,14 @@ class RecommendationService:
         name = served_by(self.router, n_rows)
         if n_rows == 0:
             return name, f"prior: no interactions yet, {name}'s population prior"
+        why = (
+            "no model led it by more than the noise"
+            if name == reference_model(list(self.router.get("validation", {})))
+            else "the best"
+        )
         return name, (
             f"{'cold' if name in META_LEARNERS else 'warm'}: {n_rows} interactions, served by {name}, "
-            f"chosen on validation users with about as many (the best there, or the ensemble where "
-            f"no model leads it by more than the noise){self._validation_figures(name, n_rows)}"
+            f"{why} on validation users with about as many{self._validation_figures(name, n_rows)}"
         )
 
     def _validation_figures(self, name: str, n_rows: int) -> str:

@@ -111,6 +111,9 @@ def test_routing_follows_the_bands_and_says_the_figures_behind_them(store):
     many = json.loads(cli(db, "recommend", "--with", "1:5", "2:4", "3:5", "4:4", "--json").stdout)
     assert two["model"] == "protonet" and "ndcg@10 at 1 row: protonet 0.400, als 0.300" in two["route"]
     assert many["model"] == "als" and "ndcg@10 at 3 rows: protonet 0.300, als 0.500" in many["route"]
+    # protonet is the router's reference (its only meta-learner); als took its band on merit
+    assert "served by protonet, no model led it by more than the noise on validation" in two["route"]
+    assert "served by als, the best on validation" in many["route"]
 
 
 def test_request_time_writes_nothing_and_remember_stores(store):
