@@ -116,3 +116,37 @@ def test_rating_ridge_must_be_a_positive_number(small):
     for bad in (0.0, -1.0, float("nan")):
         with pytest.raises(ValueError, match="rating_ridge"):
             ProtoNet(dim=8, rating_ridge=bad, device="cpu").setup(train)
+
+
+def test_the_liked_prototypes_pull_grows_with_the_liked_rows(small, tmp_path):
+    _, train, val = split_views(small)
+    model = fit(ProtoNet(epochs=1, dim=16, device="cpu"), train, val)
+    with torch.no_grad():
+        model.raw_growth.fill_(float(np.log(np.expm1(0.5))))  # g = 0.5
+    items = [np.array([3, 5, 7]), np.array([3, 5, 7, 11, 13, 17, 19, 23])]
+    values = [np.full(3, 5, np.float32), np.full(8, 5, np.float32)]
+    batch = history_batch(items, values, [np.arange(3), np.arange(8)])
+    ep = model.episode(batch)
+    with torch.no_grad():
+        theta, e, logits = model.forward_episode(ep)
+        tau = torch.nn.functional.softplus(model.raw_tau)
+        for row, n in ((0, 3), (1, 8)):
+            pull = tau[0] * (1 + 0.5 * np.log1p(n))
+            want = (
+                model.backbone.item_bias
+                - pull * torch.cdist(theta["like"][row : row + 1], e)[0] ** 2
+                + tau[1] * torch.cdist(theta["dislike"][row : row + 1], e)[0] ** 2
+            )
+            torch.testing.assert_close(logits[row], want, rtol=1e-4, atol=1e-3)
+
+
+def test_a_protonet_saved_before_the_growing_pull_scores_as_it_did(small):
+    _, train, val = split_views(small)
+    model = fit(ProtoNet(epochs=1, dim=16, device="cpu"), train, val)
+    config, tensors = model.state()
+    del tensors["raw_growth"]
+    old = ProtoNet.from_state(config, tensors)
+    batch = history_batch([np.array([3, 5, 7, 11])], [np.full(4, 5, np.float32)], [np.arange(4)])
+    with torch.no_grad():
+        model.raw_growth.fill_(-100.0)  # the pull as it was: tau_like alone
+    np.testing.assert_allclose(old.score(batch), model.score(batch), rtol=1e-5, atol=1e-5)
