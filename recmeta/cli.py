@@ -650,11 +650,24 @@ def train(
         out.print(f"continued from the active checkpoints with {rows:,} new interaction(s)")
     if results:
         out.print(f"checkpoints in {results[0].path.parent}; `recmeta models` lists them")
+        _print_routing()
     if results and not any(r.validation for r in results):
         err.print(
             f"[yellow]note:[/yellow] no validation users (none has {VAL_MIN_ROWS}+ interactions): "
             "the models ran every epoch and routing sends everyone to the first meta-learner"
         )
+
+
+def _print_routing() -> None:
+    """The active router's bands, as `recommend --model auto` will serve them."""
+    from recmeta.routing import describe_bands
+    from recmeta.store import session_scope
+    from recmeta.store.repository import describe_models
+
+    with session_scope(engine()) as session:
+        router = next((r for r in describe_models(session, active_only=True) if r["name"] == "router"), None)
+    if router and router["config"]:
+        out.print(f"routing (`recommend --model auto`): {describe_bands(router['config'])}")
 
 
 @app.command()

@@ -181,6 +181,11 @@ def served_by(route: dict[str, Any], n_rows: int) -> str:
     return band_of(route, n_rows)[1]
 
 
+def describe_bands(route: dict[str, Any]) -> str:
+    """'ensemble from 0 rows, itemknn from 50 rows': who serves how many rows."""
+    return ", ".join(f"{model} from {rows(start)}" for start, model in route_bands(route))
+
+
 def rows(n: int) -> str:
     """'1 row', '5 rows': how route descriptions count support rows."""
     return f"{n} row" + ("" if n == 1 else "s")

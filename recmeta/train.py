@@ -437,16 +437,21 @@ class Run:
     def route(self, results: list[Trained]) -> None:
         """Choose the routing on validation and register it. Active models this run did not
         fit keep their place, with the validation figures they were registered with (a
-        `train --model popular` does not route everyone to popularity); the models this
-        run validated must lead the ensemble by more than noise to take a band from it."""
+        `train --model popular` does not route everyone to popularity); a model must lead
+        the ensemble by more than noise to take a band from it: the noise paired with the
+        ensemble on this run's validation users where both were validated here, else the
+        figure the active router kept for that model."""
         with session_scope(self.engine) as session:
+            active = repo.active_models(session)
             validation = {
                 name: dict(row.metrics.get("validation_ndcg@10") or {})
-                for name, row in repo.active_models(session).items()
+                for name, row in active.items()
                 if name != "router" and row.metrics.get("validation_ndcg@10")
             }
+            kept = dict((active["router"].config or {}).get("noise") or {}) if "router" in active else {}
         validation.update({r.kind: r.validation for r in results})
-        route = routing(validation, paired_noise(self.per_user, reference_model(list(validation))))
+        noise = {**kept, **paired_noise(self.per_user, reference_model(list(validation)))}
+        route = routing(validation, {m: v for m, v in noise.items() if m in validation})
         if not route:
             return
         path = (self.cfg.models_dir / f"routing-{self.stamp}.json").resolve()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recmeta.routing import band_of, paired_noise, reference_model, routing, served_by
+from recmeta.routing import band_of, describe_bands, paired_noise, reference_model, routing, served_by
 
 
 def test_the_best_model_around_each_validated_size_serves_from_there():
@@ -108,3 +108,11 @@ def test_paired_noise_is_the_standard_error_of_each_models_difference_from_the_e
     # ensemble's figures from the store, has no paired figures against it
     assert paired_noise({"maml": per_user["maml"], "als": per_user["als"]}, "ensemble") == {}
     assert set(paired_noise(per_user, "maml")) == {"ensemble", "als"}
+
+
+def test_the_bands_in_words():
+    route = {"bands": [[0, "ensemble"], [1, "maml"], [50, "itemknn"]]}
+    assert describe_bands(route) == "ensemble from 0 rows, maml from 1 row, itemknn from 50 rows"
+    assert (
+        describe_bands({"cold": "maml", "warm": "als", "threshold": 3}) == "maml from 0 rows, als from 3 rows"
+    )

@@ -470,3 +470,19 @@ def test_batch_from_the_cli_streams_files_and_a_failure_leaves_no_output(store, 
     res = cli(db, "recommend", "--users-file", str(broken), "--out", str(tmp_path / "r.csv"))
     assert res.exit_code == 1 and "not UTF-8" in res.output
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(("r.csv", ".r.csv"))] == []
+
+
+def test_a_partial_retrain_keeps_the_routers_noise_figures_and_says_the_routing(store):
+    db, root, _ = store
+    full = cli(
+        db, "train", "--epochs", "2", "--models-dir", str(root / "models")
+    )  # routers above were hand-made
+    assert full.exit_code == 0, full.output
+    res = cli(db, "train", "--model", "popular", "--models-dir", str(root / "models"))
+    assert res.exit_code == 0, res.output
+    with session_scope(make_engine(f"sqlite:///{db}")) as session:
+        route = active_models(session)["router"].config
+    # popular was refitted without the ensemble: the figures the router kept still gate
+    assert {"maml", "protonet", "metalstm", "als", "itemknn", "popular"} <= set(route["noise"])
+    bands = ", ".join(f"{m} from {n} row" + ("" if n == 1 else "s") for n, m in route["bands"])
+    assert f"routing (`recommend --model auto`): {bands}" in " ".join(res.output.split())
