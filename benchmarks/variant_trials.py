@@ -1,0 +1,261 @@
+"""Model variants tried for issue 12 and not kept: one seed of PROTOCOL.md, the tuned ALS
+fitted on the training users (as `recmeta evaluate` fits it), each variant trained from it
+for `--max-time` seconds, and ndcg@10 at 1 / 3 / 5 / 10 / 20 support rows on validation
+users (at most 1,000 a size) and on test users.
+
+Variants (`--variants`, comma-separated):
+- `maml`, `protonet`, `metalstm`: the shipped learners, for reference in the same run;
+- `metalstm-direct`: Meta-LSTM's u plus a learned multiple of the mean liked support
+  embedding, growing with log(1 + n_liked) (a path that personalises before the LSTM has
+  learned anything);
+- `metalstm-growth`, `maml-growth`: the personal term <u, e_i> weighted by
+  1 + g log(1 + n_liked), g learned (ProtoNet's growing pull, on u);
+- `ridge`: u from a closed-form implicit-ALS fold-in over the learner's own embeddings
+  (confidence and ridge learned, the population prior as the ridge's centre, as in R2-D2,
+  Bertinetto et al., ICLR 2019), scored b_i + tau <u, e_i>;
+- `als-<factors>`: ALS at that many factors (regularization 10, alpha 10, 8 sweeps), to
+  see past the tuning grid's edge.
+
+`--set key=value` passes a learner parameter to every learner variant (`sampled_above=100000`
+trains on the whole catalogue); `--min-rows N` meta-trains on training users with N rows or
+more only. `--time-popularity` instead prints, for a timed log, global popularity against
+popularity over the training users' positive rows in a window before, or around, the time of
+the user's last support row.
+
+python benchmarks/variant_trials.py amazon.db --variants maml,maml-growth --max-time 100
+python benchmarks/variant_trials.py ml100k.db --time-popularity
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from recmeta import snapshot
+from recmeta.evaluate.protocol import score_cell
+from recmeta.learners import create
+from recmeta.learners.base import mask_support
+from recmeta.learners.maml import MAML
+from recmeta.learners.meta import MetaLearner
+from recmeta.learners.metalstm import MetaLSTM
+from recmeta.learners.protonet import ProtoNet
+from recmeta.metrics import ranking_metrics, top_n
+from recmeta.store import make_engine
+from recmeta.tasks import Sequences, make_batch, positive_threshold, split_users
+from recmeta.training import fit
+from recmeta.training import sampler as sampler_module
+
+SHOTS = (1, 3, 5, 10, 20)
+VAL_USERS = 1000
+DAY = 86400.0
+
+
+def softplus_inverse(x: float) -> float:
+    return float(torch.log(torch.expm1(torch.tensor(x))))
+
+
+class Growth:
+    """<u, e_i> weighted by 1 + g log(1 + n_liked), g = softplus(raw_growth) learned."""
+
+    def build(self, dim: int) -> None:
+        super().build(dim)
+        self.raw_growth = nn.Parameter(torch.tensor(-3.0))
+
+    def theta(self, ep, e, c, b=None, rb=None):
+        theta = super().theta(ep, e, c, b, rb)
+        return {**theta, "n_liked": torch.log1p(ep.liked.sum(1, keepdim=True))}
+
+    def logits(self, theta, e, b):
+        return b + (1 + F.softplus(self.raw_growth) * theta["n_liked"]) * (theta["u"] @ e.T)
+
+
+class MAMLGrowth(Growth, MAML):
+    pass
+
+
+class MetaLSTMGrowth(Growth, MetaLSTM):
+    pass
+
+
+class MetaLSTMDirect(MetaLSTM):
+    """u = Meta-LSTM's u + a (1 + g log(1 + n_liked)) mean(liked support embeddings)."""
+
+    def build(self, dim: int) -> None:
+        super().build(dim)
+        self.raw_direct = nn.Parameter(torch.tensor(softplus_inverse(5.0)))
+        self.raw_growth = nn.Parameter(torch.tensor(-3.0))
+
+    def theta(self, ep, e, c, b=None, rb=None):
+        theta = super().theta(ep, e, c, b, rb)
+        if ep.items.shape[1] == 0:
+            return theta
+        n = ep.liked.sum(1, keepdim=True)
+        mean = torch.bmm(ep.liked[:, None], e[ep.items])[:, 0] / n.clamp(min=1)
+        a = F.softplus(self.raw_direct) * (1 + F.softplus(self.raw_growth) * torch.log1p(n))
+        return {**theta, "u": theta["u"] + a * mean}
+
+
+class RidgeFold(MetaLearner):
+    """u = argmin sum_i c_i (p_i - <u, e_i>)^2 + lam |u - u0|^2 over the catalogue (p_i = 1
+    and c_i = 1 + alpha for liked support items, 0 and 1 elsewhere): implicit ALS's fold-in
+    on the learner's own embeddings, differentiable through the solve."""
+
+    kind = "ridgefold"
+    defaults: dict[str, Any] = {}  # noqa: RUF012
+
+    def build(self, dim: int) -> None:
+        self.raw_lam = nn.Parameter(torch.tensor(softplus_inverse(1.0)))
+        self.raw_alpha = nn.Parameter(torch.tensor(softplus_inverse(10.0)))
+        self.raw_tau = nn.Parameter(torch.tensor(softplus_inverse(10.0)))
+
+    def theta(self, ep, e, c, b=None, rb=None):
+        bb = self.backbone
+        prior = bb.theta0(c)
+        with torch.no_grad():  # the catalogue's Gram matrix (training scores sampled candidates)
+            full = bb._encode() if torch.is_grad_enabled() else bb.items()
+            gram = full.T @ full
+        lam, alpha = F.softplus(self.raw_lam), F.softplus(self.raw_alpha)
+        es = e[ep.items] * ep.liked[..., None]
+        eye = torch.eye(e.shape[1], dtype=e.dtype, device=e.device)
+        a = gram + lam * eye + alpha * torch.bmm(es.transpose(1, 2), es)
+        u = torch.linalg.solve(a, (1 + alpha) * es.sum(1) + lam * prior["u"])
+        return {**prior, "u": u}
+
+    def logits(self, theta, e, b):
+        return b + F.softplus(self.raw_tau) * (theta["u"] @ e.T)
+
+
+LEARNERS = {
+    "maml": MAML,
+    "protonet": ProtoNet,
+    "metalstm": MetaLSTM,
+    "maml-growth": MAMLGrowth,
+    "metalstm-growth": MetaLSTMGrowth,
+    "metalstm-direct": MetaLSTMDirect,
+    "ridge": RidgeFold,
+}
+
+
+def only_users_with(min_rows: int) -> None:
+    """Meta-train on training users with `min_rows` rows or more only."""
+    original = sampler_module.Source.of.__func__
+
+    def of(cls, seq, users, share):
+        source = original(cls, seq, users, share)
+        source.users = source.users[seq.lengths(source.users) >= min_rows]
+        return source
+
+    sampler_module.Source.of = classmethod(of)
+
+
+def learned(model: Any) -> str:
+    names = ("raw_growth", "raw_direct", "raw_lam", "raw_alpha", "raw_tau")
+    found = {n[4:]: F.softplus(getattr(model, n)).flatten().tolist() for n in names if hasattr(model, n)}
+    return " ".join(f"{k}=" + ",".join(f"{x:.3f}" for x in v) for k, v in found.items())
+
+
+def value(text: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def time_popularity(data, split, seq, threshold: float) -> None:
+    """Global popularity against windowed popularity of the training users' positives."""
+    train = snapshot.restrict(data, split.train)
+    rows = train.values.tocoo()
+    times = train.times.tocoo().data
+    keep = rows.data >= threshold
+    items, stamps = rows.col[keep], times[keep]
+    order = np.argsort(stamps)
+    items, stamps = items[order], stamps[order]
+    overall = np.bincount(items, minlength=data.n_items).astype(np.float64)
+
+    def window(lo: float, hi: float) -> np.ndarray:
+        a, b = np.searchsorted(stamps, lo), np.searchsorted(stamps, hi, "right")
+        return np.bincount(items[a:b], minlength=data.n_items).astype(np.float64)
+
+    for k in SHOTS:
+        batch = make_batch(seq, split.test, k, data.n_items, threshold, max_query=None)
+        last = np.where(batch.support_mask, batch.support_times, -np.inf).max(1)
+        has = batch.query_pos.sum(1) > 0
+        out = {}
+        variants = {"popular": lambda t: overall}
+        for days in (7, 30, 90):
+            w = days * DAY
+            variants[f"past {days}d"] = lambda t, w=w: window(t - w, t) + 1e-3 * overall
+            variants[f"around {days}d"] = lambda t, w=w: window(t - w, t + w) + 1e-3 * overall
+            variants[f"past {days}d + popular"] = lambda t, w=w: (
+                window(t - w, t) / max(window(t - w, t).sum(), 1) + overall / overall.sum()
+            )
+        for name, scorer in variants.items():
+            scores = np.stack([scorer(t) for t in last])
+            top = top_n(mask_support(scores, batch), 10)
+            out[name] = float(ranking_metrics(top, batch.query_pos > 0, 10)["ndcg@10"][has].mean())
+        print(f"K={k}: " + ", ".join(f"{n} {v:.3f}" for n, v in out.items()), flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("db")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--variants", default="maml,maml-growth")
+    ap.add_argument("--max-time", type=float, default=100.0)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--min-rows", type=int, default=2)
+    ap.add_argument("--time-popularity", action="store_true")
+    a = ap.parse_args()
+    data = snapshot.load(make_engine(f"sqlite:///{a.db}"))
+    threshold = positive_threshold(data)
+    seq, split = Sequences.from_data(data, seed=a.seed), split_users(data, seed=a.seed)
+    if a.time_popularity:
+        time_popularity(data, split, seq, threshold)
+        return
+    train, val = snapshot.restrict(data, split.train), snapshot.restrict(data, split.validation)
+    params = dict(kv.split("=", 1) for kv in a.set)
+    params = {k: value(v) for k, v in params.items()}
+    if a.min_rows > 2:
+        only_users_with(a.min_rows)
+
+    def report(name: str, model) -> None:
+        parts = []
+        for label, users in (("validation", split.validation), ("test", split.test)):
+            row = []
+            for k in SHOTS:
+                chosen = users
+                if label == "validation" and len(users) > VAL_USERS:
+                    chosen = np.sort(np.random.default_rng(k).choice(users, VAL_USERS, replace=False))
+                batch = make_batch(seq, chosen, k, data.n_items, threshold, max_query=None)
+                row.append(float(score_cell(model, batch, data, n=10)["ndcg@10"].mean()))
+            parts.append(f"{label} " + " / ".join(f"{v:.3f}" for v in row))
+        print(f"{name}: " + "; ".join(parts), flush=True)
+
+    t0 = time.perf_counter()
+    als = fit(create("als"), train, val, seed=a.seed)
+    print(f"tuned ALS ({time.perf_counter() - t0:.0f} s): {als.params}", flush=True)
+    report("als (tuned)", als)
+    for name in a.variants.split(","):
+        if name.startswith("als-"):
+            factors = int(name[4:])
+            model = create("als", factors=factors, regularization=10.0, alpha=10.0, iterations=8)
+            report(name, fit(model, train, None, seed=a.seed))
+            continue
+        model = LEARNERS[name](start=als, max_time=a.max_time, **params)
+        t0 = time.perf_counter()
+        fit(model, train, val, seed=a.seed)
+        took = time.perf_counter() - t0
+        print(f"{name}: {took:.0f} s, best epoch {model.best_epoch_} {learned(model)}", flush=True)
+        report(name, model)
+
+
+if __name__ == "__main__":
+    main()
