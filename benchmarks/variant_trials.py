@@ -13,6 +13,8 @@ Variants (`--variants`, comma-separated):
 - `ridge`: u from a closed-form implicit-ALS fold-in over the learner's own embeddings
   (confidence and ridge learned, the population prior as the ridge's centre, as in R2-D2,
   Bertinetto et al., ICLR 2019), scored b_i + tau <u, e_i>;
+- `protonet-match`: ProtoNet plus a matching term over the liked support items one by one
+  (Matching Networks' attention; each liked item pulls its own neighbours);
 - `als-<factors>`: ALS at that many factors (regularization 10, alpha 10, 8 sweeps), to
   see past the tuning grid's edge.
 
@@ -131,6 +133,38 @@ class RidgeFold(MetaLearner):
         return b + F.softplus(self.raw_tau) * (theta["u"] @ e.T)
 
 
+class ProtoNetMatch(ProtoNet):
+    """ProtoNet plus a matching term over the liked support items one by one:
+    w T log sum_s liked_s exp(-|e_i - e_s|^2 / T) (Matching Networks' attention over the
+    support, Vinyals et al., NeurIPS 2016): with a small T each liked item pulls its own
+    neighbours, as item kNN does, where a mean prototype blurs several tastes."""
+
+    def build(self, dim: int) -> None:
+        super().build(dim)
+        self.raw_match = nn.Parameter(torch.tensor(softplus_inverse(0.5)))
+        self.raw_temp = nn.Parameter(torch.tensor(softplus_inverse(0.05)))
+
+    def theta(self, ep, e, c, b=None, rb=None):
+        theta = super().theta(ep, e, c, b, rb)
+        return {**theta, "support": e[ep.items], "liked": ep.liked}
+
+    def logits(self, theta, e, b):
+        out = super().logits(theta, e, b)
+        support, liked = theta["support"], theta["liked"]
+        if support.shape[1] == 0:
+            return out
+        temp = F.softplus(self.raw_temp)
+        ee = (e * e).sum(1)
+        best = None
+        for s in range(support.shape[1]):  # one (B, N) slice at a time: no (B, S, N) tensor
+            es = support[:, s]
+            d = ee[None, :] - 2 * es @ e.T + (es * es).sum(1, keepdim=True)
+            term = -d / temp + torch.log(liked[:, s : s + 1].clamp(min=1e-30))
+            best = term if best is None else torch.logaddexp(best, term)
+        has = (liked.sum(1, keepdim=True) > 0).to(out.dtype)
+        return out + F.softplus(self.raw_match) * temp * best * has
+
+
 LEARNERS = {
     "maml": MAML,
     "protonet": ProtoNet,
@@ -139,6 +173,7 @@ LEARNERS = {
     "metalstm-growth": MetaLSTMGrowth,
     "metalstm-direct": MetaLSTMDirect,
     "ridge": RidgeFold,
+    "protonet-match": ProtoNetMatch,
 }
 
 
@@ -155,7 +190,7 @@ def only_users_with(min_rows: int) -> None:
 
 
 def learned(model: Any) -> str:
-    names = ("raw_growth", "raw_direct", "raw_lam", "raw_alpha", "raw_tau")
+    names = ("raw_growth", "raw_direct", "raw_lam", "raw_alpha", "raw_tau", "raw_match", "raw_temp")
     found = {n[4:]: F.softplus(getattr(model, n)).flatten().tolist() for n in names if hasattr(model, n)}
     return " ".join(f"{k}=" + ",".join(f"{x:.3f}" for x in v) for k, v in found.items())
 
