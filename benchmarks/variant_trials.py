@@ -219,6 +219,9 @@ def time_popularity(data, split, seq, threshold: float) -> None:
         a, b = np.searchsorted(stamps, lo), np.searchsorted(stamps, hi, "right")
         return np.bincount(items[a:b], minlength=data.n_items).astype(np.float64)
 
+    def share(counts: np.ndarray) -> np.ndarray:
+        return counts / max(counts.sum(), 1.0)
+
     for k in SHOTS:
         batch = make_batch(seq, split.test, k, data.n_items, threshold, max_query=None)
         last = np.where(batch.support_mask, batch.support_times, -np.inf).max(1)
@@ -229,9 +232,7 @@ def time_popularity(data, split, seq, threshold: float) -> None:
             w = days * DAY
             variants[f"past {days}d"] = lambda t, w=w: window(t - w, t) + 1e-3 * overall
             variants[f"around {days}d"] = lambda t, w=w: window(t - w, t + w) + 1e-3 * overall
-            variants[f"past {days}d + popular"] = lambda t, w=w: (
-                window(t - w, t) / max(window(t - w, t).sum(), 1) + overall / overall.sum()
-            )
+            variants[f"past {days}d + popular"] = lambda t, w=w: share(window(t - w, t)) + share(overall)
         for name, scorer in variants.items():
             scores = np.stack([scorer(t) for t in last])
             top = top_n(mask_support(scores, batch), 10)
