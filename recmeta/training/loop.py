@@ -56,6 +56,7 @@ class Outcome:
     best_epoch: int = 0
     best_score: float = -math.inf
     paused: bool = False
+    skipped_steps: int = 0  # steps whose loss or gradient was not finite: not applied
     history: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -250,7 +251,8 @@ class Trainer:
                 batches = sampler.next_batches()
                 loss, late = self._step(opt, batches, frozen)
                 out.step_seconds += time.perf_counter() - begun
-                losses.append(loss)
+                if math.isfinite(loss):
+                    losses.append(loss)
                 out.steps += 1
                 out.tasks += sum(len(b.users) for b in batches)
                 if self.max_steps is not None and out.steps >= self.max_steps:
@@ -266,7 +268,9 @@ class Trainer:
             elapsed = begun - start
             per_shot = self.validation_scores(val_batches)
             self._reserve = time.perf_counter() - begun
-            val = float(np.mean(list(per_shot.values()))) if per_shot else -float(np.mean(losses))
+            val = (
+                float(np.mean(list(per_shot.values()))) if per_shot else -float(np.mean(losses or [math.inf]))
+            )
             val, late_root = group.from_root([val, float(self._late())])
             if val > out.best_score:
                 out.best_score, out.best_epoch, bad_epochs = val, epoch, 0
@@ -275,11 +279,12 @@ class Trainer:
                 bad_epochs += 1
             row = {
                 "epoch": epoch,
-                "loss": float(np.mean(losses)),
+                "loss": float(np.mean(losses)) if losses else math.nan,
                 "val_ndcg@10": val,
                 **{f"val_K{k}": v for k, v in per_shot.items() if k == 5},
                 "best": out.best_score,
                 "tasks_per_s": out.tasks / max(elapsed, 1e-9),
+                **({"skipped_steps": out.skipped_steps} if out.skipped_steps else {}),
             }
             out.history.append(row)
             if self.progress:
@@ -309,13 +314,25 @@ class Trainer:
             loss.backward()
         params = list(model.parameters())
         loss_value, late = self._sum_grads(params, loss)
-        nn.utils.clip_grad_norm_(params, 10.0)
+        if not self._finite_step(loss_value, params):
+            return loss_value, late
         opt.step()
         if frozen:
             with torch.no_grad():
                 for param, rows, values in frozen:
                     param[rows] = values
         return loss_value, late
+
+    def _finite_step(self, loss_value: float, params: list[Tensor]) -> bool:
+        """Clip the gradients (total norm 10); False, counting a skipped step, when the loss
+        or the gradients are not finite numbers, so that one overflowing meta-batch leaves the
+        weights as they were instead of filling them with NaN. The loss and the gradients are
+        the sums over workers, so every worker decides alike."""
+        norm = nn.utils.clip_grad_norm_(params, 10.0)
+        if math.isfinite(loss_value) and bool(torch.isfinite(norm)):
+            return True
+        self.outcome.skipped_steps += 1
+        return False
 
     def _hold_tables(self, hold: bool) -> None:
         """Hold the item tables at their values (no gradient, so no step moves them), or let
@@ -377,7 +394,8 @@ class Trainer:
             loss.backward()
         every = [*(p for n, p in params.items() if n not in rows), *rows.values()]  # tables: by their rows
         loss_value, late = self._sum_grads(every, loss)
-        nn.utils.clip_grad_norm_(every, 10.0)
+        if not self._finite_step(loss_value, every):
+            return loss_value, late
         opt.step()  # the tables have no gradient: Adam leaves them to the rows below
         with torch.no_grad():
             for name, leaf in rows.items():
@@ -403,6 +421,7 @@ class Trainer:
         sampler.restore(c["sampler"], orders)
         out = self.outcome
         out.steps, out.tasks, out.history = c["steps"], c["tasks"], list(c["history"])
+        out.skipped_steps = c.get("skipped_steps", 0)
         out.best_score, out.best_epoch = c["best_score"], c["best_epoch"]
         return c
 
@@ -415,6 +434,7 @@ class Trainer:
             "losses": losses,
             "steps": out.steps,
             "tasks": out.tasks,
+            "skipped_steps": out.skipped_steps,
             "elapsed": time.perf_counter() - start,
             "best_score": out.best_score,
             "best_epoch": out.best_epoch,

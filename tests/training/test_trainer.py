@@ -175,3 +175,30 @@ def test_hold_epochs_must_be_a_whole_number(small):
     for bad in (-1, 1.5, True, "1"):
         with pytest.raises(ValueError, match="hold_epochs"):
             create("maml", **{**FAST, "hold_epochs": bad}).setup(small)
+
+
+@pytest.mark.parametrize("sampled", [{}, {"sampled_above": 0, "negatives": 20}], ids=["dense", "sampled"])
+def test_a_step_whose_loss_is_not_finite_is_skipped(small, sampled):
+    """A meta-batch whose loss overflows leaves the weights as they were (the step is
+    counted as skipped) instead of filling them with NaN; the steps after it learn."""
+    _, train, val = split_views(small)
+    model = create("maml", **{**FAST, **sampled})
+    model.setup(train, seed=0)
+    start = {n: p.detach().clone() for n, p in model.named_parameters()}
+    original, calls = model.logits, [0]
+
+    def poisoned(theta, e, b):
+        out = original(theta, e, b)
+        if model.training:
+            calls[0] += 1
+            if calls[0] <= 3:
+                return out * float("nan")
+        return out
+
+    model.logits = poisoned
+    trainer = Trainer(model, seed=0)
+    trainer.fit(train, val)
+    assert 1 <= trainer.outcome.skipped_steps <= 3
+    assert trainer.outcome.history[0]["skipped_steps"] == trainer.outcome.skipped_steps
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert any(not torch.equal(p, start[n]) for n, p in model.named_parameters())
