@@ -15,14 +15,22 @@ Variants (`--variants`, comma-separated):
   Bertinetto et al., ICLR 2019), scored b_i + tau <u, e_i>;
 - `protonet-match`: ProtoNet plus a matching term over the liked support items one by one
   (Matching Networks' attention; each liked item pulls its own neighbours);
+- `twotable`: u = u0 + the liked support items' rows of a second, input item table started
+  equal to the output embeddings (an amortised encoder, as in Mult-DAE), scored
+  b_i + tau <u, e_i>;
+- `maml-neighbour`: MAML's logits plus a learned, growing multiple of the user's EASE
+  scores (needs `--ease-lambda`: EASE fitted once over the items with `--ease-min-count`
+  training positives or more);
 - `als-<factors>`: ALS at that many factors (regularization 10, alpha 10, 8 sweeps), to
   see past the tuning grid's edge.
 
 `--set key=value` passes a learner parameter to every learner variant (`sampled_above=100000`
 trains on the whole catalogue); `--min-rows N` meta-trains on training users with N rows or
-more only. `--time-popularity` instead prints, for a timed log, global popularity against
-popularity over the training users' positive rows in a window before, or around, the time of
-the user's last support row.
+more only; `--start-factors N` starts the learners from an ALS at N factors (the tuned
+one's regularization, alpha and sweeps); `--table-lr S` steps the item tables at S times
+the learning rate (sampled training). `--time-popularity` instead prints, for a timed
+log, global popularity against popularity over the training users' positive rows in a
+window before, or around, the time of the user's last support row.
 
 python benchmarks/variant_trials.py amazon.db --variants maml,maml-growth --max-time 100
 python benchmarks/variant_trials.py ml100k.db --time-popularity
@@ -32,10 +40,11 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from ease_reference import ease_weights, gram, kept_items
 from torch import nn
 from torch.nn import functional as F
 
@@ -43,6 +52,7 @@ from recmeta import snapshot
 from recmeta.evaluate.protocol import score_cell
 from recmeta.learners import create
 from recmeta.learners.base import mask_support
+from recmeta.learners.baselines import liked_matrix
 from recmeta.learners.maml import MAML
 from recmeta.learners.meta import MetaLearner
 from recmeta.learners.metalstm import MetaLSTM
@@ -51,6 +61,7 @@ from recmeta.metrics import ranking_metrics, top_n
 from recmeta.store import make_engine
 from recmeta.tasks import Sequences, make_batch, positive_threshold, split_users
 from recmeta.training import fit
+from recmeta.training import loop as loop_module
 from recmeta.training import sampler as sampler_module
 
 SHOTS = (1, 3, 5, 10, 20)
@@ -59,7 +70,7 @@ DAY = 86400.0
 
 
 def softplus_inverse(x: float) -> float:
-    return float(torch.log(torch.expm1(torch.tensor(x))))
+    return x + float(torch.log(-torch.expm1(torch.tensor(-x, dtype=torch.float64))))
 
 
 class Growth:
@@ -165,7 +176,113 @@ class ProtoNetMatch(ProtoNet):
         return out + F.softplus(self.raw_match) * temp * best * has
 
 
+class GlobalIds:
+    """Catalogue ids of an episode's support items while training on sampled candidates
+    (where the episode's indices point into the candidates)."""
+
+    _cand = None
+
+    def loss(self, ep, candidates=None, logq=None, rows=None):
+        self._cand = candidates
+        try:
+            return super().loss(ep, candidates, logq, rows)
+        finally:
+            self._cand = None
+
+    def global_items(self, ep):
+        return ep.items if self._cand is None else self._cand[ep.items]
+
+
+class TwoTable(GlobalIds, MetaLearner):
+    """u = u0 + sum over the liked support items of their rows in a second, input item table
+    (started equal to the output embeddings, so the start ranks as the start's sum, close
+    to ALS's fold-in): an amortised encoder as in Mult-DAE (Liang et al., WWW 2018), whose
+    input and output item tables differ, so that what an item says about a user need not
+    equal what the user's vector says about the item."""
+
+    kind = "twotable"
+    defaults: dict[str, Any] = {"tau0": 10.0}  # noqa: RUF012
+
+    def build(self, dim: int) -> None:
+        self.w_in = nn.Parameter(torch.zeros(self.params["shapes"]["n_items"], dim))
+        self.raw_tau = nn.Parameter(torch.tensor(softplus_inverse(float(self.params["tau0"]))))
+
+    def setup(self, train, seed: int = 0):
+        super().setup(train, seed)
+        with torch.no_grad():
+            self.w_in.copy_(self.backbone.item_emb.weight)
+        return self
+
+    def theta(self, ep, e, c, b=None, rb=None):
+        prior = self.backbone.theta0(c)
+        if ep.items.shape[1] == 0:
+            return prior
+        items = self.global_items(ep)
+        u = torch.bmm(ep.liked[:, None], self.w_in[items])[:, 0]
+        return {**prior, "u": prior["u"] + u}
+
+    def logits(self, theta, e, b):
+        return b + F.softplus(self.raw_tau) * (theta["u"] @ e.T)
+
+
+class Neighbourhood:
+    """EASE's item-item weights (Steck, WWW 2019) over the items with `min_count` training
+    positives or more, fitted once; `term(items, liked, cand)` is each user's summed rows of
+    B over their liked support items, at the items `cand` (global ids; None: all)."""
+
+    def __init__(self, liked, lam: float, min_count: int) -> None:
+        keep = kept_items(liked, min_count)
+        self.b = torch.from_numpy(ease_weights(gram(liked, keep), lam))
+        self.pos = torch.full((liked.shape[1],), -1, dtype=torch.long)
+        self.pos[torch.from_numpy(keep)] = torch.arange(len(keep))
+        self.keep = torch.from_numpy(keep)
+
+    def term(self, items: torch.Tensor, liked: torch.Tensor, cand: torch.Tensor | None) -> torch.Tensor:
+        ps = self.pos[items]
+        weight = liked * (ps >= 0)
+        rows = self.b[ps.clamp(min=0)]  # (B, S, kept)
+        if cand is None:
+            summed = torch.einsum("bs,bsk->bk", weight, rows)
+            out = torch.zeros(len(items), len(self.pos))
+            out[:, self.keep] = summed
+            return out
+        pc = self.pos[cand]
+        picked = rows[..., pc.clamp(min=0)] * (pc >= 0)  # (B, S, C)
+        return torch.einsum("bs,bsc->bc", weight, picked)
+
+
+NEIGHBOURS: list[Neighbourhood] = []  # set by --ease-lambda
+
+
+class MAMLNeighbour(GlobalIds, MAML):
+    """MAML plus w (1 + g log(1 + n_liked)) x the user's EASE scores (w, g learned; w
+    starts at `nw0`)."""
+
+    defaults: ClassVar[dict[str, Any]] = {**MAML.defaults, "nw0": 10.0}
+
+    def build(self, dim: int) -> None:
+        super().build(dim)
+        self.raw_nw = nn.Parameter(torch.tensor(softplus_inverse(float(self.params["nw0"]))))
+        self.raw_growth = nn.Parameter(torch.tensor(-3.0))
+
+    def theta(self, ep, e, c, b=None, rb=None):
+        theta = super().theta(ep, e, c, b, rb)
+        items = self.global_items(ep)
+        return {**theta, "nb_items": items, "nb_liked": ep.liked}
+
+    def logits(self, theta, e, b):
+        out = super().logits(theta, e, b)
+        items, liked = theta["nb_items"], theta["nb_liked"]
+        if items.shape[1] == 0:
+            return out
+        n = torch.log1p(liked.sum(1, keepdim=True))
+        w = F.softplus(self.raw_nw) * (1 + F.softplus(self.raw_growth) * n)
+        return out + w * NEIGHBOURS[0].term(items, liked, self._cand)
+
+
 LEARNERS = {
+    "maml-neighbour": MAMLNeighbour,
+    "twotable": TwoTable,
     "maml": MAML,
     "protonet": ProtoNet,
     "metalstm": MetaLSTM,
@@ -189,8 +306,24 @@ def only_users_with(min_rows: int) -> None:
     sampler_module.Source.of = classmethod(of)
 
 
+def table_lr(scale: float) -> None:
+    """Step the item tables (sampled training: the lazy Adam) at `scale` times the rate."""
+    original = loop_module.lazy_adam_
+
+    def scaled(opt, param, idx, rows, grad):
+        group = opt.param_groups[0]
+        lr = group["lr"]
+        group["lr"] = lr * scale
+        try:
+            original(opt, param, idx, rows, grad)
+        finally:
+            group["lr"] = lr
+
+    loop_module.lazy_adam_ = scaled
+
+
 def learned(model: Any) -> str:
-    names = ("raw_growth", "raw_direct", "raw_lam", "raw_alpha", "raw_tau", "raw_match", "raw_temp")
+    names = ("raw_nw", "raw_growth", "raw_direct", "raw_lam", "raw_alpha", "raw_tau", "raw_match", "raw_temp")
     found = {n[4:]: F.softplus(getattr(model, n)).flatten().tolist() for n in names if hasattr(model, n)}
     return " ".join(f"{k}=" + ",".join(f"{x:.3f}" for x in v) for k, v in found.items())
 
@@ -249,6 +382,12 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--min-rows", type=int, default=2)
     ap.add_argument("--time-popularity", action="store_true")
+    ap.add_argument("--ease-lambda", type=float, default=0.0, help="EASE's lambda for maml-neighbour")
+    ap.add_argument("--ease-min-count", type=int, default=8, help="training positives an item needs for EASE")
+    ap.add_argument("--table-lr", type=float, default=1.0, help="the item tables' learning rate, times lr")
+    ap.add_argument(
+        "--start-factors", type=int, default=0, help="start the learners from ALS at this many factors"
+    )
     a = ap.parse_args()
     data = snapshot.load(make_engine(f"sqlite:///{a.db}"))
     threshold = positive_threshold(data)
@@ -261,6 +400,12 @@ def main() -> None:
     params = {k: value(v) for k, v in params.items()}
     if a.min_rows > 2:
         only_users_with(a.min_rows)
+    if a.table_lr != 1.0:
+        table_lr(a.table_lr)
+    if a.ease_lambda:
+        t0 = time.perf_counter()
+        NEIGHBOURS.append(Neighbourhood(liked_matrix(train, threshold), a.ease_lambda, a.ease_min_count))
+        print(f"EASE over {len(NEIGHBOURS[0].keep):,} items ({time.perf_counter() - t0:.0f} s)", flush=True)
 
     def report(name: str, model) -> None:
         parts = []
@@ -279,13 +424,25 @@ def main() -> None:
     als = fit(create("als"), train, val, seed=a.seed)
     print(f"tuned ALS ({time.perf_counter() - t0:.0f} s): {als.params}", flush=True)
     report("als (tuned)", als)
+    start = als
+    if a.start_factors:
+        reg, alpha = als.params["regularization"], als.params["alpha"]
+        start = create(
+            "als",
+            factors=a.start_factors,
+            regularization=reg,
+            alpha=alpha,
+            iterations=als.params["iterations"],
+        )
+        start = fit(start, train, None, seed=a.seed)
+        report(f"start: als-{a.start_factors}", start)
     for name in a.variants.split(","):
         if name.startswith("als-"):
             factors = int(name[4:])
             model = create("als", factors=factors, regularization=10.0, alpha=10.0, iterations=8)
             report(name, fit(model, train, None, seed=a.seed))
             continue
-        model = LEARNERS[name](start=als, max_time=a.max_time, **params)
+        model = LEARNERS[name](start=start, max_time=a.max_time, **params)
         t0 = time.perf_counter()
         fit(model, train, val, seed=a.seed)
         took = time.perf_counter() - t0
