@@ -14,6 +14,7 @@ python benchmarks/ease_reference.py amazon.db --min-count 10
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 
 import numpy as np
@@ -72,11 +73,24 @@ class Ease:
         self.b = ease_weights(self.gram, lam)
         return self
 
+    def sparsified(self, top: int) -> Ease:
+        """A copy whose B keeps each item's `top` largest weights (as item kNN keeps its
+        neighbour lists), the rest zero: what a checkpoint of bounded size could hold."""
+        out = copy.copy(self)
+        cols = np.argpartition(-self.b, top - 1, axis=1)[:, :top]
+        rows = np.repeat(np.arange(len(self.b)), top)
+        values = np.take_along_axis(self.b, cols, 1).ravel()
+        out.b = sp.csr_matrix((values, (rows, cols.ravel())), shape=self.b.shape)
+        return out
+
     def score(self, batch) -> np.ndarray:
         weights = (batch.support_values >= self.threshold).astype(np.float32)
         x = batch_csr(batch, self.n_items, weights)[:, self.keep]
         out = np.broadcast_to(self.fallback, (len(batch.users), self.n_items)).copy()
-        out[:, self.keep] = np.asarray(x @ self.b) + 1e-3 * (self.fallback[self.keep] + 2.0)
+        scores = x @ self.b
+        out[:, self.keep] = np.asarray(scores.todense() if sp.issparse(scores) else scores) + 1e-3 * (
+            self.fallback[self.keep] + 2.0
+        )
         return out
 
 
@@ -115,6 +129,8 @@ def main() -> None:
     ap.add_argument(
         "--blend", action="store_true", help="also ALS and EASE blended, the weight per K on validation"
     )
+    ap.add_argument("--lambdas", help="comma-separated lambdas to try (default: 50 to 100,000)")
+    ap.add_argument("--top", help="comma-separated weights kept per item: EASE's B sparsified")
     ap.add_argument("--min-count", type=int, default=10, help="training positives an item needs to be kept")
     a = ap.parse_args()
     data = snapshot.load(make_engine(f"sqlite:///{a.db}"))
@@ -139,7 +155,7 @@ def main() -> None:
     )
     ease = Ease(liked, keep, threshold)
     best, best_lam = -1.0, None
-    for lam in LAMBDAS:
+    for lam in [float(x) for x in a.lambdas.split(",")] if a.lambdas else LAMBDAS:
         t0 = time.perf_counter()
         ease.set_lambda(lam)
         tune = ndcg(ease, seq, split.validation, TUNE_SHOTS, data, threshold, True)
@@ -150,6 +166,11 @@ def main() -> None:
     on_val = ndcg(ease, seq, split.validation, SHOTS, data, threshold, True)
     on_test = ndcg(ease, seq, split.test, SHOTS, data, threshold, False)
     print(f"ease (lambda {best_lam:g}): validation {fmt(on_val)}; test {fmt(on_test)}", flush=True)
+    for top in [int(x) for x in a.top.split(",")] if a.top else []:
+        sparse = ease.sparsified(top)
+        on_val = ndcg(sparse, seq, split.validation, SHOTS, data, threshold, True)
+        on_test = ndcg(sparse, seq, split.test, SHOTS, data, threshold, False)
+        print(f"ease, {top} weights an item: validation {fmt(on_val)}; test {fmt(on_test)}", flush=True)
     if a.blend:
         picked, on_val, on_test = [], [], []
         for k in SHOTS:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine
 
 from recmeta.errors import DataError
-from recmeta.learners import BASELINES, META_LEARNERS
+from recmeta.learners import BASELINES, META_LEARNERS, OPTIONAL
 from recmeta.recommend import Filters, Recommendations, RecommendationService
 from recmeta.store import make_engine, session_scope
 from recmeta.store import repository as repo
@@ -36,7 +36,8 @@ from recmeta.store import repository as repo
 if TYPE_CHECKING:  # pandas, training and evaluation are imported when used: a single
     import pandas as pd  # `recmeta recommend` starts faster without them
 
-MODELS = (*META_LEARNERS, *BASELINES)
+MODELS = (*META_LEARNERS, *BASELINES)  # what train and evaluate fit unless told otherwise
+KNOWN = (*MODELS, *OPTIONAL)
 BATCH_CHUNK = 1024  # users per chunk of a batch: the unit of work, of output and of sharding
 
 
@@ -230,8 +231,8 @@ class Recmeta:
         return _frame(self.similar_items(item, n, model))
 
     def _checked_service(self, model: str) -> RecommendationService:
-        if model != "auto" and model not in MODELS:
-            raise DataError(f"unknown model {model!r}; choose auto, {', '.join(MODELS)}")
+        if model != "auto" and model not in KNOWN:
+            raise DataError(f"unknown model {model!r}; choose auto, {', '.join(KNOWN)}")
         if self.check_every is not None and time.monotonic() - self._checked >= self.check_every:
             self.refresh()
         return self.service

@@ -512,8 +512,9 @@ def train(
             "--models",
             "-m",
             help=(
-                "maml, protonet, metalstm, ensemble, als, itemknn, popular or all (default); "
-                "repeatable. The ensemble reuses the members trained in the same run."
+                "maml, protonet, metalstm, ensemble, als, itemknn, popular or all (default), "
+                "or ease (an item-item regression; only when named); repeatable. The ensemble "
+                "reuses the members trained in the same run."
             ),
         ),
     ] = None,
@@ -699,7 +700,12 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON."
 def evaluate(
     model: Annotated[
         list[str] | None,
-        typer.Option("--model", "--models", "-m", help="Models to compare; repeatable (default: all seven)."),
+        typer.Option(
+            "--model",
+            "--models",
+            "-m",
+            help="Models to compare; repeatable (default: all seven; ease only when named).",
+        ),
     ] = None,
     shots: Annotated[
         list[int] | None,
@@ -911,8 +917,8 @@ def recommend(
     model: Annotated[
         str,
         typer.Option(
-            help="auto (route by history length), maml, protonet, metalstm, ensemble, als, itemknn "
-            "or popular."
+            help="auto (route by history length), maml, protonet, metalstm, ensemble, als, itemknn, "
+            "popular or ease."
         ),
     ] = "auto",
     explain: Annotated[bool, typer.Option(help="Say why each item is there.")] = False,

@@ -1,20 +1,21 @@
 """Every model behind one `Recommender` interface: three meta-learners, their ensemble and
-three baselines."""
+four baselines (EASE fitted only when named)."""
 
 from collections.abc import Mapping, Sequence
 
 from recmeta.learners.base import Recommender
-from recmeta.learners.baselines import ALS, ItemKNN, Popular
+from recmeta.learners.baselines import ALS, EASE, ItemKNN, Popular
 from recmeta.learners.ensemble import Ensemble
 from recmeta.learners.maml import MAML
 from recmeta.learners.metalstm import MetaLSTM
 from recmeta.learners.protonet import ProtoNet
 
 REGISTRY: dict[str, type[Recommender]] = {
-    cls.kind: cls for cls in (MAML, ProtoNet, MetaLSTM, Ensemble, ALS, ItemKNN, Popular)
+    cls.kind: cls for cls in (MAML, ProtoNet, MetaLSTM, Ensemble, ALS, ItemKNN, Popular, EASE)
 }
 META_LEARNERS = ("maml", "protonet", "metalstm", "ensemble")  # the ensemble after its members
 BASELINES = ("als", "itemknn", "popular")
+OPTIONAL = ("ease",)  # fitted only when named: a dense inverse over up to 10,000 items
 
 
 def create(kind: str, fitted: Mapping[str, Recommender] | None = None, **params) -> Recommender:

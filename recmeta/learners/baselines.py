@@ -1,4 +1,5 @@
-"""Baselines behind the same interface: popularity, implicit's ALS and item-item cosine kNN.
+"""Baselines behind the same interface: popularity, implicit's ALS, item-item cosine kNN and
+EASE.
 
 The CF baselines learn from the training users' positive rows and score a user from the
 positive rows of their support; ties (a support with no positive row) fall back to
@@ -11,6 +12,7 @@ scipy and implicit are imported where a baseline is built, so that serving a met
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -122,13 +124,67 @@ KNN_NEIGHBOURS = (25, 50, 100, 200, 400)
 KNN_WEIGHTING = ("cosine", "bm25")
 
 
-class ItemKNN(_FromLiked):
+class _ItemItem(_FromLiked):
+    """A user scored as the sum of their positive support items' rows of an item-item weight
+    matrix (`similarity_`, items x items, sparse)."""
+
+    needs_support = True
+    similarity_: sp.csr_matrix | None = None
+
+    def _tune(self, validation, configs, fit_one, progress, seed: int, best: tuple | None = None) -> tuple:
+        """Fit each of `configs` (dicts of `self.params` entries) and keep the one best on
+        the validation users, or `best` (score, config, weights) when none beats it; that
+        triple is returned."""
+        tuning = Tuning(validation, self.params["threshold"], seed)
+        best = best or (-1.0, None, None)  # only the best fit's weights are kept
+        for config in configs:
+            self.params.update(config)
+            fit_one()
+            ndcg = tuning.score(self)
+            if progress:
+                progress({"config": tuple(config.values()), "val_ndcg@10": ndcg})
+            if ndcg > best[0]:
+                best = (ndcg, config, self.similarity_)
+        ndcg, config, self.similarity_ = best
+        self.params.update(config)
+        log.info("%s: picked %s (val ndcg@10 %.4f)", self.kind, config, ndcg)
+        return best
+
+    def score(self, batch):
+        self._check_fitted("similarity_")
+        scores = np.asarray((self._liked_support(batch) @ self.similarity_).todense())
+        return scores + self._tie_break()
+
+    def state(self):
+        s = self.similarity_
+        self._check_fitted("similarity_")
+        return dict(self.params), {
+            **self._base_state(),
+            "indptr": torch.from_numpy(s.indptr.astype(np.int64)),
+            "indices": torch.from_numpy(s.indices.astype(np.int64)),
+            "data": torch.from_numpy(s.data.astype(np.float32)),
+        }
+
+    def _load(self, tensors):
+        import scipy.sparse as sp
+
+        n = len(self.counts_)
+        data = check_tensor(tensors, "data", torch.float32, 1).numpy()
+        indices = check_tensor(tensors, "indices", torch.int64, 1, tuple(data.shape)).numpy()
+        indptr = check_tensor(tensors, "indptr", torch.int64, 1, (n + 1,)).numpy()
+        if (len(indices) and (indices.min() < 0 or indices.max() >= n)) or indptr[-1] != len(data):
+            raise ValueError(f"the {self.kind} weight matrix is not consistent")
+        if len(indptr) > 1 and (np.diff(indptr) < 0).any():
+            raise ValueError(f"the {self.kind} weight matrix is not consistent")
+        self.similarity_ = sp.csr_matrix((data, indices, indptr), shape=(n, n))
+
+
+class ItemKNN(_ItemItem):
     """implicit's item-item neighbours (fitted on positive rows), scored from the positive
     support rows. Unless `neighbours` is given, the neighbour count and the weighting
     (cosine, or BM25 of the user-item matrix) are picked on the validation users."""
 
     kind = "itemknn"
-    needs_support = True
 
     def __init__(
         self, neighbours: int | None = None, weighting: str = "cosine", threshold: float | None = None
@@ -136,7 +192,6 @@ class ItemKNN(_FromLiked):
         if weighting not in KNN_WEIGHTING:
             raise ValueError(f"weighting must be one of {', '.join(KNN_WEIGHTING)}, not {weighting!r}")
         super().__init__(neighbours=neighbours, weighting=weighting, threshold=threshold)
-        self.similarity_: sp.csr_matrix | None = None
 
     def _fit_one(self, liked: sp.csr_matrix) -> None:
         from implicit.nearest_neighbours import BM25Recommender, CosineRecommender
@@ -154,45 +209,75 @@ class ItemKNN(_FromLiked):
             self.params["neighbours"] = self.params["neighbours"] or 100
             self._fit_one(liked)
             return self
-        tuning = Tuning(validation, self.params["threshold"], seed)
-        best = (-1.0, None, None)  # (score, config, similarity): only the best fit is kept
-        for config in ((n, w) for w in KNN_WEIGHTING for n in KNN_NEIGHBOURS):
-            self.params.update(neighbours=config[0], weighting=config[1])
-            self._fit_one(liked)
-            ndcg = tuning.score(self)
-            if progress:
-                progress({"config": config, "val_ndcg@10": ndcg})
-            if ndcg > best[0]:
-                best = (ndcg, config, self.similarity_)
-        ndcg, (neighbours, weighting), self.similarity_ = best
-        self.params.update(neighbours=neighbours, weighting=weighting)
-        log.info("itemknn: picked neighbours=%s weighting=%s (val ndcg@10 %.4f)", neighbours, weighting, ndcg)
+        configs = [{"neighbours": n, "weighting": w} for w in KNN_WEIGHTING for n in KNN_NEIGHBOURS]
+        self._tune(validation, configs, lambda: self._fit_one(liked), progress, seed)
         return self
 
-    def score(self, batch):
-        self._check_fitted("similarity_")
-        scores = np.asarray((self._liked_support(batch) @ self.similarity_).todense())
-        return scores + self._tie_break()
 
-    def state(self):
-        s = self.similarity_
-        return dict(self.params), {
-            **self._base_state(),
-            "indptr": torch.from_numpy(s.indptr.astype(np.int64)),
-            "indices": torch.from_numpy(s.indices.astype(np.int64)),
-            "data": torch.from_numpy(s.data.astype(np.float32)),
-        }
+EASE_LAMBDAS = (100.0, 1000.0, 10_000.0, 100_000.0)  # the L2 penalty's grid (x10 steps)
 
-    def _load(self, tensors):
+
+class EASE(_ItemItem):
+    """EASE (Steck, WWW 2019): the item-item weights B that best rebuild each training user's
+    positive rows from their other positive rows under an L2 penalty `regularization`, in
+    closed form: B = I - P / diag(P), P = (X'X + regularization I)^-1, zero diagonal. A dense
+    inverse, so it is fitted over the `max_items` items with the most training positives
+    (the others score by popularity alone), and each item keeps its `neighbours` largest
+    weights (the checkpoint's size). Unless `regularization` is given, it is picked on the
+    validation users from 100 / 1,000 / 10,000 / 100,000 and the geometric midpoints
+    around the best."""
+
+    kind = "ease"
+
+    def __init__(
+        self,
+        regularization: float | None = None,
+        max_items: int = 10_000,
+        neighbours: int = 100,
+        threshold: float | None = None,
+    ) -> None:
+        for name, value in (("max_items", max_items), ("neighbours", neighbours)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a whole number, 1 or more, not {value!r}")
+        number = isinstance(regularization, int | float) and not isinstance(regularization, bool)
+        if regularization is not None and not (number and 0 < regularization < math.inf):
+            raise ValueError(f"regularization must be a positive number, not {regularization!r}")
+        super().__init__(
+            regularization=regularization, max_items=max_items, neighbours=neighbours, threshold=threshold
+        )
+
+    def fit(self, train, validation=None, *, progress=None, seed=0):
+        liked = self._prepare(train)
+        keep = np.flatnonzero(self.counts_ > 0)
+        keep = np.sort(keep[np.argsort(-self.counts_[keep], kind="stable")[: self.params["max_items"]]])
+        x = liked[:, keep].astype(np.float32)
+        gram = (x.T @ x).toarray()
+        fit_one = lambda: self._fit_one(gram, keep, train.n_items)  # noqa: E731
+        if self.params["regularization"] is not None or validation is None or not validation.values.nnz:
+            self.params["regularization"] = float(self.params["regularization"] or 1000.0)
+            fit_one()
+            return self
+        best = self._tune(validation, [{"regularization": r} for r in EASE_LAMBDAS], fit_one, progress, seed)
+        around = [{"regularization": best[1]["regularization"] * f} for f in (10**-0.5, 10**0.5)]
+        self._tune(validation, around, fit_one, progress, seed, best)
+        return self
+
+    def _fit_one(self, gram: np.ndarray, keep: np.ndarray, n_items: int) -> None:
         import scipy.sparse as sp
 
-        n = len(self.counts_)
-        data = check_tensor(tensors, "data", torch.float32, 1).numpy()
-        indices = check_tensor(tensors, "indices", torch.int64, 1, tuple(data.shape)).numpy()
-        indptr = check_tensor(tensors, "indptr", torch.int64, 1, (n + 1,)).numpy()
-        if (len(indices) and (indices.min() < 0 or indices.max() >= n)) or indptr[-1] != len(data):
-            raise ValueError("the item-kNN similarity matrix is not consistent")
-        self.similarity_ = sp.csr_matrix((data, indices, indptr), shape=(n, n))
+        if not len(keep):  # no positive row to learn from: popularity alone
+            self.similarity_ = sp.csr_matrix((n_items, n_items), dtype=np.float32)
+            return
+        g = gram.copy()
+        g[np.diag_indices_from(g)] += self.params["regularization"]
+        p = np.linalg.inv(g)
+        b = p / -np.diag(p)
+        np.fill_diagonal(b, 0.0)
+        top = min(self.params["neighbours"], len(keep))
+        cols = np.argpartition(-b, top - 1, axis=1)[:, :top]
+        values = np.take_along_axis(b, cols, 1).ravel().astype(np.float32)
+        rows = np.repeat(keep, top)
+        self.similarity_ = sp.csr_matrix((values, (rows, keep[cols.ravel()])), shape=(n_items, n_items))
 
 
 def als_model(

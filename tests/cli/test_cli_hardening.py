@@ -360,7 +360,7 @@ def test_help_reads_plainly():
     assert "<bool>" not in text and "{path}" not in text
     assert "FORMAT" in text and "movielens-100k or movielens" in text
     text = help_of("recommend")
-    assert "itemknn or popular" in text and "<bool>" not in text
+    assert "popular or ease" in text and "<bool>" not in text
 
 
 def test_one_seed_tables_print_no_spread_and_write_both_plots(tmp_path):
@@ -400,3 +400,18 @@ def test_max_time_bounds_the_whole_train_run(tmp_path):
     assert res.exit_code == 0, res.output
     steps = {r["model"]: r["steps"] for r in json.loads(res.stdout)}
     assert steps == {"maml": 1, "protonet": 1}  # each stopped within a step of its share
+
+
+def test_ease_trains_serves_and_evaluates_only_when_named(tmp_path):
+    db = synth_store(tmp_path, users=120, items=40)
+    models = str(tmp_path / "m")
+    res = runner.invoke(app, ["--db", db, "train", "--model", "ease", "--models-dir", models, "--json"])
+    assert res.exit_code == 0, res.output
+    assert [r["model"] for r in json.loads(res.stdout)] == ["ease"]
+    res = runner.invoke(app, ["--db", db, "recommend", "--user", "5", "--model", "ease", "--json", "-n", "3"])
+    assert res.exit_code == 0, res.output
+    assert len(json.loads(res.stdout)["items"]) == 3
+    args = ["--db", db, "evaluate", "--models", "ease", "--models", "popular", "--seeds", "0", "--shots", "3"]
+    res = runner.invoke(app, [*args, "--out", str(tmp_path / "r"), "--json"])
+    assert res.exit_code == 0, res.output
+    assert "ease" in res.output and "maml" not in res.output

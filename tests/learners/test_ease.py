@@ -1,0 +1,77 @@
+"""EASE: the closed form, its item cap and neighbour lists, and the tuning of its penalty."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recmeta.learners import create
+from recmeta.learners.baselines import EASE, EASE_LAMBDAS, Tuning, liked_matrix
+from recmeta.tasks import Sequences, make_batch
+from tests.learners.conftest import rng_users, split_views
+
+
+def closed_form(x: np.ndarray, lam: float) -> np.ndarray:
+    """Steck's B for a dense users x items matrix, written out as the paper does."""
+    p = np.linalg.inv(x.T @ x + lam * np.eye(x.shape[1]))
+    b = np.eye(x.shape[1]) - p / np.diag(p)
+    np.fill_diagonal(b, 0.0)
+    return b
+
+
+def test_weights_are_steck_closed_form_when_nothing_is_cut(small):
+    _, train, _ = split_views(small)
+    model = EASE(regularization=50.0, max_items=10**6, neighbours=small.n_items).fit(train)
+    x = liked_matrix(train, model.params["threshold"]).toarray().astype(np.float64)
+    kept = np.flatnonzero(x.sum(0) > 0)
+    expected = np.zeros((small.n_items, small.n_items))
+    expected[np.ix_(kept, kept)] = closed_form(x[:, kept], 50.0)
+    np.testing.assert_allclose(model.similarity_.toarray(), expected, atol=2e-4)
+
+
+def test_the_item_cap_and_the_neighbour_lists(small):
+    _, train, _ = split_views(small)
+    model = EASE(regularization=50.0, max_items=20, neighbours=5).fit(train)
+    counts = model.counts_
+    top = set(np.argsort(-counts, kind="stable")[:20])
+    s = model.similarity_.tocoo()
+    assert set(s.row) <= top and set(s.col) <= top  # items past the cap: popularity alone
+    assert np.diff(model.similarity_.indptr).max() <= 5
+    full = EASE(regularization=50.0, max_items=20, neighbours=19).fit(train).similarity_.toarray()
+    for row in set(s.row):  # each item keeps its largest weights
+        kept = model.similarity_[row].toarray().ravel()
+        assert np.sort(kept[kept != 0])[0] >= np.sort(full[row])[-5] - 1e-6
+    batch = make_batch(Sequences.from_data(small), rng_users(small, 5), 3, small.n_items, 4.0)
+    assert model.score(batch.support_only()).shape == (5, small.n_items)
+
+
+def test_tuning_keeps_the_best_penalty_on_validation(small):
+    """The grid, then the geometric midpoints around its best; the fit kept is the best of
+    all, with that penalty's own weights."""
+    _, train, val = split_views(small)
+    seen = []
+    model = EASE().fit(train, val, progress=seen.append)
+    tried = [r["config"][0] for r in seen]
+    assert tried[: len(EASE_LAMBDAS)] == list(EASE_LAMBDAS) and len(tried) == len(EASE_LAMBDAS) + 2
+    grid_best = max(seen[: len(EASE_LAMBDAS)], key=lambda r: r["val_ndcg@10"])["config"][0]
+    np.testing.assert_allclose(tried[-2:], [grid_best / 10**0.5, grid_best * 10**0.5])
+    best = max(seen, key=lambda r: r["val_ndcg@10"])
+    assert model.params["regularization"] == best["config"][0]
+    refit = EASE(regularization=best["config"][0]).fit(train)
+    assert abs(refit.similarity_ - model.similarity_).max() == 0
+    assert Tuning(val, model.params["threshold"], 0).score(model) == best["val_ndcg@10"]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"regularization": 0},
+        {"regularization": float("nan")},
+        {"regularization": True},
+        {"max_items": 0},
+        {"neighbours": 2.5},
+    ],
+)
+def test_bad_settings_are_refused(bad):
+    with pytest.raises(ValueError):
+        create("ease", **bad)
