@@ -499,7 +499,11 @@ FEW_USERS = 5  # a table cell that averages fewer users than this prints '-'
 def _model_list(models: list[str]) -> tuple[str, ...]:
     from recmeta.train import ALL
 
-    return ALL if not models or "all" in models else tuple(models)
+    if not models:
+        return ALL
+    if "all" in models:  # all, and any model fitted only when named (ease)
+        return (*ALL, *dict.fromkeys(m for m in models if m != "all" and m not in ALL))
+    return tuple(models)
 
 
 @app.command()
@@ -513,8 +517,9 @@ def train(
             "-m",
             help=(
                 "maml, protonet, metalstm, ensemble, als, itemknn, popular or all (default), "
-                "or ease (an item-item regression; only when named); repeatable. The ensemble "
-                "reuses the members trained in the same run."
+                "and ease (an item-item regression, fitted only when named: --models all "
+                "--models ease adds it); repeatable. The ensemble reuses the members trained "
+                "in the same run."
             ),
         ),
     ] = None,

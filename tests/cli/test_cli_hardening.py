@@ -415,3 +415,12 @@ def test_ease_trains_serves_and_evaluates_only_when_named(tmp_path):
     res = runner.invoke(app, [*args, "--out", str(tmp_path / "r"), "--json"])
     assert res.exit_code == 0, res.output
     assert "ease" in res.output and "maml" not in res.output
+
+
+def test_all_and_ease_name_every_default_model_and_ease():
+    from recmeta.cli import _model_list
+    from recmeta.train import ALL
+
+    assert _model_list([]) == ALL and _model_list(["all"]) == ALL
+    assert _model_list(["all", "ease", "ease"]) == (*ALL, "ease")
+    assert _model_list(["ease", "als"]) == ("ease", "als")
