@@ -1048,11 +1048,16 @@ def similar(
     item: Annotated[str, typer.Argument(help="An item id in the catalogue.")],
     n: Annotated[int, typer.Option("--top", "-n", help="How many items.", min=1)] = 10,
     model: Annotated[
-        str, typer.Option(help="auto, a meta-learner (its item embeddings) or itemknn (co-liked items).")
+        str,
+        typer.Option(
+            help="auto, a meta-learner (its item embeddings), itemknn (co-liked items) or ease "
+            "(its item-item weights)."
+        ),
     ] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
-    """Items like this one: nearest by a meta-learner's item embeddings, or item kNN's."""
+    """Items like this one: nearest by a meta-learner's item embeddings, or by the item-item
+    weights of item kNN or EASE."""
     from recmeta.api import Recmeta
     from recmeta.threads import set_threads
 

@@ -411,6 +411,10 @@ def test_ease_trains_serves_and_evaluates_only_when_named(tmp_path):
     res = runner.invoke(app, ["--db", db, "recommend", "--user", "5", "--model", "ease", "--json", "-n", "3"])
     assert res.exit_code == 0, res.output
     assert len(json.loads(res.stdout)["items"]) == 3
+    res = runner.invoke(app, ["--db", db, "similar", "5", "--model", "ease", "--json", "-n", "3"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert "item-item weights" in out["route"] and len(out["items"]) == 3
     args = ["--db", db, "evaluate", "--models", "ease", "--models", "popular", "--seeds", "0", "--shots", "3"]
     res = runner.invoke(app, [*args, "--out", str(tmp_path / "r"), "--json"])
     assert res.exit_code == 0, res.output

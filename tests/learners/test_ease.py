@@ -75,3 +75,16 @@ def test_tuning_keeps_the_best_penalty_on_validation(small):
 def test_bad_settings_are_refused(bad):
     with pytest.raises(ValueError):
         create("ease", **bad)
+
+
+def test_similar_items_are_the_item_item_weights_and_items_past_the_cap_are_refused(small):
+    from recmeta.errors import DataError
+    from recmeta.recommend import item_similarities
+
+    _, train, _ = split_views(small)
+    model = EASE(regularization=50.0, max_items=5).fit(train)
+    inside = int(np.argmax(model.counts_))
+    np.testing.assert_allclose(item_similarities(model, inside), model.similarity_[inside].toarray().ravel())
+    outside = int(np.argmin(model.counts_))
+    with pytest.raises(DataError, match="no weights for this item"):
+        item_similarities(model, outside)
