@@ -24,7 +24,7 @@ from recmeta import snapshot
 from recmeta.evaluate.protocol import score_cell
 from recmeta.learners import create
 from recmeta.learners.base import batch_csr
-from recmeta.learners.baselines import liked_matrix
+from recmeta.learners.baselines import ease_weights, liked_matrix
 from recmeta.store import make_engine
 from recmeta.tasks import Sequences, make_batch, positive_threshold, split_users
 from recmeta.training import fit
@@ -47,16 +47,6 @@ def gram(liked: sp.csr_matrix, keep: np.ndarray) -> np.ndarray:
     return (x.T @ x).toarray()
 
 
-def ease_weights(g: np.ndarray, lam: float) -> np.ndarray:
-    """EASE's B for the Gram matrix `g`: I - P / diag(P), P = (g + lam I)^-1, zero diagonal."""
-    g = g.copy()
-    g[np.diag_indices_from(g)] += lam
-    p = np.linalg.inv(g)
-    b = -p / np.diag(p)
-    np.fill_diagonal(b, 0.0)
-    return b.astype(np.float32)
-
-
 class Ease:
     """EASE over the items `keep` of an n_items catalogue; scored by `score_cell`."""
 
@@ -70,7 +60,7 @@ class Ease:
         self.b: np.ndarray | None = None
 
     def set_lambda(self, lam: float) -> Ease:
-        self.b = ease_weights(self.gram, lam)
+        self.b = ease_weights(self.gram, lam).astype(np.float32)
         return self
 
     def sparsified(self, top: int) -> Ease:

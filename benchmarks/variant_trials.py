@@ -44,7 +44,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from ease_reference import ease_weights, gram, kept_items
+from ease_reference import gram, kept_items
 from torch import nn
 from torch.nn import functional as F
 
@@ -52,7 +52,7 @@ from recmeta import snapshot
 from recmeta.evaluate.protocol import score_cell
 from recmeta.learners import create
 from recmeta.learners.base import mask_support
-from recmeta.learners.baselines import liked_matrix
+from recmeta.learners.baselines import ease_weights, liked_matrix
 from recmeta.learners.maml import MAML
 from recmeta.learners.meta import MetaLearner
 from recmeta.learners.metalstm import MetaLSTM
@@ -232,7 +232,7 @@ class Neighbourhood:
 
     def __init__(self, liked, lam: float, min_count: int) -> None:
         keep = kept_items(liked, min_count)
-        self.b = torch.from_numpy(ease_weights(gram(liked, keep), lam))
+        self.b = torch.from_numpy(ease_weights(gram(liked, keep), lam).astype(np.float32))
         self.pos = torch.full((liked.shape[1],), -1, dtype=torch.long)
         self.pos[torch.from_numpy(keep)] = torch.arange(len(keep))
         self.keep = torch.from_numpy(keep)

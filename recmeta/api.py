@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine
 
 from recmeta.errors import DataError
-from recmeta.learners import BASELINES, META_LEARNERS, OPTIONAL
+from recmeta.learners import BASELINES, META_LEARNERS, REGISTRY
 from recmeta.recommend import Filters, Recommendations, RecommendationService
 from recmeta.store import make_engine, session_scope
 from recmeta.store import repository as repo
@@ -36,8 +36,7 @@ from recmeta.store import repository as repo
 if TYPE_CHECKING:  # pandas, training and evaluation are imported when used: a single
     import pandas as pd  # `recmeta recommend` starts faster without them
 
-MODELS = (*META_LEARNERS, *BASELINES)  # what train and evaluate fit unless told otherwise
-KNOWN = (*MODELS, *OPTIONAL)
+MODELS = (*META_LEARNERS, *BASELINES)  # what train and evaluate fit unless told otherwise (not ease)
 BATCH_CHUNK = 1024  # users per chunk of a batch: the unit of work, of output and of sharding
 
 
@@ -231,8 +230,8 @@ class Recmeta:
         return _frame(self.similar_items(item, n, model))
 
     def _checked_service(self, model: str) -> RecommendationService:
-        if model != "auto" and model not in KNOWN:
-            raise DataError(f"unknown model {model!r}; choose auto, {', '.join(KNOWN)}")
+        if model != "auto" and model not in REGISTRY:
+            raise DataError(f"unknown model {model!r}; choose auto, {', '.join(REGISTRY)}")
         if self.check_every is not None and time.monotonic() - self._checked >= self.check_every:
             self.refresh()
         return self.service

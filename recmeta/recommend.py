@@ -106,8 +106,8 @@ def item_similarities(model, row: int) -> np.ndarray:
         sims = np.asarray(model.similarity_[row].todense()).ravel().astype(np.float64)
         if not sims.any():
             raise DataError(
-                f"{model.kind} holds no weights for this item (it was fitted over the items with "
-                "the most positive rows); use --model itemknn or a meta-learner"
+                f"{model.kind} holds no weights for this item (no item shares its positive rows, "
+                "or it is past the items the model was fitted over); use a meta-learner"
             )
         return sims
     if getattr(model, "kind", "") == "ensemble":

@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 
 from recmeta import checkpoint, snapshot
 from recmeta.errors import CheckpointError, DataError
-from recmeta.learners import BASELINES, META_LEARNERS, OPTIONAL, REGISTRY, Recommender, create, fit_order
+from recmeta.learners import BASELINES, META_LEARNERS, REGISTRY, Recommender, create, fit_order
 from recmeta.learners.baselines import ALS
 from recmeta.learners.meta import MetaLearner
 from recmeta.routing import means, paired_noise, reference_model, routing, validation_ndcgs, validation_users
@@ -110,7 +110,7 @@ def _start_shape(group: Group, fitted: dict[str, Recommender], params: dict[str,
 def _check_models(cfg: TrainConfig) -> None:
     unknown = [m for m in cfg.models if m not in REGISTRY]
     if unknown:
-        raise DataError(f"unknown model(s) {unknown}; choose from {', '.join((*ALL, *OPTIONAL))} or all")
+        raise DataError(f"unknown model(s) {unknown}; choose from {', '.join(REGISTRY)} or all")
     if cfg.replay is not None and cfg.replay < 0:
         raise DataError(f"--replay must be 0 or more, not {cfg.replay}")
 

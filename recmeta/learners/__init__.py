@@ -15,7 +15,6 @@ REGISTRY: dict[str, type[Recommender]] = {
 }
 META_LEARNERS = ("maml", "protonet", "metalstm", "ensemble")  # the ensemble after its members
 BASELINES = ("als", "itemknn", "popular")
-OPTIONAL = ("ease",)  # fitted only when named: a dense inverse over up to 10,000 items
 
 
 def create(kind: str, fitted: Mapping[str, Recommender] | None = None, **params) -> Recommender:

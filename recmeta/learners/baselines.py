@@ -131,11 +131,10 @@ class _ItemItem(_FromLiked):
     needs_support = True
     similarity_: sp.csr_matrix | None = None
 
-    def _tune(self, validation, configs, fit_one, progress, seed: int, best: tuple | None = None) -> tuple:
+    def _tune(self, tuning: Tuning, configs, fit_one, progress, best: tuple | None = None) -> tuple:
         """Fit each of `configs` (dicts of `self.params` entries) and keep the one best on
-        the validation users, or `best` (score, config, weights) when none beats it; that
-        triple is returned."""
-        tuning = Tuning(validation, self.params["threshold"], seed)
+        `tuning`'s validation users, or `best` (score, config, weights) when none beats it;
+        that triple is returned."""
         best = best or (-1.0, None, None)  # only the best fit's weights are kept
         for config in configs:
             self.params.update(config)
@@ -156,8 +155,8 @@ class _ItemItem(_FromLiked):
         return scores + self._tie_break()
 
     def state(self):
-        s = self.similarity_
         self._check_fitted("similarity_")
+        s = self.similarity_
         return dict(self.params), {
             **self._base_state(),
             "indptr": torch.from_numpy(s.indptr.astype(np.int64)),
@@ -172,9 +171,8 @@ class _ItemItem(_FromLiked):
         data = check_tensor(tensors, "data", torch.float32, 1).numpy()
         indices = check_tensor(tensors, "indices", torch.int64, 1, tuple(data.shape)).numpy()
         indptr = check_tensor(tensors, "indptr", torch.int64, 1, (n + 1,)).numpy()
-        if (len(indices) and (indices.min() < 0 or indices.max() >= n)) or indptr[-1] != len(data):
-            raise ValueError(f"the {self.kind} weight matrix is not consistent")
-        if len(indptr) > 1 and (np.diff(indptr) < 0).any():
+        bad_index = len(indices) and (indices.min() < 0 or indices.max() >= n)
+        if bad_index or indptr[-1] != len(data) or (np.diff(indptr) < 0).any():
             raise ValueError(f"the {self.kind} weight matrix is not consistent")
         self.similarity_ = sp.csr_matrix((data, indices, indptr), shape=(n, n))
 
@@ -210,11 +208,23 @@ class ItemKNN(_ItemItem):
             self._fit_one(liked)
             return self
         configs = [{"neighbours": n, "weighting": w} for w in KNN_WEIGHTING for n in KNN_NEIGHBOURS]
-        self._tune(validation, configs, lambda: self._fit_one(liked), progress, seed)
+        tuning = Tuning(validation, self.params["threshold"], seed)
+        self._tune(tuning, configs, lambda: self._fit_one(liked), progress)
         return self
 
 
 EASE_LAMBDAS = (100.0, 1000.0, 10_000.0, 100_000.0)  # the L2 penalty's grid (x10 steps)
+
+
+def ease_weights(gram: np.ndarray, regularization: float) -> np.ndarray:
+    """EASE's B for the Gram matrix X'X (in its dtype): I - P / diag(P), P = (X'X +
+    regularization I)^-1, with a zero diagonal."""
+    g = gram.copy()
+    g[np.diag_indices_from(g)] += regularization
+    p = np.linalg.inv(g)
+    p /= -np.diag(p)
+    np.fill_diagonal(p, 0.0)
+    return p
 
 
 class EASE(_ItemItem):
@@ -257,9 +267,10 @@ class EASE(_ItemItem):
             self.params["regularization"] = float(self.params["regularization"] or 1000.0)
             fit_one()
             return self
-        best = self._tune(validation, [{"regularization": r} for r in EASE_LAMBDAS], fit_one, progress, seed)
+        tuning = Tuning(validation, self.params["threshold"], seed)
+        best = self._tune(tuning, [{"regularization": r} for r in EASE_LAMBDAS], fit_one, progress)
         around = [{"regularization": best[1]["regularization"] * f} for f in (10**-0.5, 10**0.5)]
-        self._tune(validation, around, fit_one, progress, seed, best)
+        self._tune(tuning, around, fit_one, progress, best)
         return self
 
     def _fit_one(self, gram: np.ndarray, keep: np.ndarray, n_items: int) -> None:
@@ -268,11 +279,7 @@ class EASE(_ItemItem):
         if not len(keep):  # no positive row to learn from: popularity alone
             self.similarity_ = sp.csr_matrix((n_items, n_items), dtype=np.float32)
             return
-        g = gram.copy()
-        g[np.diag_indices_from(g)] += self.params["regularization"]
-        p = np.linalg.inv(g)
-        b = p / -np.diag(p)
-        np.fill_diagonal(b, 0.0)
+        b = ease_weights(gram, self.params["regularization"])
         top = min(self.params["neighbours"], len(keep))
         cols = np.argpartition(-b, top - 1, axis=1)[:, :top]
         values = np.take_along_axis(b, cols, 1).ravel().astype(np.float32)
