@@ -24,7 +24,7 @@ from recmeta import snapshot
 from recmeta.evaluate.protocol import score_cell
 from recmeta.learners import create
 from recmeta.learners.base import batch_csr
-from recmeta.learners.baselines import ease_weights, liked_matrix
+from recmeta.learners.baselines import ease_weights, liked_matrix, top_per_row
 from recmeta.store import make_engine
 from recmeta.tasks import Sequences, make_batch, positive_threshold, split_users
 from recmeta.training import fit
@@ -67,10 +67,9 @@ class Ease:
         """A copy whose B keeps each item's `top` largest weights (as item kNN keeps its
         neighbour lists), the rest zero: what a checkpoint of bounded size could hold."""
         out = copy.copy(self)
-        cols = np.argpartition(-self.b, top - 1, axis=1)[:, :top]
+        cols, values = top_per_row(self.b, top)
         rows = np.repeat(np.arange(len(self.b)), top)
-        values = np.take_along_axis(self.b, cols, 1).ravel()
-        out.b = sp.csr_matrix((values, (rows, cols.ravel())), shape=self.b.shape)
+        out.b = sp.csr_matrix((values.ravel(), (rows, cols.ravel())), shape=self.b.shape)
         return out
 
     def score(self, batch) -> np.ndarray:

@@ -218,13 +218,45 @@ EASE_LAMBDAS = (100.0, 1000.0, 10_000.0, 100_000.0)  # the L2 penalty's grid (x1
 
 def ease_weights(gram: np.ndarray, regularization: float) -> np.ndarray:
     """EASE's B for the Gram matrix X'X (in its dtype): I - P / diag(P), P = (X'X +
-    regularization I)^-1, with a zero diagonal."""
-    g = gram.copy()
-    g[np.diag_indices_from(g)] += regularization
-    p = np.linalg.inv(g)
+    regularization I)^-1, with a zero diagonal. X'X + regularization I is symmetric positive
+    definite, so P comes from its Cholesky factor, in place: about a fifth of a general
+    inverse's time and one matrix of memory beside `gram`."""
+    from scipy.linalg import lapack
+
+    p = gram.copy()
+    p[np.diag_indices_from(p)] += regularization
+    potrf, potri = lapack.get_lapack_funcs(("potrf", "potri"), (p,))
+    factor, info = potrf(p, lower=True, overwrite_a=True, clean=False)
+    if info == 0:
+        p, info = potri(factor, lower=True, overwrite_c=True)
+    if info != 0:  # lost definiteness to rounding: the general inverse
+        p = np.linalg.inv(gram + regularization * np.eye(len(gram), dtype=gram.dtype))
+    else:
+        mirror_lower(p)
     p /= -np.diag(p)
     np.fill_diagonal(p, 0.0)
     return p
+
+
+def mirror_lower(a: np.ndarray, block: int = 1024) -> None:
+    """Copies the lower triangle of the square `a` onto its upper one, in place, a block of
+    rows at a time (no full-size temporary)."""
+    for start in range(0, len(a), block):
+        stop = start + block
+        a[start:stop, stop:] = a[stop:, start:stop].T
+        corner = a[start:stop, start:stop]
+        upper = np.triu_indices(len(corner), 1)
+        corner[upper] = corner.T[upper]
+
+
+def top_per_row(a: np.ndarray, top: int, block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's `top` largest entries of `a`: their (rows, top) column indices and values,
+    selected a block of rows at a time (no full-size temporary)."""
+    cols = np.empty((len(a), top), dtype=np.int64)
+    for start in range(0, len(a), block):
+        part = a[start : start + block]
+        cols[start : start + block] = np.argpartition(-part, top - 1, axis=1)[:, :top]
+    return cols, np.take_along_axis(a, cols, 1)
 
 
 class EASE(_ItemItem):
@@ -281,8 +313,9 @@ class EASE(_ItemItem):
             return
         b = ease_weights(gram, self.params["regularization"])
         top = min(self.params["neighbours"], len(keep))
-        cols = np.argpartition(-b, top - 1, axis=1)[:, :top]
-        values = np.take_along_axis(b, cols, 1).ravel().astype(np.float32)
+        cols, values = top_per_row(b, top)
+        del b
+        values = values.ravel().astype(np.float32)
         rows = np.repeat(keep, top)
         self.similarity_ = sp.csr_matrix((values, (rows, keep[cols.ravel()])), shape=(n_items, n_items))
 

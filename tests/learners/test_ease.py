@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from recmeta.learners import create
-from recmeta.learners.baselines import EASE, EASE_LAMBDAS, Tuning, liked_matrix
+from recmeta.learners.baselines import (
+    EASE,
+    EASE_LAMBDAS,
+    Tuning,
+    ease_weights,
+    liked_matrix,
+    mirror_lower,
+    top_per_row,
+)
 from recmeta.tasks import Sequences, make_batch
 from tests.learners.conftest import rng_users, split_views
 
@@ -27,6 +35,36 @@ def test_weights_are_steck_closed_form_when_nothing_is_cut(small):
     expected = np.zeros((small.n_items, small.n_items))
     expected[np.ix_(kept, kept)] = closed_form(x[:, kept], 50.0)
     np.testing.assert_allclose(model.similarity_.toarray(), expected, atol=2e-4)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_cholesky_inverse_is_the_general_one(dtype):
+    x = (np.random.default_rng(0).random((300, 40)) < 0.2).astype(dtype)
+    gram = x.T @ x
+    b = ease_weights(gram, 3.0)
+    assert b.dtype == dtype and np.array_equal(gram, x.T @ x)  # gram left as it was
+    np.testing.assert_allclose(
+        b, closed_form(x.astype(np.float64), 3.0), atol=1e-4 if dtype == np.float32 else 1e-10
+    )
+
+
+def test_a_gram_that_is_not_positive_definite_falls_back_to_the_general_inverse():
+    gram = np.diag([-5.0, 1.0, 2.0]) + 0.1  # with a penalty of 1, the first pivot is negative
+    b = ease_weights(gram, 1.0)
+    p = np.linalg.inv(gram + np.eye(3))
+    expected = np.eye(3) - p / np.diag(p)
+    np.fill_diagonal(expected, 0.0)
+    np.testing.assert_allclose(b, expected, atol=1e-12)
+
+
+def test_blocked_helpers_match_their_whole_matrix_forms():
+    a = np.random.default_rng(1).normal(size=(11, 11))
+    mirrored = a.copy()
+    mirror_lower(mirrored, block=4)
+    np.testing.assert_array_equal(mirrored, np.tril(a) + np.tril(a, -1).T)
+    cols, values = top_per_row(a, 3, block=4)
+    np.testing.assert_array_equal(np.sort(values, 1), np.sort(a, 1)[:, -3:])
+    np.testing.assert_array_equal(values, np.take_along_axis(a, cols, 1))
 
 
 def test_the_item_cap_and_the_neighbour_lists(small):
