@@ -214,6 +214,7 @@ class ItemKNN(_ItemItem):
 
 
 EASE_LAMBDAS = (100.0, 1000.0, 10_000.0, 100_000.0)  # the L2 penalty's grid (x10 steps)
+EASE_BEYOND = 4  # at most this many more x3.16 steps past the grid while its end is the best
 
 
 def ease_weights(gram: np.ndarray, regularization: float) -> np.ndarray:
@@ -267,7 +268,8 @@ class EASE(_ItemItem):
     (the others score by popularity alone), and each item keeps its `neighbours` largest
     weights (the checkpoint's size). Unless `regularization` is given, it is picked on the
     validation users from 100 / 1,000 / 10,000 / 100,000 and the geometric midpoints
-    around the best."""
+    around the best, going on past an end of the grid (x3.16 a step, `EASE_BEYOND` steps at
+    most) while that end is the best."""
 
     kind = "ease"
 
@@ -301,8 +303,15 @@ class EASE(_ItemItem):
             return self
         tuning = Tuning(validation, self.params["threshold"], seed)
         best = self._tune(tuning, [{"regularization": r} for r in EASE_LAMBDAS], fit_one, progress)
-        around = [{"regularization": best[1]["regularization"] * f} for f in (10**-0.5, 10**0.5)]
-        self._tune(tuning, around, fit_one, progress, best)
+        tried = [best[1]["regularization"] * f for f in (10**-0.5, 10**0.5)]
+        best = self._tune(tuning, [{"regularization": r} for r in tried], fit_one, progress, best)
+        tried += EASE_LAMBDAS
+        for _ in range(EASE_BEYOND):  # the best at an end of what was tried: go on past it
+            r = best[1]["regularization"]
+            if min(tried) < r < max(tried):
+                break
+            tried.append(r * 10**0.5 if r == max(tried) else r / 10**0.5)
+            best = self._tune(tuning, [{"regularization": tried[-1]}], fit_one, progress, best)
         return self
 
     def _fit_one(self, gram: np.ndarray, keep: np.ndarray, n_items: int) -> None:

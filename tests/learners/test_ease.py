@@ -8,6 +8,7 @@ import pytest
 from recmeta.learners import create
 from recmeta.learners.baselines import (
     EASE,
+    EASE_BEYOND,
     EASE_LAMBDAS,
     Tuning,
     ease_weights,
@@ -90,14 +91,36 @@ def test_tuning_keeps_the_best_penalty_on_validation(small):
     seen = []
     model = EASE().fit(train, val, progress=seen.append)
     tried = [r["config"][0] for r in seen]
-    assert tried[: len(EASE_LAMBDAS)] == list(EASE_LAMBDAS) and len(tried) == len(EASE_LAMBDAS) + 2
-    grid_best = max(seen[: len(EASE_LAMBDAS)], key=lambda r: r["val_ndcg@10"])["config"][0]
-    np.testing.assert_allclose(tried[-2:], [grid_best / 10**0.5, grid_best * 10**0.5])
+    n = len(EASE_LAMBDAS)
+    assert tried[:n] == list(EASE_LAMBDAS)
+    grid_best = max(seen[:n], key=lambda r: r["val_ndcg@10"])["config"][0]
+    np.testing.assert_allclose(tried[n : n + 2], [grid_best / 10**0.5, grid_best * 10**0.5])
+    for i in range(n + 2, len(tried)):  # a step past an end only while that end was the best
+        leader = max(seen[:i], key=lambda r: r["val_ndcg@10"])["config"][0]
+        assert leader in (min(tried[:i]), max(tried[:i]))
     best = max(seen, key=lambda r: r["val_ndcg@10"])
     assert model.params["regularization"] == best["config"][0]
     refit = EASE(regularization=best["config"][0]).fit(train)
     assert abs(refit.similarity_ - model.similarity_).max() == 0
     assert Tuning(val, model.params["threshold"], 0).score(model) == best["val_ndcg@10"]
+
+
+@pytest.mark.parametrize("rising", [True, False])
+def test_tuning_goes_on_past_the_end_of_the_grid_while_the_end_is_best(small, monkeypatch, rising):
+    _, train, val = split_views(small)
+    sign = 1.0 if rising else -1.0
+    monkeypatch.setattr(
+        Tuning, "score", lambda self, model: 0.5 + sign * 0.01 * np.log(model.params["regularization"])
+    )
+    seen = []
+    model = EASE().fit(train, val, progress=seen.append)
+    tried = [r["config"][0] for r in seen]
+    end = EASE_LAMBDAS[-1] if rising else EASE_LAMBDAS[0]
+    expected = [end * 10 ** (sign * 0.5 * step) for step in range(1, 2 + EASE_BEYOND)]
+    assert len(tried) == len(EASE_LAMBDAS) + 2 + EASE_BEYOND
+    beyond = sorted((r for r in tried if (r > end if rising else r < end)), reverse=not rising)
+    np.testing.assert_allclose(beyond, expected)
+    assert model.params["regularization"] == tried[-1]
 
 
 @pytest.mark.parametrize(
