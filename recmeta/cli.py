@@ -501,8 +501,8 @@ def _model_list(models: list[str]) -> tuple[str, ...]:
 
     if not models:
         return ALL
-    if "all" in models:
-        return ALL
+    if "all" in models:  # all, and any model fitted only when named (ease)
+        return (*ALL, *dict.fromkeys(m for m in models if m != "all" and m not in ALL))
     return tuple(models)
 
 
@@ -516,9 +516,10 @@ def train(
             "--models",
             "-m",
             help=(
-                "maml, protonet, metalstm, ensemble, als, itemknn, popular, ease (an item-item "
-                "regression) or all (default); repeatable. The ensemble reuses the members "
-                "trained in the same run."
+                "maml, protonet, metalstm, ensemble, als, itemknn, popular or all (default), "
+                "and ease (an item-item regression, fitted only when named: --models all "
+                "--models ease adds it); repeatable. The ensemble reuses the members trained "
+                "in the same run."
             ),
         ),
     ] = None,
@@ -528,9 +529,8 @@ def train(
     max_time: Annotated[
         float | None,
         typer.Option(
-            help="Most seconds of fitting for the whole run (default 300; 0: no limit): the "
-            "baselines fit first, and the meta-learners share what they leave, each stopping in "
-            "time for its last validation to end within its share.",
+            help="Most seconds of meta-training for the whole run, shared by the meta-learners "
+            "(default 300; 0: no limit). Each stops in time for its last validation to end within its share.",
             min=0.0,
         ),
     ] = None,
@@ -709,7 +709,7 @@ def evaluate(
             "--model",
             "--models",
             "-m",
-            help="Models to compare; repeatable (default: all eight).",
+            help="Models to compare; repeatable (default: all seven; ease only when named).",
         ),
     ] = None,
     shots: Annotated[
@@ -745,8 +745,8 @@ def evaluate(
     max_time: Annotated[
         float | None,
         typer.Option(
-            help="Most seconds of fitting per seed, the baselines first and the meta-learners "
-            "sharing what they leave, as `recmeta train` shares them (default 300; 0: no limit).",
+            help="Most seconds of meta-training per seed, shared by the meta-learners as "
+            "`recmeta train` shares them (default 300; 0: no limit).",
             min=0.0,
         ),
     ] = None,

@@ -10,7 +10,7 @@ import pandas as pd
 from rich.table import Table
 
 from recmeta.evaluate.protocol import ROUTED, EvalResult
-from recmeta.learners import BASELINES
+from recmeta.learners import META_LEARNERS, REGISTRY
 from recmeta.routing import route_bands, rows
 
 FEW_USERS = 5  # a cell that averages fewer users than this (per seed) prints '-'
@@ -140,6 +140,7 @@ STYLES = {
     "popular": ("#7f7f7f", "^", ":"),
     "ease": ("#2ca02c", "D", ":"),
 }
+BASELINE_KINDS = tuple(k for k in REGISTRY if k not in META_LEARNERS)  # ease too
 
 
 def plot(result: EvalResult, metric: str, path: Path) -> Path:
@@ -154,14 +155,14 @@ def plot(result: EvalResult, metric: str, path: Path) -> Path:
     s = result.summary[result.summary.metric == metric]
     seeds = len(result.config["seeds"])
     fig, (ax, ratio_ax) = plt.subplots(1, 2, figsize=(12, 4.5), dpi=120)
-    base = s[s.model.isin(BASELINES)].groupby("shots")["mean"].max()
+    base = s[s.model.isin(BASELINE_KINDS)].groupby("shots")["mean"].max()
     lower_better = metric in ("mae", "rmse")
     for model in [*result.config["models"], ROUTED]:
         m = s[s.model == model].sort_values("shots")
         if m.empty:
             continue
         colour, marker, line = STYLES.get(model, ("black", "x", "--"))
-        filled = model not in BASELINES
+        filled = model not in BASELINE_KINDS
         style = {
             "color": colour,
             "marker": marker,
@@ -173,7 +174,7 @@ def plot(result: EvalResult, metric: str, path: Path) -> Path:
         ax.plot(m.shots, m["mean"], label=model, **style)
         if seeds > 1 and model != ROUTED:
             ax.fill_between(m.shots, m["mean"] - m["std"], m["mean"] + m["std"], alpha=0.08, color=colour)
-        if model not in BASELINES and not base.empty:
+        if model not in BASELINE_KINDS and not base.empty:
             ratio = m.set_index("shots")["mean"] / base.reindex(m.shots).to_numpy()
             ratio_ax.plot(ratio.index, ratio.to_numpy(), label=model, **style)
     shots = sorted(s.shots.unique())

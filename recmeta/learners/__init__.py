@@ -1,5 +1,5 @@
 """Every model behind one `Recommender` interface: three meta-learners, their ensemble and
-four baselines."""
+four baselines (EASE fitted only when named)."""
 
 from collections.abc import Mapping, Sequence
 
@@ -14,7 +14,7 @@ REGISTRY: dict[str, type[Recommender]] = {
     cls.kind: cls for cls in (MAML, ProtoNet, MetaLSTM, Ensemble, ALS, ItemKNN, Popular, EASE)
 }
 META_LEARNERS = ("maml", "protonet", "metalstm", "ensemble")  # the ensemble after its members
-BASELINES = ("als", "itemknn", "popular", "ease")
+BASELINES = ("als", "itemknn", "popular")
 
 
 def create(kind: str, fitted: Mapping[str, Recommender] | None = None, **params) -> Recommender:
@@ -33,6 +33,5 @@ def create(kind: str, fitted: Mapping[str, Recommender] | None = None, **params)
 
 def fit_order(kinds: Sequence[str]) -> list[str]:
     """`kinds` in the order to fit them: ALS first, so that the meta-learners start from its
-    tuned factors (`create`), then the other baselines, so that the meta-learners share what
-    time the run's budget has left (`Budget`), then the meta-learners; otherwise as given."""
-    return sorted(kinds, key=lambda k: (k != ALS.kind, k in META_LEARNERS))
+    tuned factors (`create`), the rest as given."""
+    return sorted(kinds, key=lambda k: k != ALS.kind)

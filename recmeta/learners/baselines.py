@@ -227,9 +227,12 @@ def ease_weights(gram: np.ndarray, regularization: float) -> np.ndarray:
     p = gram.copy()
     p[np.diag_indices_from(p)] += regularization
     potrf, potri = lapack.get_lapack_funcs(("potrf", "potri"), (p,))
-    factor, info = potrf(p, lower=True, overwrite_a=True, clean=False)
+    # p is symmetric: p.T, a Fortran-ordered view that LAPACK takes without a copy, is the
+    # same matrix, and its upper triangle is p's lower one
+    factor, info = potrf(p.T, lower=False, overwrite_a=True, clean=False)
     if info == 0:
-        p, info = potri(factor, lower=True, overwrite_c=True)
+        p, info = potri(factor, lower=False, overwrite_c=True)
+        p = p.T
     if info != 0:  # lost definiteness to rounding: the general inverse
         p = np.linalg.inv(gram + regularization * np.eye(len(gram), dtype=gram.dtype))
     else:

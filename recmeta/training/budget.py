@@ -1,5 +1,4 @@
-"""The fitting time of a run: the baselines fit first (`fit_order`), and its meta-learners
-share what they leave (`train` and `evaluate`)."""
+"""The meta-training time of a run, shared by its meta-learners (`train` and `evaluate`)."""
 
 from __future__ import annotations
 
@@ -7,7 +6,9 @@ import time
 
 from recmeta.learners import META_LEARNERS
 
-TRAIN_BUDGET = 300.0  # seconds of fitting a `recmeta train` run takes at most (BENCHMARKS.md, section 7)
+TRAIN_BUDGET = (
+    300.0  # seconds of meta-training a `recmeta train` run takes at most (BENCHMARKS.md, section 7)
+)
 
 
 class Budget:
