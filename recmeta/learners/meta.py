@@ -4,6 +4,7 @@ state for checkpoints. No training loop lives here."""
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import numpy as np
@@ -285,9 +286,9 @@ class MetaLearner(Recommender, nn.Module):
         return True
 
     def positive(self, name: str) -> float:
-        """The parameter `name`, refused unless it is a positive number (NaN included)."""
+        """The parameter `name`, refused unless it is a positive, finite number (not NaN)."""
         value = self.params[name]
-        if not float(value) > 0:
+        if not 0 < float(value) < math.inf:
             raise ValueError(f"{name} must be a positive number, not {value!r}")
         return float(value)
 

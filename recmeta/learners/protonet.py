@@ -6,6 +6,7 @@ toward the population prior."""
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import torch
@@ -41,6 +42,11 @@ def rating_fit(
     return w[:, 0], w[:, 1:]
 
 
+def softplus_inverse(x: float) -> float:
+    """The y with softplus(y) = x > 0, without overflow for large x."""
+    return x + math.log(-math.expm1(-x))
+
+
 GROWTH_OFF = -30.0  # raw_growth of a checkpoint saved before it existed: softplus ~ 1e-13
 
 
@@ -56,17 +62,20 @@ class ProtoNet(MetaLearner):
     """
 
     kind = "protonet"
-    defaults: ClassVar[dict[str, Any]] = {"prior_strength": 2.0, "rating_ridge": 1.0}
+    defaults: ClassVar[dict[str, Any]] = {"prior_strength": 2.0, "rating_ridge": 1.0, "pull": 1.0}
 
     def build(self, dim: int) -> None:
         self.dislike_prior = nn.Linear(dim, dim)
         nn.init.zeros_(self.dislike_prior.weight)
         nn.init.zeros_(self.dislike_prior.bias)
-        s = float(self.params["prior_strength"])
-        inv = lambda x: float(torch.log(torch.expm1(torch.tensor(x))))  # noqa: E731
-        self.raw_strength = nn.Parameter(torch.full((3,), inv(s)))
-        self.raw_tau = nn.Parameter(torch.tensor([inv(1.0), inv(0.5)]))
-        self.raw_ridge = nn.Parameter(torch.tensor(inv(self.positive("rating_ridge"))))  # learned from there
+        s = self.positive("prior_strength")
+        self.raw_strength = nn.Parameter(torch.full((3,), softplus_inverse(s)))
+        self.raw_tau = nn.Parameter(
+            torch.tensor([softplus_inverse(self.positive("pull")), softplus_inverse(0.5)])
+        )
+        self.raw_ridge = nn.Parameter(
+            torch.tensor(softplus_inverse(self.positive("rating_ridge")))
+        )  # learned from there
         self.raw_growth = nn.Parameter(torch.tensor(-3.0))  # g = softplus: 0.05 at the start
 
     def theta(

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
+from torch.nn import functional as F
 
 from recmeta.learners.backbone import weighted_sq_distances
 from recmeta.learners.metalstm import MetaLSTM
-from recmeta.learners.protonet import ProtoNet, rating_fit
+from recmeta.learners.protonet import ProtoNet, rating_fit, softplus_inverse
 from recmeta.tasks import history_batch
 from recmeta.training import fit
 from tests.learners.conftest import split_views
@@ -110,8 +112,6 @@ def test_metalstm_reads_the_latest_rows_it_was_trained_on(small):
 
 
 def test_rating_ridge_must_be_a_positive_number(small):
-    import pytest
-
     _, train, _ = split_views(small)
     for bad in (0.0, -1.0, float("nan")):
         with pytest.raises(ValueError, match="rating_ridge"):
@@ -150,3 +150,24 @@ def test_a_protonet_saved_before_the_growing_pull_scores_as_it_did(small):
     with torch.no_grad():
         model.raw_growth.fill_(-100.0)  # the pull as it was: tau_like alone
     np.testing.assert_allclose(old.score(batch), model.score(batch), rtol=1e-5, atol=1e-5)
+
+
+def test_large_starting_values_do_not_overflow(small):
+    """The pull, prior strength and rating ridge start as given, however large (their raw
+    parameters are softplus inverses, which overflowed in float32 past about 88)."""
+    assert softplus_inverse(1000.0) == 1000.0 and abs(softplus_inverse(0.5) - np.log(np.expm1(0.5))) < 1e-12
+    _, train, _ = split_views(small)
+    model = ProtoNet(pull=200.0, prior_strength=150.0, rating_ridge=300.0, dim=8, device="cpu").setup(train)
+    torch.testing.assert_close(F.softplus(model.raw_tau)[0], torch.tensor(200.0))
+    torch.testing.assert_close(F.softplus(model.raw_strength), torch.full((3,), 150.0))
+    torch.testing.assert_close(F.softplus(model.raw_ridge), torch.tensor(300.0))
+
+
+def test_starting_values_that_are_not_positive_finite_numbers_are_refused(small):
+    import pytest
+
+    _, train, _ = split_views(small)
+    for name in ("pull", "prior_strength", "rating_ridge"):
+        for bad in (0.0, -1.0, float("nan"), float("inf")):
+            with pytest.raises(ValueError, match=name):
+                ProtoNet(dim=8, device="cpu", **{name: bad}).setup(train)
