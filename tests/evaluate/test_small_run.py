@@ -70,3 +70,33 @@ def test_each_seed_shares_the_meta_training_budget_as_train_does():
         assert fitted["protonet"]["max_time"] == 500.0
     unlimited = evaluate(data, EvalConfig(**{**cfg.__dict__, "max_time": None}))
     assert unlimited.config["fitted"][0]["maml"].get("max_time") is None
+
+
+def test_the_plot_measures_every_model_against_the_best_baseline_ease_included(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from recmeta.evaluate.report import plot
+
+    means = {"maml": (0.30, 0.40), "als": (0.20, 0.25), "ease": (0.25, 0.20)}
+    summary = pd.DataFrame(
+        [
+            {"metric": "ndcg@10", "model": m, "shots": k, "mean": v, "std": 0.0}
+            for m, pair in means.items()
+            for k, v in zip((1, 5), pair, strict=True)
+        ]
+    )
+    result = SimpleNamespace(summary=summary, config={"models": list(means), "seeds": [0], "split": "random"})
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    plot(result, "ndcg@10", tmp_path / "ndcg.png")
+    ratio_ax = figures[0].axes[1]
+    curves = {line.get_label(): line.get_ydata() for line in ratio_ax.lines if line.get_label()[0] != "_"}
+    assert set(curves) == {"maml"}  # the baselines, EASE among them, are the denominator
+    np.testing.assert_allclose(curves["maml"], [0.30 / 0.25, 0.40 / 0.25])
+    assert (tmp_path / "ndcg.png").exists()
