@@ -1019,12 +1019,18 @@ def recommend(
             str(rank),
             it.item,
             *([it.title or ""] if titled else []),
-            f"{it.score:.3f}",
+            _score(it.score),
             *(["; ".join(it.reasons)] if explain else []),
         )
     out.print(t)
     for w in result.warnings:
         err.print(f"[yellow]note:[/yellow] {w}")
+
+
+def _score(value: float) -> str:
+    """A score for a table: three decimals, or three significant digits where three
+    decimals would print 0.000 (EASE's weights under a large penalty are that small)."""
+    return f"{value:.3f}" if value == 0 or abs(value) >= 5e-4 else f"{value:.2e}"
 
 
 def _stdin_pairs() -> list:
@@ -1070,7 +1076,7 @@ def similar(
     titled = any(it.title for it in result.items)
     t = Table("#", "item", *(["title"] if titled else []), "similarity", title=result.route)
     for rank, it in enumerate(result.items, start=1):
-        t.add_row(str(rank), it.item, *([it.title or ""] if titled else []), f"{it.score:.3f}")
+        t.add_row(str(rank), it.item, *([it.title or ""] if titled else []), _score(it.score))
     out.print(t)
     for w in result.warnings:
         err.print(f"[yellow]note:[/yellow] {w}")

@@ -428,3 +428,10 @@ def test_all_and_ease_name_every_default_model_and_ease():
     assert _model_list([]) == ALL and _model_list(["all"]) == ALL
     assert _model_list(["all", "ease", "ease"]) == (*ALL, "ease")
     assert _model_list(["ease", "als"]) == ("ease", "als")
+
+
+def test_tables_show_small_scores_instead_of_zeros():
+    from recmeta.cli import _score
+
+    assert [_score(v) for v in (0.0, 0.1234, -1.5, 12.0)] == ["0.000", "0.123", "-1.500", "12.000"]
+    assert _score(3.2e-5) == "3.20e-05" and _score(-2e-6) == "-2.00e-06"  # EASE under a large penalty
