@@ -289,7 +289,7 @@ class MetaLearner(Recommender, nn.Module):
         """The parameter `name`, refused unless it is a positive, finite number (not NaN)."""
         value = self.params[name]
         if not 0 < float(value) < math.inf:
-            raise ValueError(f"{name} must be a positive number, not {value!r}")
+            raise ValueError(f"{name} must be a positive, finite number, not {value!r}")
         return float(value)
 
     @property
