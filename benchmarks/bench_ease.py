@@ -10,8 +10,9 @@ so that a noisy moment falls on both); the table gives seconds (best and worst),
 of memory allocated beside the Gram matrix (numpy's allocations, traced), and the largest
 difference between the two B. The peaks come from one more, traced run of each.
 
-- *general*: `numpy.linalg.inv` of a copy of X'X + lambda I (LAPACK gesv against the
-  identity), then the division: what Steck's published code does.
+- *general*: what Steck's published code does, on a copy of X'X: lambda added to the
+  diagonal in place, `numpy.linalg.inv` (LAPACK gesv against the identity), then the
+  division into a new matrix.
 - *cholesky*: `recmeta.learners.baselines.ease_weights`: LAPACK potrf and potri in place
   on one copy, the lower triangle mirrored and the division done in place.
 """
@@ -32,8 +33,12 @@ from recmeta.tasks import positive_threshold
 
 
 def general(gram: np.ndarray, regularization: float) -> np.ndarray:
-    p = np.linalg.inv(gram + regularization * np.eye(len(gram), dtype=gram.dtype))
-    b = -p / np.diag(p)
+    """Steck's published code, on a copy of X'X (which both ways keep for the next penalty):
+    the penalty added to the diagonal in place, P = inv, B = P / -diag(P), zero diagonal."""
+    g = gram.copy()
+    g[np.diag_indices_from(g)] += regularization
+    p = np.linalg.inv(g)
+    b = p / (-np.diag(p))
     np.fill_diagonal(b, 0.0)
     return b
 

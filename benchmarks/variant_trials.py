@@ -56,7 +56,7 @@ from recmeta.learners.baselines import ease_weights, liked_matrix
 from recmeta.learners.maml import MAML
 from recmeta.learners.meta import MetaLearner
 from recmeta.learners.metalstm import MetaLSTM
-from recmeta.learners.protonet import ProtoNet
+from recmeta.learners.protonet import ProtoNet, softplus_inverse
 from recmeta.metrics import ranking_metrics, top_n
 from recmeta.store import make_engine
 from recmeta.tasks import Sequences, make_batch, positive_threshold, split_users
@@ -67,10 +67,6 @@ from recmeta.training import sampler as sampler_module
 SHOTS = (1, 3, 5, 10, 20)
 VAL_USERS = 1000
 DAY = 86400.0
-
-
-def softplus_inverse(x: float) -> float:
-    return x + float(torch.log(-torch.expm1(torch.tensor(-x, dtype=torch.float64))))
 
 
 class Growth:

@@ -234,7 +234,9 @@ def ease_weights(gram: np.ndarray, regularization: float) -> np.ndarray:
         p, info = potri(factor, lower=False, overwrite_c=True)
         p = p.T
     if info != 0:  # lost definiteness to rounding: the general inverse
-        p = np.linalg.inv(gram + regularization * np.eye(len(gram), dtype=gram.dtype))
+        p = gram.copy()
+        p[np.diag_indices_from(p)] += regularization
+        p = np.linalg.inv(p)
     else:
         mirror_lower(p)
     p /= -np.diag(p)

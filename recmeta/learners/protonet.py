@@ -68,14 +68,12 @@ class ProtoNet(MetaLearner):
         self.dislike_prior = nn.Linear(dim, dim)
         nn.init.zeros_(self.dislike_prior.weight)
         nn.init.zeros_(self.dislike_prior.bias)
-        s = self.positive("prior_strength")
-        self.raw_strength = nn.Parameter(torch.full((3,), softplus_inverse(s)))
-        self.raw_tau = nn.Parameter(
-            torch.tensor([softplus_inverse(self.positive("pull")), softplus_inverse(0.5)])
-        )
-        self.raw_ridge = nn.Parameter(
-            torch.tensor(softplus_inverse(self.positive("rating_ridge")))
-        )  # learned from there
+        strength, pull, ridge = (
+            softplus_inverse(self.positive(name)) for name in ("prior_strength", "pull", "rating_ridge")
+        )  # each learned from there
+        self.raw_strength = nn.Parameter(torch.full((3,), strength))
+        self.raw_tau = nn.Parameter(torch.tensor([pull, softplus_inverse(0.5)]))
+        self.raw_ridge = nn.Parameter(torch.tensor(ridge))
         self.raw_growth = nn.Parameter(torch.tensor(-3.0))  # g = softplus: 0.05 at the start
 
     def theta(
