@@ -36,7 +36,7 @@ from recmeta.store import repository as repo
 if TYPE_CHECKING:  # pandas, training and evaluation are imported when used: a single
     import pandas as pd  # `recmeta recommend` starts faster without them
 
-MODELS = (*META_LEARNERS, *BASELINES)  # what train and evaluate fit unless told otherwise (not ease)
+MODELS = (*META_LEARNERS, *BASELINES)  # what train and evaluate fit unless told otherwise
 BATCH_CHUNK = 1024  # users per chunk of a batch: the unit of work, of output and of sharding
 
 

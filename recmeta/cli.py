@@ -501,9 +501,7 @@ def _model_list(models: list[str]) -> tuple[str, ...]:
 
     if not models:
         return ALL
-    if "all" in models:  # all, and any model fitted only when named (ease)
-        return (*ALL, *dict.fromkeys(m for m in models if m != "all" and m not in ALL))
-    return tuple(models)
+    return ALL if "all" in models else tuple(models)
 
 
 @app.command()
@@ -516,10 +514,9 @@ def train(
             "--models",
             "-m",
             help=(
-                "maml, protonet, metalstm, ensemble, als, itemknn, popular or all (default), "
-                "and ease (an item-item regression, fitted only when named: --models all "
-                "--models ease adds it); repeatable. The ensemble reuses the members trained "
-                "in the same run."
+                "maml, protonet, metalstm, ensemble, als, itemknn, popular, ease (an item-item "
+                "regression) or all (default); repeatable. The ensemble reuses the members "
+                "trained in the same run."
             ),
         ),
     ] = None,
@@ -709,7 +706,7 @@ def evaluate(
             "--model",
             "--models",
             "-m",
-            help="Models to compare; repeatable (default: all seven; ease only when named).",
+            help="Models to compare; repeatable (default: all eight).",
         ),
     ] = None,
     shots: Annotated[

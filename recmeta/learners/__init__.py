@@ -1,5 +1,5 @@
 """Every model behind one `Recommender` interface: three meta-learners, their ensemble and
-four baselines (EASE fitted only when named)."""
+four baselines."""
 
 from collections.abc import Mapping, Sequence
 
@@ -14,7 +14,7 @@ REGISTRY: dict[str, type[Recommender]] = {
     cls.kind: cls for cls in (MAML, ProtoNet, MetaLSTM, Ensemble, ALS, ItemKNN, Popular, EASE)
 }
 META_LEARNERS = ("maml", "protonet", "metalstm", "ensemble")  # the ensemble after its members
-BASELINES = ("als", "itemknn", "popular")
+BASELINES = ("als", "itemknn", "popular", "ease")
 
 
 def create(kind: str, fitted: Mapping[str, Recommender] | None = None, **params) -> Recommender:

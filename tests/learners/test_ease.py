@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from recmeta.learners import create
 from recmeta.learners.baselines import (
@@ -12,6 +13,7 @@ from recmeta.learners.baselines import (
     EASE_LAMBDAS,
     Tuning,
     ease_weights,
+    gram_matrix,
     liked_matrix,
     mirror_lower,
     top_per_row,
@@ -66,6 +68,33 @@ def test_blocked_helpers_match_their_whole_matrix_forms():
     cols, values = top_per_row(a, 3, block=4)
     np.testing.assert_array_equal(np.sort(values, 1), np.sort(a, 1)[:, -3:])
     np.testing.assert_array_equal(values, np.take_along_axis(a, cols, 1))
+
+
+def test_the_gram_matrix_in_column_blocks_is_x_transpose_x():
+    x = sp.random(50, 13, density=0.3, format="csr", random_state=2, dtype=np.float32)
+    gram = gram_matrix(x, block=4)
+    assert gram.dtype == np.float32
+    np.testing.assert_allclose(gram, (x.T @ x).toarray(), rtol=1e-6)
+
+
+def test_the_penalty_is_picked_over_the_most_liked_items_then_fitted_over_all(small):
+    """Tuned over the `tune_items` most liked items, the picked penalty is fitted once more
+    over `max_items`: the weights are those of that penalty over them all."""
+    _, train, val = split_views(small)
+    seen = []
+    model = EASE(max_items=30, tune_items=10, neighbours=29).fit(train, val, progress=seen.append)
+    best = max(seen, key=lambda r: r["val_ndcg@10"])["config"][0]
+    assert model.params["regularization"] == best
+    whole = EASE(regularization=best, max_items=30, neighbours=29).fit(train)
+    assert abs(whole.similarity_ - model.similarity_).max() == 0
+    assert len(set(model.similarity_.tocoo().row)) > 10  # not the tuning's 10 items
+    head = set(np.argsort(-model.counts_, kind="stable")[:10])
+    seen_head = []  # what the tuning scored: EASE over those 10 items alone
+    for r in seen:
+        alone = EASE(regularization=r["config"][0], max_items=10, neighbours=29).fit(train)
+        assert set(alone.similarity_.tocoo().row) <= head
+        seen_head.append(Tuning(val, model.params["threshold"], 0).score(alone))
+    np.testing.assert_allclose(seen_head, [r["val_ndcg@10"] for r in seen])
 
 
 def test_the_item_cap_and_the_neighbour_lists(small):
@@ -131,6 +160,7 @@ def test_tuning_goes_on_past_the_end_of_the_grid_while_the_end_is_best(small, mo
         {"regularization": True},
         {"max_items": 0},
         {"neighbours": 2.5},
+        {"tune_items": 0},
     ],
 )
 def test_bad_settings_are_refused(bad):
