@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -217,14 +217,18 @@ EASE_LAMBDAS = (100.0, 1000.0, 10_000.0, 100_000.0)  # the L2 penalty's grid (x1
 EASE_BEYOND = 4  # at most this many more x3.16 steps past the grid while its end is the best
 
 
-def ease_weights(gram: np.ndarray, regularization: float) -> np.ndarray:
+def ease_weights(
+    gram: np.ndarray, regularization: float, rebuild: Callable[[], np.ndarray] | None = None
+) -> np.ndarray:
     """EASE's B for the Gram matrix X'X (in its dtype): I - P / diag(P), P = (X'X +
     regularization I)^-1, with a zero diagonal. X'X + regularization I is symmetric positive
     definite, so P comes from its Cholesky factor, in place: about a fifth of a general
-    inverse's time and one matrix of memory beside `gram`."""
+    inverse's time and one matrix of memory beside `gram`. With `rebuild` (which builds
+    X'X again), `gram` itself becomes B and no second matrix is held; `rebuild` is called
+    only if rounding made the matrix indefinite, for the general inverse."""
     from scipy.linalg import lapack
 
-    p = gram.copy()
+    p = gram if rebuild is not None else gram.copy()
     p[np.diag_indices_from(p)] += regularization
     potrf, potri = lapack.get_lapack_funcs(("potrf", "potri"), (p,))
     # p is symmetric: p.T, a Fortran-ordered view that LAPACK takes without a copy, is the
@@ -234,7 +238,7 @@ def ease_weights(gram: np.ndarray, regularization: float) -> np.ndarray:
         p, info = potri(factor, lower=False, overwrite_c=True)
         p = p.T
     if info != 0:  # lost definiteness to rounding: the general inverse
-        p = gram.copy()
+        p = rebuild() if rebuild is not None else gram.copy()
         p[np.diag_indices_from(p)] += regularization
         p = np.linalg.inv(p)
     else:
@@ -321,21 +325,22 @@ class EASE(_ItemItem):
         keep = keep[np.argsort(-self.counts_[keep], kind="stable")[: self.params["max_items"]]]
         order = np.argsort(keep)  # the most liked first in `keep`; the weights want it sorted
         keep = keep[order]
-        gram = gram_matrix(liked[:, keep].astype(np.float32))
-        if self.params["regularization"] is not None or validation is None or not validation.values.nnz:
-            self.params["regularization"] = float(self.params["regularization"] or 1000.0)
-            self._fit_one(gram, keep, train.n_items)
-            return self
-        # the penalty is picked over the `tune_items` most liked items, a smaller inverse
-        head = np.sort(np.argsort(order)[: self.params["tune_items"]])
-        head_gram = gram if len(head) == len(keep) else gram[np.ix_(head, head)]
-        self._pick(
-            Tuning(validation, self.params["threshold"], seed), head_gram, keep[head], train.n_items, progress
-        )
-        if len(head) < len(keep):
-            del head_gram
-            self._fit_one(gram, keep, train.n_items)
-        return self
+        x = liked[:, keep].astype(np.float32)
+        gram = gram_matrix(x)
+        if self.params["regularization"] is None and validation is not None and validation.values.nnz:
+            # the penalty is picked over the `tune_items` most liked items, a smaller inverse
+            head = np.sort(np.argsort(order)[: self.params["tune_items"]])
+            tuning = Tuning(validation, self.params["threshold"], seed)
+            if len(head) == len(keep):  # every item: the tuning's best fit is the fit
+                self._pick(tuning, gram, keep, train.n_items, progress)
+                return self
+            self._pick(tuning, gram[np.ix_(head, head)], keep[head], train.n_items, progress)
+        self.params["regularization"] = float(self.params["regularization"] or 1000.0)
+        # the last fit: X'X becomes B in place (rebuilt only for the rare general inverse)
+        reg = self.params["regularization"]
+        b = ease_weights(gram, reg, rebuild=lambda: gram_matrix(x)) if len(keep) else gram
+        del gram
+        return self._keep_top(b, keep, train.n_items)
 
     def _pick(self, tuning: Tuning, gram: np.ndarray, keep: np.ndarray, n_items: int, progress) -> None:
         """The penalty best on `tuning`'s users, over the grid, the midpoints around its best
@@ -353,18 +358,24 @@ class EASE(_ItemItem):
             best = self._tune(tuning, [{"regularization": tried[-1]}], fit_one, progress, best)
 
     def _fit_one(self, gram: np.ndarray, keep: np.ndarray, n_items: int) -> None:
+        """EASE over the items `keep`, whose X'X is `gram` (left as it is)."""
+        b = ease_weights(gram, self.params["regularization"]) if len(keep) else gram
+        self._keep_top(b, keep, n_items)
+
+    def _keep_top(self, b: np.ndarray, keep: np.ndarray, n_items: int) -> EASE:
+        """The weights `b` over the items `keep` as `similarity_`, each item's `neighbours`
+        largest (no item: popularity alone); returns self."""
         import scipy.sparse as sp
 
         if not len(keep):  # no positive row to learn from: popularity alone
             self.similarity_ = sp.csr_matrix((n_items, n_items), dtype=np.float32)
-            return
-        b = ease_weights(gram, self.params["regularization"])
+            return self
         top = min(self.params["neighbours"], len(keep))
         cols, values = top_per_row(b, top)
-        del b
         values = values.ravel().astype(np.float32)
         rows = np.repeat(keep, top)
         self.similarity_ = sp.csr_matrix((values, (rows, keep[cols.ravel()])), shape=(n_items, n_items))
+        return self
 
 
 def als_model(

@@ -51,10 +51,22 @@ def test_the_cholesky_inverse_is_the_general_one(dtype):
     )
 
 
-def test_a_gram_that_is_not_positive_definite_falls_back_to_the_general_inverse():
+def test_with_rebuild_the_gram_matrix_becomes_the_weights_in_place():
+    x = (np.random.default_rng(3).random((200, 30)) < 0.2).astype(np.float32)
+    built = []
+    b = ease_weights(x.T @ x, 3.0)
+    gram = x.T @ x
+    in_place = ease_weights(gram, 3.0, rebuild=lambda: built.append(1) or x.T @ x)
+    assert np.shares_memory(in_place, gram) and not built  # no second matrix, no rebuild
+    np.testing.assert_array_equal(in_place, b)
+
+
+@pytest.mark.parametrize("rebuild", [False, True])
+def test_a_gram_that_is_not_positive_definite_falls_back_to_the_general_inverse(rebuild):
     gram = np.diag([-5.0, 1.0, 2.0]) + 0.1  # with a penalty of 1, the first pivot is negative
-    b = ease_weights(gram, 1.0)
-    p = np.linalg.inv(gram + np.eye(3))
+    original = gram.copy()
+    b = ease_weights(gram, 1.0, rebuild=original.copy if rebuild else None)
+    p = np.linalg.inv(original + np.eye(3))
     expected = np.eye(3) - p / np.diag(p)
     np.fill_diagonal(expected, 0.0)
     np.testing.assert_allclose(b, expected, atol=1e-12)
