@@ -515,8 +515,9 @@ def train(
             "-m",
             help=(
                 "maml, protonet, metalstm, ensemble, als, itemknn, popular, ease (an item-item "
-                "regression) or all (default); repeatable. The ensemble reuses the members "
-                "trained in the same run."
+                "regression), episodic (item-item weights fitted on support -> query episodes) "
+                "or all (default); repeatable. The ensemble reuses the members trained in the "
+                "same run."
             ),
         ),
     ] = None,
@@ -706,7 +707,7 @@ def evaluate(
             "--model",
             "--models",
             "-m",
-            help="Models to compare; repeatable (default: all eight).",
+            help="Models to compare; repeatable (default: all nine).",
         ),
     ] = None,
     shots: Annotated[
@@ -920,7 +921,7 @@ def recommend(
         str,
         typer.Option(
             help="auto (route by history length), maml, protonet, metalstm, ensemble, als, itemknn, "
-            "popular or ease."
+            "popular, ease or episodic."
         ),
     ] = "auto",
     explain: Annotated[bool, typer.Option(help="Say why each item is there.")] = False,
@@ -1053,8 +1054,8 @@ def similar(
     model: Annotated[
         str,
         typer.Option(
-            help="auto, a meta-learner (its item embeddings), itemknn (co-liked items) or ease "
-            "(its item-item weights)."
+            help="auto, a meta-learner (its item embeddings), itemknn (co-liked items), ease or "
+            "episodic (their item-item weights)."
         ),
     ] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,

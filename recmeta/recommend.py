@@ -102,8 +102,8 @@ def item_similarities(model, row: int) -> np.ndarray:
     """Similarity of every item of `model`'s catalogue to item `row`."""
     import torch
 
-    if getattr(model, "similarity_", None) is not None:  # item kNN, EASE: their item-item weights
-        sims = np.asarray(model.similarity_[row].todense()).ravel().astype(np.float64)
+    if getattr(model, "similarity_", None) is not None:  # item kNN, EASE, episodic: item-item weights
+        sims = np.asarray(model.similarity_[row].todense()).ravel().astype(np.float64)  # (1-row band)
         if not sims.any():
             raise DataError(
                 f"{model.kind} holds no weights for this item (no item shares its positive rows, "
@@ -114,7 +114,8 @@ def item_similarities(model, row: int) -> np.ndarray:
         return np.mean([item_similarities(m, row) for m in model.models.values()], axis=0)
     if not hasattr(model, "item_embeddings"):
         raise DataError(
-            f"{model.kind} has no item embeddings; use --model maml, protonet, metalstm, itemknn or ease"
+            f"{model.kind} has no item embeddings; use --model maml, protonet, metalstm, itemknn, "
+            "ease or episodic"
         )
     model._serving()
     with torch.inference_mode():
@@ -304,7 +305,11 @@ class RecommendationService:
             Item(item=served.ids[i], title=self._title(served.ids[i]), score=float(sims[i])) for i in top
         ]
         route = f"items like {item} by {model}" + (
-            {"itemknn": " (co-liked)", "ease": " (item-item weights)"}.get(model, " (item embeddings)")
+            {
+                "itemknn": " (co-liked)",
+                "ease": " (item-item weights)",
+                "episodic": " (item-item weights)",
+            }.get(model, " (item embeddings)")
         )
         return Recommendations(
             user=None, model=model, route=route, interactions=0, items=items, warnings=notes

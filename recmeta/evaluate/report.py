@@ -139,8 +139,9 @@ STYLES = {
     "itemknn": ("#17becf", "s", ":"),
     "popular": ("#7f7f7f", "^", ":"),
     "ease": ("#2ca02c", "D", ":"),
+    "episodic": ("#9467bd", "P", ":"),
 }
-BASELINE_KINDS = tuple(k for k in REGISTRY if k not in META_LEARNERS)  # ease too
+BASELINE_KINDS = tuple(k for k in REGISTRY if k not in META_LEARNERS)  # ease and episodic too
 
 
 def plot(result: EvalResult, metric: str, path: Path) -> Path:

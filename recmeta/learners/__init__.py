@@ -4,17 +4,17 @@ four baselines."""
 from collections.abc import Mapping, Sequence
 
 from recmeta.learners.base import Recommender
-from recmeta.learners.baselines import ALS, EASE, ItemKNN, Popular
+from recmeta.learners.baselines import ALS, EASE, Episodic, ItemKNN, Popular
 from recmeta.learners.ensemble import Ensemble
 from recmeta.learners.maml import MAML
 from recmeta.learners.metalstm import MetaLSTM
 from recmeta.learners.protonet import ProtoNet
 
 REGISTRY: dict[str, type[Recommender]] = {
-    cls.kind: cls for cls in (MAML, ProtoNet, MetaLSTM, Ensemble, ALS, ItemKNN, Popular, EASE)
+    cls.kind: cls for cls in (MAML, ProtoNet, MetaLSTM, Ensemble, ALS, ItemKNN, Popular, EASE, Episodic)
 }
 META_LEARNERS = ("maml", "protonet", "metalstm", "ensemble")  # the ensemble after its members
-BASELINES = ("als", "itemknn", "popular", "ease")
+BASELINES = ("als", "itemknn", "popular", "ease", "episodic")
 
 
 def create(kind: str, fitted: Mapping[str, Recommender] | None = None, **params) -> Recommender:

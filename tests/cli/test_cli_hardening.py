@@ -360,7 +360,7 @@ def test_help_reads_plainly():
     assert "<bool>" not in text and "{path}" not in text
     assert "FORMAT" in text and "movielens-100k or movielens" in text
     text = help_of("recommend")
-    assert "popular or ease" in text and "<bool>" not in text
+    assert "popular, ease or episodic" in text and "<bool>" not in text
 
 
 def test_one_seed_tables_print_no_spread_and_write_both_plots(tmp_path):

@@ -48,6 +48,7 @@ def test_train_registers_every_model(store):
         "itemknn",
         "popular",
         "ease",
+        "episodic",
     }
     assert all("K5" in t["validation_ndcg@10"] for t in trained)
     listed = json.loads(cli(db, "models", "--json").stdout)
@@ -56,7 +57,16 @@ def test_train_registers_every_model(store):
     with session_scope(make_engine(f"sqlite:///{db}")) as session:
         route = active_models(session)["router"].config
     # the router saw how far each model's validation figures are from the ensemble's, paired
-    assert set(route["noise"]) == {"maml", "protonet", "metalstm", "als", "itemknn", "popular", "ease"}
+    assert set(route["noise"]) == {
+        "maml",
+        "protonet",
+        "metalstm",
+        "als",
+        "itemknn",
+        "popular",
+        "ease",
+        "episodic",
+    }
     assert all(se >= 0 for table in route["noise"].values() for se in table.values())
 
 

@@ -28,7 +28,7 @@ def test_small_protocol_run(tmp_path: Path):
     cfg = EvalConfig(shots=(1, 5), seeds=(0,), params={m: {"max_time": 20} for m in metas})
     result = evaluate(data, cfg)
     ndcg = result.metric_table("ndcg@10")["mean"]
-    assert set(ndcg.index) == {*metas, "ensemble", "als", "itemknn", "popular", "ease", "auto"}
+    assert set(ndcg.index) == {*metas, "ensemble", "als", "itemknn", "popular", "ease", "episodic", "auto"}
     assert result.fit_seconds["ensemble"][0] < 1.0  # built from the members fitted above
     assert np.isfinite(ndcg.to_numpy()).all()
     from recmeta.routing import served_by
