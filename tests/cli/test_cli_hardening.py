@@ -402,23 +402,25 @@ def test_max_time_bounds_the_whole_train_run(tmp_path):
     assert steps == {"maml": 1, "protonet": 1}  # each stopped within a step of its share
 
 
-def test_ease_trains_serves_and_evaluates_only_when_named(tmp_path):
+@pytest.mark.parametrize("kind", ["ease", "episodic"])
+def test_item_item_models_train_serve_and_evaluate_alone(tmp_path, kind):
     db = synth_store(tmp_path, users=120, items=40)
     models = str(tmp_path / "m")
-    res = runner.invoke(app, ["--db", db, "train", "--model", "ease", "--models-dir", models, "--json"])
+    res = runner.invoke(app, ["--db", db, "train", "--model", kind, "--models-dir", models, "--json"])
     assert res.exit_code == 0, res.output
-    assert [r["model"] for r in json.loads(res.stdout)] == ["ease"]
-    res = runner.invoke(app, ["--db", db, "recommend", "--user", "5", "--model", "ease", "--json", "-n", "3"])
-    assert res.exit_code == 0, res.output
-    assert len(json.loads(res.stdout)["items"]) == 3
-    res = runner.invoke(app, ["--db", db, "similar", "5", "--model", "ease", "--json", "-n", "3"])
+    assert [r["model"] for r in json.loads(res.stdout)] == [kind]
+    for rows in (["--user", "5"], ["--with", "3", "--with", "7"]):
+        res = runner.invoke(app, ["--db", db, "recommend", *rows, "--model", kind, "--json", "-n", "3"])
+        assert res.exit_code == 0, res.output
+        assert len(json.loads(res.stdout)["items"]) == 3
+    res = runner.invoke(app, ["--db", db, "similar", "5", "--model", kind, "--json", "-n", "3"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert "item-item weights" in out["route"] and len(out["items"]) == 3
-    args = ["--db", db, "evaluate", "--models", "ease", "--models", "popular", "--seeds", "0", "--shots", "3"]
+    args = ["--db", db, "evaluate", "--models", kind, "--models", "popular", "--seeds", "0", "--shots", "3"]
     res = runner.invoke(app, [*args, "--out", str(tmp_path / "r"), "--json"])
     assert res.exit_code == 0, res.output
-    assert "ease" in res.output and "maml" not in res.output
+    assert kind in res.output and "maml" not in res.output
 
 
 def test_all_names_every_model_ease_included():
