@@ -443,19 +443,21 @@ class Episodic(EASE):
         self.params.update(query_rows=query_rows, sizes=list(sizes))
 
     def _bands(self) -> int:
+        """One weight matrix per support size."""
         return len(self.params["sizes"])
 
     def fit(self, train, validation=None, *, progress=None, seed=0):
+        import scipy.sparse as sp
+
         keep, head, x = self._items(train)
         gram = gram_matrix(x)
         p = self.params
         untuned = p["regularization"] is None or p["query_rows"] is None
         if untuned and validation is not None and validation.values.nnz:
             self._pick_episodes(validation, gram[np.ix_(head, head)], keep[head], seed, progress)
-        p["regularization"] = float(p["regularization"] or 316.0)
-        p["query_rows"] = float(30.0 if p["query_rows"] is None else p["query_rows"])
-        import scipy.sparse as sp
-
+        start_rows, start_penalty = EPISODIC_START  # what an untuned fit takes
+        p["regularization"] = float(p["regularization"] or start_penalty)
+        p["query_rows"] = float(start_rows if p["query_rows"] is None else p["query_rows"])
         bands = []
         for i, k in enumerate(p["sizes"]):
             # X'X becomes the last band's B in place (rebuilt only for the general inverse)
