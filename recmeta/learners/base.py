@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -11,7 +11,8 @@ import torch
 
 from recmeta.errors import NotFittedError
 from recmeta.metrics import ranking_metrics, top_n
-from recmeta.tasks import Batch
+from recmeta.snapshot import Interactions
+from recmeta.tasks import Batch, Sequences, make_batch
 
 Progress = Callable[[dict[str, Any]], None]
 
@@ -106,6 +107,24 @@ def chunks(batch: Batch) -> Iterator[Batch]:
     """`batch` in parts of VAL_CHUNK users."""
     for start in range(0, len(batch.users), VAL_CHUNK):
         yield batch.rows(slice(start, start + VAL_CHUNK))
+
+
+def size_batches(
+    validation: Interactions, sizes: Sequence[int], threshold: float, seed: int, most_users: int
+) -> dict[int, Batch]:
+    """For each support size k of `sizes`, the validation users with more than k rows (a
+    seeded draw of `most_users` beyond that), their first k rows the support: what a model
+    tunes a setting per support size on. Sizes that no user passes are left out."""
+    seq = Sequences.from_data(validation, seed=seed)
+    counts = validation.counts_per_user()
+    out = {}
+    for k in sizes:
+        users = np.flatnonzero(counts > k)
+        if len(users) > most_users:
+            users = np.sort(np.random.default_rng(k).choice(users, most_users, replace=False))
+        if len(users):
+            out[k] = make_batch(seq, users, k, validation.n_items, threshold, dense=False)
+    return out
 
 
 def check_tensor(

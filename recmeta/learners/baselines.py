@@ -22,7 +22,14 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from recmeta.learners.base import Progress, Recommender, batch_csr, check_tensor, validation_ndcg
+from recmeta.learners.base import (
+    Progress,
+    Recommender,
+    batch_csr,
+    check_tensor,
+    size_batches,
+    validation_ndcg,
+)
 from recmeta.snapshot import Interactions
 from recmeta.tasks import Batch, Sequences, make_batch, positive_threshold
 
@@ -473,15 +480,7 @@ class Episodic(EASE):
         """The query rows and penalty (those not given) whose weights rank the validation
         users best, mean ndcg@10 over `sizes` (each size scored with its own weights)."""
         p, n_items = self.params, len(self.counts_)
-        seq = Sequences.from_data(validation, seed=seed)
-        counts = validation.counts_per_user()
-        batches = {}
-        for k in p["sizes"]:
-            users = np.flatnonzero(counts > k)
-            if len(users) > EPISODIC_USERS:
-                users = np.sort(np.random.default_rng(k).choice(users, EPISODIC_USERS, replace=False))
-            if len(users):
-                batches[k] = make_batch(seq, users, k, n_items, p["threshold"], dense=False)
+        batches = size_batches(validation, p["sizes"], p["threshold"], seed, EPISODIC_USERS)
         names = ("query_rows", "regularization")
         free = [i for i, name in enumerate(names) if p[name] is None]
         seen: dict[tuple[int, int], float] = {}

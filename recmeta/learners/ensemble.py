@@ -16,12 +16,12 @@ import numpy as np
 import torch
 
 from recmeta.learners.backbone import on_scale
-from recmeta.learners.base import Recommender, chunks, mask_support, ndcg_of
+from recmeta.learners.base import Recommender, chunks, mask_support, ndcg_of, size_batches
 from recmeta.learners.maml import MAML
 from recmeta.learners.metalstm import MetaLSTM
 from recmeta.learners.protonet import ProtoNet
 from recmeta.snapshot import Interactions
-from recmeta.tasks import Batch, Sequences, make_batch
+from recmeta.tasks import Batch
 
 MEMBERS: dict[str, type[Recommender]] = {cls.kind: cls for cls in (MAML, ProtoNet, MetaLSTM)}
 
@@ -130,16 +130,12 @@ class Ensemble(Recommender):
         what they say of their taste can deserve more than the population's. Ties keep the
         larger weight. Returns self."""
         members = self._members()
-        seq = Sequences.from_data(validation, seed=seed)
-        counts = validation.counts_per_user()
+        batches = size_batches(validation, BIAS_SHOTS, members[0].threshold, seed, BIAS_USERS)
         bands: list[list[float]] = []
         for k in BIAS_SHOTS:
-            users = np.flatnonzero(counts > k)
-            if len(users) < BIAS_MIN_USERS:
+            batch = batches.get(k)
+            if batch is None or len(batch.users) < BIAS_MIN_USERS:
                 break
-            if len(users) > BIAS_USERS:
-                users = np.sort(np.random.default_rng(k).choice(users, BIAS_USERS, replace=False))
-            batch = make_batch(seq, users, k, validation.n_items, members[0].threshold, dense=False)
             values: dict[float, list[np.ndarray]] = {w: [] for w in BIAS_WEIGHTS}
             for part in chunks(batch):
                 raw = [m.score(part.support_only()) for m in members]
