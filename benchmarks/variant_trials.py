@@ -21,6 +21,10 @@ Variants (`--variants`, comma-separated):
 - `maml-neighbour`: MAML's logits plus a learned, growing multiple of the user's EASE
   scores (needs `--ease-lambda`: EASE fitted once over the items with `--ease-min-count`
   training positives or more);
+- `protonet-episodic`, `maml-episodic`: the learner's logits plus s (1 + g log(1 +
+  n_liked)) x the user's summed sparse neighbour weights, started from the default
+  `episodic` model's weights (band `--episodic-band`, each item's 100 neighbours) and
+  meta-trained with the rest (`--set nbr_train=0` holds them; s and g learned);
 - `als-<factors>`: ALS at that many factors (regularization 10, alpha 10, 8 sweeps), to
   see past the tuning grid's edge.
 
@@ -276,7 +280,73 @@ class MAMLNeighbour(GlobalIds, MAML):
         return out + w * NEIGHBOURS[0].term(items, liked, self._cand)
 
 
+EPISODIC: list[tuple[torch.Tensor, torch.Tensor, float]] = []  # set by an episodic variant
+
+
+def episodic_tables(model, band: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """(items + 1, k) neighbour ids and weights of a fitted `Episodic`'s band `band` (row
+    `items` and padding point at the id `items`, weight 0), the weights divided by their
+    mean magnitude (returned third), so that Adam's steps are relative to them."""
+    n = len(model.counts_)
+    part = model.similarity_[band * n : (band + 1) * n].tocsr()
+    lengths = np.diff(part.indptr)
+    k = int(lengths.max()) if len(lengths) else 1
+    idx = np.full((n + 1, k), n, dtype=np.int64)
+    w = np.zeros((n + 1, k), dtype=np.float32)
+    rows = np.repeat(np.arange(n), lengths)
+    cols = np.arange(part.nnz) - part.indptr[rows]
+    idx[rows, cols] = part.indices
+    w[rows, cols] = part.data
+    scale = float(np.abs(part.data).mean()) if part.nnz else 1.0
+    return torch.from_numpy(idx), torch.from_numpy(w / scale), scale
+
+
+class EpisodicTerm:
+    """A learner's logits plus s (1 + g log(1 + n_liked)) x the user's summed neighbour
+    weights over their liked support items: sparse item-item weights started from the
+    episodic model's and meta-trained with the rest (s, g learned; s starts at `nw0` times
+    the episodic weights' scale)."""
+
+    def build(self, dim: int) -> None:
+        super().build(dim)
+        idx, w, scale = EPISODIC[0]
+        self.register_buffer("nbr_idx", idx.clone())
+        self.nbr_w = nn.Parameter(w.clone(), requires_grad=bool(self.params.get("nbr_train", 1)))
+        self.raw_nw = nn.Parameter(torch.tensor(softplus_inverse(float(self.params["nw0"]) * scale)))
+        self.raw_ngrowth = nn.Parameter(torch.tensor(-3.0))
+
+    def theta(self, ep, e, c, b=None, rb=None):
+        theta = super().theta(ep, e, c, b, rb)
+        return {**theta, "nb_items": self.global_items(ep), "nb_liked": ep.liked}
+
+    def logits(self, theta, e, b):
+        out = super().logits(theta, e, b)
+        items, liked = theta["nb_items"], theta["nb_liked"]
+        if items.shape[1] == 0:
+            return out
+        n_users, width = out.shape
+        n = len(self.nbr_idx) - 1
+        lookup = torch.full((n + 1,), width, dtype=torch.long, device=out.device)
+        cand = self._cand if self._cand is not None else torch.arange(min(n, width), device=out.device)
+        lookup[cand] = torch.arange(len(cand), device=out.device)
+        pos = lookup[self.nbr_idx[items]].reshape(n_users, -1)
+        w = (self.nbr_w[items] * liked[..., None]).reshape(n_users, -1)
+        term = out.new_zeros(n_users, width + 1).scatter_add_(1, pos, w)[:, :width]
+        n_liked = torch.log1p(liked.sum(1, keepdim=True))
+        return out + F.softplus(self.raw_nw) * (1 + F.softplus(self.raw_ngrowth) * n_liked) * term
+
+
+class ProtoNetEpisodic(EpisodicTerm, GlobalIds, ProtoNet):
+    defaults: ClassVar[dict[str, Any]] = {**ProtoNet.defaults, "nw0": 1.0, "nbr_train": 1}
+
+
+class MAMLEpisodic(EpisodicTerm, GlobalIds, MAML):
+    defaults: ClassVar[dict[str, Any]] = {**MAML.defaults, "nw0": 1.0, "nbr_train": 1}
+
+
 LEARNERS = {
+    "protonet-episodic": ProtoNetEpisodic,
+    "maml-episodic": MAMLEpisodic,
     "maml-neighbour": MAMLNeighbour,
     "twotable": TwoTable,
     "maml": MAML,
@@ -319,7 +389,17 @@ def table_lr(scale: float) -> None:
 
 
 def learned(model: Any) -> str:
-    names = ("raw_nw", "raw_growth", "raw_direct", "raw_lam", "raw_alpha", "raw_tau", "raw_match", "raw_temp")
+    names = (
+        "raw_nw",
+        "raw_ngrowth",
+        "raw_growth",
+        "raw_direct",
+        "raw_lam",
+        "raw_alpha",
+        "raw_tau",
+        "raw_match",
+        "raw_temp",
+    )
     found = {n[4:]: F.softplus(getattr(model, n)).flatten().tolist() for n in names if hasattr(model, n)}
     return " ".join(f"{k}=" + ",".join(f"{x:.3f}" for x in v) for k, v in found.items())
 
@@ -380,6 +460,7 @@ def main() -> None:
     ap.add_argument("--time-popularity", action="store_true")
     ap.add_argument("--ease-lambda", type=float, default=0.0, help="EASE's lambda for maml-neighbour")
     ap.add_argument("--ease-min-count", type=int, default=8, help="training positives an item needs for EASE")
+    ap.add_argument("--episodic-band", type=int, default=2, help="episodic band of *-episodic")
     ap.add_argument("--table-lr", type=float, default=1.0, help="the item tables' learning rate, times lr")
     ap.add_argument(
         "--start-factors", type=int, default=0, help="start the learners from ALS at this many factors"
@@ -421,6 +502,12 @@ def main() -> None:
     print(f"tuned ALS ({time.perf_counter() - t0:.0f} s): {als.params}", flush=True)
     report("als (tuned)", als)
     start = als
+    if any(v.endswith("-episodic") for v in a.variants.split(",")):
+        t0 = time.perf_counter()
+        episodic = fit(create("episodic"), train, val, seed=a.seed)
+        print(f"episodic ({time.perf_counter() - t0:.0f} s): {episodic.params}", flush=True)
+        report("episodic", episodic)
+        EPISODIC.append(episodic_tables(episodic, a.episodic_band))
     if a.start_factors:
         reg, alpha = als.params["regularization"], als.params["alpha"]
         start = create(
