@@ -2,7 +2,8 @@
 toward learned population prototypes; the catalogue is scored by distance to them, the
 liked prototype's pull growing with how many liked rows it averages. Ratings come from a
 ridge regression of the support's rating deviations on its items' embeddings, shrunk
-toward the population prior."""
+toward the population prior (on an implicit log, with no ratings to predict, it is not
+fitted: MAML's inner loop likewise leaves the rating terms alone there)."""
 
 from __future__ import annotations
 
@@ -87,8 +88,12 @@ class ProtoNet(MetaLearner):
         disliked = ep.mask - ep.liked
         like = prototype(es, ep.liked, prior["u"], strength[0])
         dislike = prototype(es, disliked, self.dislike_prior(c), strength[1])
-        dev = ep.values - bb.mu - rb[ep.items]
-        bu, v = rating_fit(es, dev, ep.mask, prior["bu"], prior["v"], strength[2], F.softplus(self.raw_ridge))
+        if self.params["shapes"]["implicit"]:  # no ratings to predict: the regression is skipped
+            bu, v = prior["bu"], prior["v"]
+        else:
+            dev = ep.values - bb.mu - rb[ep.items]
+            ridge = F.softplus(self.raw_ridge)
+            bu, v = rating_fit(es, dev, ep.mask, prior["bu"], prior["v"], strength[2], ridge)
         n_liked = torch.log1p(ep.liked.sum(1, keepdim=True))
         return {"like": like, "dislike": dislike, "v": v, "bu": bu, "n_liked": n_liked}
 

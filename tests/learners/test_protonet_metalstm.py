@@ -171,3 +171,24 @@ def test_starting_values_that_are_not_positive_finite_numbers_are_refused(small)
         for bad in (0.0, -1.0, float("nan"), float("inf")):
             with pytest.raises(ValueError, match=name):
                 ProtoNet(dim=8, device="cpu", **{name: bad}).setup(train)
+
+
+def test_protonet_skips_the_rating_regression_on_an_implicit_log(small_implicit, monkeypatch):
+    """An implicit log has no ratings to predict: the support's rating regression (a solve
+    per user, about a quarter of ProtoNet's time on Amazon Beauty) is not run, in training
+    or scoring, and the rating terms are the population prior's."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("rating_fit ran on an implicit log")
+
+    monkeypatch.setattr("recmeta.learners.protonet.rating_fit", refuse)
+    _, train, val = split_views(small_implicit)
+    model = fit(ProtoNet(epochs=1, dim=8, device="cpu"), train, val)
+    ones = [np.ones(3, np.float32), np.ones(1, np.float32)]
+    batch = history_batch([np.array([3, 5, 7]), np.array([2])], ones, [np.arange(3), np.arange(1)])
+    assert np.isfinite(model.score(batch)).all()
+    ep = model.episode(batch)
+    with torch.no_grad():
+        theta = model.prototypes(ep)
+        prior = model.backbone.theta0(model.backbone.context(ep))
+    torch.testing.assert_close((theta["bu"], theta["v"]), (prior["bu"], prior["v"]))
