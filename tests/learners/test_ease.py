@@ -77,9 +77,11 @@ def test_blocked_helpers_match_their_whole_matrix_forms():
     mirrored = a.copy()
     mirror_lower(mirrored, block=4)
     np.testing.assert_array_equal(mirrored, np.tril(a) + np.tril(a, -1).T)
-    cols, values = top_per_row(a, 3, block=4)
-    np.testing.assert_array_equal(np.sort(values, 1), np.sort(a, 1)[:, -3:])
-    np.testing.assert_array_equal(values, np.take_along_axis(a, cols, 1))
+    for layout in (a, np.asfortranarray(a.astype(np.float32))):  # the weights come Fortran-ordered
+        cols, values = top_per_row(layout, 3, block=4)
+        assert values.dtype == layout.dtype
+        np.testing.assert_array_equal(np.sort(values, 1), np.sort(layout, 1)[:, -3:])
+        np.testing.assert_array_equal(values, np.take_along_axis(layout, cols, 1))
 
 
 def test_the_gram_matrix_in_column_blocks_is_x_transpose_x():
