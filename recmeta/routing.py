@@ -107,6 +107,26 @@ def paired_noise(
     return out
 
 
+def _paired_errors(
+    noise: dict[str, dict[str, float]], a: str, b: str, ref: str | None, window: list[str]
+) -> list[float]:
+    """The standard error of model a's ndcg@10 less model b's at each size of `window` that
+    has one. `noise` holds each model's against the reference `ref`; two other models' is
+    bounded by the sum of theirs (the standard deviation of a difference is at most the sum
+    of those of two differences that make it up)."""
+    if a == b:
+        return []
+    against = {m: noise.get(m, {}) for m in (a, b)} | ({ref: {}} if ref is not None else {})
+    if any(m != ref and not against[m] for m in (a, b)):
+        return []  # no paired figures: no gate
+    errors = []
+    for w in window:
+        parts = [against[m].get(w) for m in (a, b) if m != ref]
+        if all(p is not None for p in parts):
+            errors.append(float(sum(parts)))
+    return errors
+
+
 def validation_users(validation: Interactions, shots=VAL_SHOTS) -> dict[str, int]:
     """How many validation users each support size of `validation_table` scores."""
     counts = validation.counts_per_user()
@@ -121,11 +141,13 @@ def routing(
     validated (`bands`: [[from rows, model], ...]; between equals a meta-learner, then the
     name). "Best there" is the mean over the size and its neighbours among the sizes from 1
     row up, so that one noisy size does not hand a band to another model; and, with `noise`
-    (`paired_noise`), a model leads the `reference_model` only by more than NOISE_Z standard
-    errors of their paired difference over those sizes, else the reference serves. Users
-    with no row go to the best model at K = 0 among those that need no support. `cold` is
-    that model, `warm` the last band's and `threshold` where the last band starts (None
-    with one band)."""
+    (`paired_noise`), a band changes hands only on a lead of more than NOISE_Z standard
+    errors of the paired difference over those sizes, else the incumbent keeps it: the
+    `reference_model` at 0 and 1 rows, after that the model serving the band below (so that
+    a lead inside the noise neither takes a band from the reference nor hands it back).
+    Users with no row go to the best model at K = 0 among those that need no support.
+    `cold` is that model, `warm` the last band's and `threshold` where the last band starts
+    (None with one band)."""
     if not validation:
         return {}
     noise = noise or {}
@@ -133,6 +155,7 @@ def routing(
     sizes = sorted({int(k[1:]) for table in validation.values() for k in table})
     warm = [k for k in sizes if k > 0]
     bands: list[list[Any]] = []
+    incumbent = ref
     for k in sizes:
         key = f"K{k}"
         window = [f"K{w}" for w in warm[max(warm.index(k) - 1, 0) : warm.index(k) + 2]] if k else [key]
@@ -140,11 +163,16 @@ def routing(
             m: float(np.mean([t[w] for w in window if w in t])) for m, t in validation.items() if key in t
         }
         best = max(sorted(scored), key=lambda m: (scored[m], m in META_LEARNERS))
-        if best != ref and ref in scored and best in noise:
-            errors = [noise[best][w] for w in window if w in noise[best] and w in validation[ref]]
-            margin = NOISE_Z * float(np.sqrt(np.sum(np.square(errors)))) / max(len(errors), 1)
-            if scored[best] - scored[ref] <= margin:
-                best = ref
+        holder = incumbent if k else ref
+        errors = _paired_errors(
+            noise, best, holder, ref, [w for w in window if w in validation.get(holder, {})]
+        )
+        if best != holder and holder in scored and errors:
+            margin = NOISE_Z * float(np.sqrt(np.sum(np.square(errors)))) / len(errors)
+            if scored[best] - scored[holder] <= margin:
+                best = holder
+        if k:
+            incumbent = best
         if not bands or bands[-1][1] != best:
             bands.append([k, best])
     if not bands:  # no size had validation users: a meta-learner, else the first model, serves

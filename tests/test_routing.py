@@ -88,6 +88,34 @@ def test_a_lead_inside_the_noise_leaves_the_band_to_the_ensemble():
     assert route["noise"] == noise
 
 
+def test_a_band_taken_from_the_ensemble_is_not_handed_back_on_a_lead_inside_the_noise():
+    """Amazon Beauty seed 0: the episodic weights took 5 and 10 rows past the noise, and
+    20 rows went back to the ensemble because their lead there (0.011 over 10-20 rows) was
+    inside it, though the ensemble led nowhere from 3 rows. The incumbent keeps a band
+    unless a challenger clears the noise against it."""
+    validation = {
+        "ensemble": {"K0": 0.027, "K1": 0.159, "K3": 0.171, "K5": 0.181, "K10": 0.168, "K20": 0.143},
+        "episodic": {"K1": 0.142, "K3": 0.184, "K5": 0.192, "K10": 0.183, "K20": 0.151},
+        "ease": {"K1": 0.135, "K3": 0.174, "K5": 0.186, "K10": 0.179, "K20": 0.143},
+    }
+    noise = {
+        "episodic": {"K1": 0.008, "K3": 0.008, "K5": 0.008, "K10": 0.008, "K20": 0.009},
+        "ease": {"K1": 0.008, "K3": 0.008, "K5": 0.008, "K10": 0.007, "K20": 0.008},
+    }
+    route = routing(validation, noise)
+    assert route["bands"] == [[0, "ensemble"], [5, "episodic"]]
+    # the ensemble takes a band back only past the noise
+    comeback = {**validation, "ensemble": {**validation["ensemble"], "K20": 0.200}}
+    assert routing(comeback, noise)["bands"] == [[0, "ensemble"], [5, "episodic"], [20, "ensemble"]]
+    # a model other than the ensemble against the incumbent: the noise of their difference
+    # is bounded by the sum of each one's against the ensemble: over 10-20 rows 2 SE are
+    # 2 x sqrt(0.015^2 + 0.017^2) / 2 = 0.023; a lead of 0.015 keeps the incumbent
+    close = {**validation, "ease": {**validation["ease"], "K20": 0.185}}
+    assert routing(close, noise)["bands"] == [[0, "ensemble"], [5, "episodic"]]
+    far = {**validation, "ease": {**validation["ease"], "K20": 0.210}}
+    assert routing(far, noise)["bands"] == [[0, "ensemble"], [5, "episodic"], [20, "ease"]]
+
+
 def test_paired_noise_is_the_standard_error_of_each_models_difference_from_the_ensemble():
     rng = np.random.default_rng(0)
     base = rng.uniform(0, 1, 400)

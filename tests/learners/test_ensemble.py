@@ -7,10 +7,35 @@ import pytest
 
 from recmeta.learners import create
 from recmeta.learners import ensemble as ensemble_module
-from recmeta.learners.ensemble import BIAS_SHOTS, BIAS_WEIGHTS, standardise
+from recmeta.learners.ensemble import BIAS_SHOTS, BIAS_WEIGHTS, Standardised
 from recmeta.tasks import Sequences, make_batch
 from recmeta.training import fit
 from tests.learners.conftest import rng_users, split_views
+
+
+def standardise(scores: np.ndarray) -> np.ndarray:
+    """Each row minus its mean, over its standard deviation (rows that are constant stay 0)."""
+    sd = scores.std(1, keepdims=True)
+    return (scores - scores.mean(1, keepdims=True)) / np.where(sd > 0, sd, 1.0)
+
+
+def test_standardised_shares_equal_standardising_each_member_again():
+    """Any per-user bias share, from statistics taken once, is the mean of the members'
+    z-scores computed directly; a constant row stays 0."""
+    rng = np.random.default_rng(0)
+    scores = [rng.normal(size=(5, 40)).astype(np.float32) * s + s for s in (1.0, 30.0, 0.01)]
+    scores[0][2] = 7.0  # a constant row
+    biases = [rng.normal(size=40) * s for s in (1.0, 3.0, 0.5)]
+    shared = Standardised(scores, biases)
+    for share in (np.zeros(5), np.full(5, 0.5), np.array([0.0, 0.25, 1.0, 0.75, 1.0])):
+        want = np.mean(
+            [standardise(s - share[:, None] * b) for s, b in zip(scores, biases, strict=True)], axis=0
+        )
+        got = shared.combine(share)
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    flat = Standardised([np.full((2, 6), 3.0, dtype=np.float32)], None).combine(np.zeros(2))
+    assert np.all(flat == 0)
 
 
 def test_ensemble_of_fitted_members_is_the_mean_of_their_z_scores(small, monkeypatch):
