@@ -41,6 +41,11 @@ DEFAULTS: dict[str, Any] = {
     "max_support": 20,
     "support_sampling": "log",  # small supports drawn more often; or "uniform" over 0..max_support
     "patience": 8,
+    # an epoch scoring this share below the best validation score so far stops training at
+    # once: the learner is overfitting its training users, not wandering in noise, and the
+    # epochs patience would still wait go to the learners fitted after it (Amazon Beauty:
+    # MAML falls 9 % in its second epoch and 24 % by its fifth; BENCHMARKS.md section 7)
+    "divergence": 0.05,
     "sampled_above": 20_000,  # catalogues larger than this train on sampled candidates
     "negatives": 2048,  # popularity-sampled candidates per step (besides the batch's own items)
     "max_val_users": 2000,  # validation users scored per support size each epoch
@@ -288,7 +293,8 @@ class MetaLearner(Recommender, nn.Module):
     def positive(self, name: str) -> float:
         """The parameter `name`, refused unless it is a positive, finite number (not NaN)."""
         value = self.params[name]
-        if not 0 < float(value) < math.inf:
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not (number and 0 < value < math.inf):
             raise ValueError(f"{name} must be a positive, finite number, not {value!r}")
         return float(value)
 

@@ -171,6 +171,7 @@ class Trainer:
         self.model, self.seed, self.progress = model, seed, progress
         self.keep_start = keep_start
         self.patience = model.params["patience"] if patience is None else patience
+        self.divergence = model.positive("divergence")
         self.max_steps = max_steps
         self.frozen_items = frozen_items
         self.group = group or Group.solo()
@@ -290,7 +291,8 @@ class Trainer:
             if self.progress:
                 self.progress(row)
             out.epochs = epoch
-            if bad_epochs >= self.patience or late or late_root:
+            diverged = val < out.best_score - self.divergence * abs(out.best_score)
+            if bad_epochs >= self.patience or diverged or late or late_root:
                 break
             epoch += 1
         out.seconds = time.perf_counter() - start

@@ -392,7 +392,7 @@ def test_one_seed_tables_print_no_spread_and_write_both_plots(tmp_path):
 def test_max_time_bounds_the_whole_train_run(tmp_path):
     db = synth_store(tmp_path, users=120, items=40)
     patient = tmp_path / "patient.toml"
-    patient.write_text("[all]\npatience = 1000\n")  # no early stopping: only time can end the run
+    patient.write_text("[all]\npatience = 1000\ndivergence = 1000\n")  # only time can end the run
     args = ["--db", db, "train", "--model", "maml", "--model", "protonet", "--epochs", "200", "--json"]
     res = runner.invoke(
         app, [*args, "--config", str(patient), "--max-time", "0.001", "--models-dir", str(tmp_path / "m")]

@@ -202,3 +202,22 @@ def test_a_step_whose_loss_is_not_finite_is_skipped(small, sampled):
     assert trainer.outcome.history[0]["skipped_steps"] == trainer.outcome.skipped_steps
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert any(not torch.equal(p, start[n]) for n, p in model.named_parameters())
+
+
+@pytest.mark.parametrize(("divergence", "epochs", "best"), [(0.05, 4, 2), (1.0, 10, 2)])
+def test_an_epoch_far_below_the_best_stops_training(small, monkeypatch, divergence, epochs, best):
+    """A validation score more than `divergence` below the best stops at once (overfitting,
+    not noise); small dips wait for `patience`. The best epoch is kept either way."""
+    _, train, val = split_views(small)
+    curve = iter([0.30, 0.31, 0.30, 0.29, 0.30, 0.29, 0.30, 0.29, 0.30, 0.29])  # 0.29: 6.5 % below
+    monkeypatch.setattr(Trainer, "validation_scores", lambda self, batches: {5: next(curve)})
+    model = create("maml", **{**FAST, "epochs": 20, "patience": 8, "divergence": divergence})
+    trainer = Trainer(model, seed=0)
+    trainer.fit(train, val)
+    assert trainer.outcome.epochs == epochs and model.best_epoch_ == best
+
+
+@pytest.mark.parametrize("bad", [0, -0.1, float("nan"), "much"])
+def test_divergence_must_be_a_positive_number(small, bad):
+    with pytest.raises(ValueError, match="divergence"):
+        Trainer(create("maml", **{**FAST, "divergence": bad}))
