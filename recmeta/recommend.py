@@ -26,7 +26,7 @@ from recmeta.ingest.ids import check_id
 from recmeta.learners import META_LEARNERS
 from recmeta.learners.protonet import ProtoNet
 from recmeta.metrics import top_n
-from recmeta.routing import reference_model, rows, served_by
+from recmeta.routing import rows, served_by
 from recmeta.store import repository as repo
 from recmeta.store import session_scope
 from recmeta.store.models import Item as ItemRow
@@ -257,27 +257,31 @@ class RecommendationService:
         name = served_by(self.router, n_rows)
         if n_rows == 0:
             return name, f"prior: no interactions yet, {name}'s population prior"
-        why = (
-            "no model led it by more than the noise"
-            if name == reference_model(list(self.router.get("validation", {})))
-            else "the best"
-        )
+        why = "the best" if self._leads(name, n_rows) else "no model led it by more than the noise"
         return name, (
             f"{'cold' if name in META_LEARNERS else 'warm'}: {n_rows} interactions, served by {name}, "
             f"{why} on validation users with about as many{self._validation_figures(name, n_rows)}"
         )
 
+    def _validation_size(self, name: str, n_rows: int) -> str | None:
+        """The key ("K5") of the largest support size validated for `name` up to `n_rows`
+        (the smallest when none is that small); None without figures."""
+        sizes = sorted(int(k[1:]) for k in self.router.get("validation", {}).get(name, {}))
+        return f"K{max((k for k in sizes if k <= n_rows), default=sizes[0])}" if sizes else None
+
+    def _leads(self, name: str, n_rows: int) -> bool:
+        """Whether `name` has the best validation figure at that size (True without figures)."""
+        table, key = self.router.get("validation", {}), self._validation_size(name, n_rows)
+        return key is None or table[name][key] >= max(v[key] for v in table.values() if key in v)
+
     def _validation_figures(self, name: str, n_rows: int) -> str:
         """' (ndcg@10 at 5 rows: ensemble 0.501, itemknn 0.511, ...)': every model's
         validation figure at the largest support size validated for `name` up to `n_rows`."""
-        table = self.router.get("validation", {})
-        sizes = sorted(int(k[1:]) for k in table.get(name, {}))
-        if not sizes:
+        table, key = self.router.get("validation", {}), self._validation_size(name, n_rows)
+        if key is None:
             return ""
-        size = max((k for k in sizes if k <= n_rows), default=sizes[0])
-        key = f"K{size}"
         figures = ", ".join(f"{m} {v[key]:.3f}" for m, v in table.items() if key in v)
-        return f" (ndcg@10 at {rows(size)}: {figures})"
+        return f" (ndcg@10 at {rows(int(key[1:]))}: {figures})"
 
     # ------------------------------------------------------------ items like an item
     def similar(self, item: str, n: int = 10, model: str = "auto") -> Recommendations:
