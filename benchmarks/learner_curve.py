@@ -2,7 +2,8 @@
 ALS start as `recmeta evaluate` fits it: the ALS configuration and a checksum of its
 factors, then each epoch's loss, validation ndcg@10 and tasks per second. `--threads`
 sets torch's threads, `--deterministic` turns on torch's deterministic algorithms (two
-runs then give the same curve; BENCHMARKS.md section 1).
+runs then give the same curve; BENCHMARKS.md section 1); `--set key=value` passes a
+learner parameter (`--set lr=0.003`).
 
 OPENBLAS_NUM_THREADS=2 python benchmarks/learner_curve.py amazon.db --model protonet --max-time 100
 OPENBLAS_NUM_THREADS=2 python benchmarks/learner_curve.py ml100k.db --model metalstm --seed 1 --max-time 280
@@ -14,6 +15,7 @@ import argparse
 import hashlib
 
 import torch
+from variant_trials import value
 
 from recmeta import snapshot
 from recmeta.learners import create
@@ -31,7 +33,9 @@ def main() -> None:
     ap.add_argument("--max-time", type=float, default=100.0, help="seconds of meta-training")
     ap.add_argument("--threads", type=int, default=None, help="torch's threads (default: torch's own)")
     ap.add_argument("--deterministic", action="store_true")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a learner parameter")
     a = ap.parse_args()
+    params = {k: value(v) for k, v in (kv.split("=", 1) for kv in a.set)}
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.use_deterministic_algorithms(a.deterministic)
@@ -42,7 +46,7 @@ def main() -> None:
     als = fit(create("als"), train, val, seed=a.seed)
     digest = hashlib.md5(als.item_factors_.tobytes()).hexdigest()
     print(f"tuned ALS {als.params}, factors md5 {digest}", flush=True)
-    model = create(a.model, fitted={"als": als}, max_time=a.max_time)
+    model = create(a.model, fitted={"als": als}, max_time=a.max_time, **params)
     rows: list[dict] = []
     Trainer(model, seed=a.seed, progress=rows.append).fit(train, val)
     for r in rows:
