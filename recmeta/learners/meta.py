@@ -44,7 +44,9 @@ DEFAULTS: dict[str, Any] = {
     # an epoch scoring this share below the best validation score so far stops training at
     # once: the learner is overfitting its training users, not wandering in noise, and the
     # epochs patience would still wait go to the learners fitted after it (Amazon Beauty:
-    # MAML falls 9 % in its second epoch and 24 % by its fifth; BENCHMARKS.md section 7)
+    # MAML falls 9 % in its second epoch and 21 % by its third; BENCHMARKS.md section 7).
+    # Not the first epoch after `hold_epochs`, when the item tables start to learn: it can
+    # dip and recover (Meta-LSTM at lr 0.003: 7 % down, then past its first epoch)
     "divergence": 0.05,
     "sampled_above": 20_000,  # catalogues larger than this train on sampled candidates
     "negatives": 2048,  # popularity-sampled candidates per step (besides the batch's own items)

@@ -291,7 +291,9 @@ class Trainer:
             if self.progress:
                 self.progress(row)
             out.epochs = epoch
-            diverged = val < out.best_score - self.divergence * abs(out.best_score)
+            # the first epoch whose item tables learn after a hold may dip and recover
+            settled = epoch > held + (1 if held else 0)
+            diverged = settled and val < out.best_score - self.divergence * abs(out.best_score)
             if bad_epochs >= self.patience or diverged or late or late_root:
                 break
             epoch += 1

@@ -204,14 +204,19 @@ def test_a_step_whose_loss_is_not_finite_is_skipped(small, sampled):
     assert any(not torch.equal(p, start[n]) for n, p in model.named_parameters())
 
 
-@pytest.mark.parametrize(("divergence", "epochs", "best"), [(0.05, 4, 2), (1.0, 10, 2)])
-def test_an_epoch_far_below_the_best_stops_training(small, monkeypatch, divergence, epochs, best):
+@pytest.mark.parametrize(
+    ("divergence", "hold", "epochs", "best"),
+    [(0.05, 0, 4, 2), (1.0, 0, 10, 2), (0.05, 1, 4, 2), (0.05, 3, 6, 2)],
+)
+def test_an_epoch_far_below_the_best_stops_training(small, monkeypatch, divergence, hold, epochs, best):
     """A validation score more than `divergence` below the best stops at once (overfitting,
-    not noise); small dips wait for `patience`. The best epoch is kept either way."""
+    not noise); small dips wait for `patience`. The best epoch is kept either way. The first
+    epoch after the item tables' hold (`hold_epochs`) does not stop: its dip can recover."""
     _, train, val = split_views(small)
     curve = iter([0.30, 0.31, 0.30, 0.29, 0.30, 0.29, 0.30, 0.29, 0.30, 0.29])  # 0.29: 6.5 % below
     monkeypatch.setattr(Trainer, "validation_scores", lambda self, batches: {5: next(curve)})
-    model = create("maml", **{**FAST, "epochs": 20, "patience": 8, "divergence": divergence})
+    params = {"epochs": 20, "patience": 8, "divergence": divergence, "hold_epochs": hold}
+    model = create("maml", **{**FAST, **params})
     trainer = Trainer(model, seed=0)
     trainer.fit(train, val)
     assert trainer.outcome.epochs == epochs and model.best_epoch_ == best
