@@ -114,17 +114,10 @@ def _paired_errors(
     has one. `noise` holds each model's against the reference `ref`; two other models' is
     bounded by the sum of theirs (the standard deviation of a difference is at most the sum
     of those of two differences that make it up)."""
-    if a == b:
-        return []
-    against = {m: noise.get(m, {}) for m in (a, b)} | ({ref: {}} if ref is not None else {})
-    if any(m != ref and not against[m] for m in (a, b)):
-        return []  # no paired figures: no gate
-    errors = []
-    for w in window:
-        parts = [against[m].get(w) for m in (a, b) if m != ref]
-        if all(p is not None for p in parts):
-            errors.append(float(sum(parts)))
-    return errors
+    others = [m for m in (a, b) if m != ref]
+    if a == b or not all(noise.get(m) for m in others):
+        return []  # the same model, or no paired figures: no gate
+    return [float(sum(noise[m][w] for m in others)) for w in window if all(w in noise[m] for m in others)]
 
 
 def validation_users(validation: Interactions, shots=VAL_SHOTS) -> dict[str, int]:
@@ -143,8 +136,9 @@ def routing(
     row up, so that one noisy size does not hand a band to another model; and, with `noise`
     (`paired_noise`), a band changes hands only on a lead of more than NOISE_Z standard
     errors of the paired difference over those sizes, else the incumbent keeps it: the
-    `reference_model` at 0 and 1 rows, after that the model serving the band below (so that
-    a lead inside the noise neither takes a band from the reference nor hands it back).
+    `reference_model` at 0 rows and at the first size with rows, after that the model
+    serving the band below (so that a lead inside the noise neither takes a band from the
+    reference nor hands it back).
     Users with no row go to the best model at K = 0 among those that need no support.
     `cold` is that model, `warm` the last band's and `threshold` where the last band starts
     (None with one band)."""
