@@ -72,3 +72,17 @@ def timed(fn, repeat: int = 1) -> float:
         fn()
         best = min(best, time.perf_counter() - t)
     return best
+
+
+def protocol_split(db: str, seed: int) -> tuple:
+    """A recmeta SQLite store's log under one seed of PROTOCOL.md: (data, positive threshold,
+    its row order (the seeded shuffle without timestamps), the user split, the training
+    users' log, the validation users' log)."""
+    from recmeta import snapshot
+    from recmeta.store import make_engine
+    from recmeta.tasks import Sequences, positive_threshold, split_users
+
+    data = snapshot.load(make_engine(f"sqlite:///{db}"))
+    split = split_users(data, seed=seed)
+    train, val = snapshot.restrict(data, split.train), snapshot.restrict(data, split.validation)
+    return data, positive_threshold(data), Sequences.from_data(data, seed=seed), split, train, val

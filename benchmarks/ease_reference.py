@@ -19,14 +19,13 @@ import time
 
 import numpy as np
 import scipy.sparse as sp
+from common import protocol_split
 
-from recmeta import snapshot
 from recmeta.evaluate.protocol import score_cell
 from recmeta.learners import create
 from recmeta.learners.base import batch_csr
 from recmeta.learners.baselines import ease_weights, liked_matrix, top_per_row
-from recmeta.store import make_engine
-from recmeta.tasks import Sequences, make_batch, positive_threshold, split_users
+from recmeta.tasks import make_batch
 from recmeta.training import fit
 
 SHOTS = (1, 3, 5, 10, 20)
@@ -122,10 +121,7 @@ def main() -> None:
     ap.add_argument("--top", help="comma-separated weights kept per item: EASE's B sparsified")
     ap.add_argument("--min-count", type=int, default=10, help="training positives an item needs to be kept")
     a = ap.parse_args()
-    data = snapshot.load(make_engine(f"sqlite:///{a.db}"))
-    threshold = positive_threshold(data)
-    seq, split = Sequences.from_data(data, seed=a.seed), split_users(data, seed=a.seed)
-    train, val = snapshot.restrict(data, split.train), snapshot.restrict(data, split.validation)
+    data, threshold, seq, split, train, val = protocol_split(a.db, a.seed)
     fmt = lambda r: " / ".join(f"{v:.3f}" for v in r)  # noqa: E731
 
     t0 = time.perf_counter()

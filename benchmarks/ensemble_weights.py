@@ -17,13 +17,12 @@ import argparse
 import itertools
 
 import numpy as np
+from common import protocol_split
 
-from recmeta import snapshot
 from recmeta.learners import create
 from recmeta.learners.base import chunks, mask_support, ndcg_of, size_batches
 from recmeta.learners.ensemble import BIAS_SHOTS, BIAS_USERS, Standardised
-from recmeta.store import make_engine
-from recmeta.tasks import Sequences, make_batch, positive_threshold, split_users
+from recmeta.tasks import make_batch
 from recmeta.training import fit
 
 GRID = [w for w in itertools.product((0, 1, 2), repeat=3) if any(w)]
@@ -55,10 +54,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-time", type=float, default=90.0, help="seconds of meta-training per learner")
     a = ap.parse_args()
-    data = snapshot.load(make_engine(f"sqlite:///{a.db}"))
-    threshold = positive_threshold(data)
-    seq, split = Sequences.from_data(data, seed=a.seed), split_users(data, seed=a.seed)
-    train, val = snapshot.restrict(data, split.train), snapshot.restrict(data, split.validation)
+    data, threshold, seq, split, train, val = protocol_split(a.db, a.seed)
     fitted = {"als": fit(create("als"), train, val, seed=a.seed)}
     for kind in ("maml", "protonet", "metalstm"):
         fitted[kind] = fit(create(kind, fitted=fitted, max_time=a.max_time), train, val, seed=a.seed)

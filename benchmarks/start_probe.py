@@ -20,15 +20,14 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+from common import protocol_split
 
-from recmeta import snapshot
 from recmeta.learners import create
 from recmeta.learners.base import mask_support
 from recmeta.learners.baselines import ALS, liked_matrix
 from recmeta.learners.meta import als_start
 from recmeta.metrics import ranking_metrics, top_n
-from recmeta.store import make_engine
-from recmeta.tasks import Sequences, make_batch, positive_threshold, split_users
+from recmeta.tasks import make_batch
 from recmeta.training import Trainer
 
 SHOTS = (1, 3, 5, 10, 20)
@@ -44,10 +43,7 @@ def main() -> None:
     ap.add_argument("--model", default="maml")
     ap.add_argument("--max-time", type=float, default=120.0)
     a = ap.parse_args()
-    data = snapshot.load(make_engine(f"sqlite:///{a.db}"))
-    threshold = positive_threshold(data)
-    seq, split = Sequences.from_data(data, seed=a.seed), split_users(data, seed=a.seed)
-    train, val = snapshot.restrict(data, split.train), snapshot.restrict(data, split.validation)
+    data, threshold, seq, split, train, val = protocol_split(a.db, a.seed)
     batches = {k: make_batch(seq, split.test, k, data.n_items, threshold, max_query=None) for k in SHOTS}
 
     def ndcg(scores_of) -> list[float]:

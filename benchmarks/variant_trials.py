@@ -48,6 +48,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from common import protocol_split
 from ease_reference import gram, kept_items
 from torch import nn
 from torch.nn import functional as F
@@ -62,8 +63,7 @@ from recmeta.learners.meta import MetaLearner
 from recmeta.learners.metalstm import MetaLSTM
 from recmeta.learners.protonet import ProtoNet, softplus_inverse
 from recmeta.metrics import ranking_metrics, top_n
-from recmeta.store import make_engine
-from recmeta.tasks import Sequences, make_batch, positive_threshold, split_users
+from recmeta.tasks import make_batch
 from recmeta.training import fit
 from recmeta.training import loop as loop_module
 from recmeta.training import sampler as sampler_module
@@ -466,13 +466,10 @@ def main() -> None:
         "--start-factors", type=int, default=0, help="start the learners from ALS at this many factors"
     )
     a = ap.parse_args()
-    data = snapshot.load(make_engine(f"sqlite:///{a.db}"))
-    threshold = positive_threshold(data)
-    seq, split = Sequences.from_data(data, seed=a.seed), split_users(data, seed=a.seed)
+    data, threshold, seq, split, train, val = protocol_split(a.db, a.seed)
     if a.time_popularity:
         time_popularity(data, split, seq, threshold)
         return
-    train, val = snapshot.restrict(data, split.train), snapshot.restrict(data, split.validation)
     params = dict(kv.split("=", 1) for kv in a.set)
     params = {k: value(v) for k, v in params.items()}
     if a.min_rows > 2:
