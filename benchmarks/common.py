@@ -86,3 +86,18 @@ def protocol_split(db: str, seed: int) -> tuple:
     split = split_users(data, seed=seed)
     train, val = snapshot.restrict(data, split.train), snapshot.restrict(data, split.validation)
     return data, positive_threshold(data), Sequences.from_data(data, seed=seed), split, train, val
+
+
+def learner_params(pairs: list[str]) -> dict:
+    """`--set key=value` pairs as learner parameters: whole numbers, then numbers, else text."""
+    out = {}
+    for key, text in (pair.split("=", 1) for pair in pairs):
+        for kind in (int, float):
+            try:
+                out[key] = kind(text)
+                break
+            except ValueError:
+                continue
+        else:
+            out[key] = text
+    return out

@@ -36,12 +36,10 @@ def per_user(ensemble, batch) -> dict[tuple[int, ...], np.ndarray]:
     for part in chunks(batch):
         visible = part.support_only()
         share = 1.0 - ensemble.bias_weight(visible.support_mask.sum(1))
-        width = None
         z = []
         for m in members:
             scores = m.score(visible)
-            width = scores.shape[1]
-            z.append(Standardised([scores], [ensemble._bias(m, width)]).combine(share))
+            z.append(Standardised([scores], [ensemble._bias(m, scores.shape[1])]).combine(share))
         for w in GRID:
             combined = sum(wi * zi for wi, zi in zip(w, z, strict=True) if wi)
             out[w].append(ndcg_of(mask_support(combined, part), part))

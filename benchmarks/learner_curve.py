@@ -15,12 +15,9 @@ import argparse
 import hashlib
 
 import torch
-from variant_trials import value
+from common import learner_params, protocol_split
 
-from recmeta import snapshot
 from recmeta.learners import create
-from recmeta.store import make_engine
-from recmeta.tasks import split_users
 from recmeta.training import fit
 from recmeta.training.loop import Trainer
 
@@ -35,14 +32,12 @@ def main() -> None:
     ap.add_argument("--deterministic", action="store_true")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a learner parameter")
     a = ap.parse_args()
-    params = {k: value(v) for k, v in (kv.split("=", 1) for kv in a.set)}
+    params = learner_params(a.set)
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.use_deterministic_algorithms(a.deterministic)
     print(f"torch threads {torch.get_num_threads()}, deterministic {a.deterministic}", flush=True)
-    data = snapshot.load(make_engine(f"sqlite:///{a.db}"))
-    split = split_users(data, seed=a.seed)
-    train, val = snapshot.restrict(data, split.train), snapshot.restrict(data, split.validation)
+    train, val = protocol_split(a.db, a.seed)[4:]
     als = fit(create("als"), train, val, seed=a.seed)
     digest = hashlib.md5(als.item_factors_.tobytes()).hexdigest()
     print(f"tuned ALS {als.params}, factors md5 {digest}", flush=True)

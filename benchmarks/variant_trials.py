@@ -48,7 +48,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from common import protocol_split
+from common import learner_params, protocol_split
 from ease_reference import gram, kept_items
 from torch import nn
 from torch.nn import functional as F
@@ -404,15 +404,6 @@ def learned(model: Any) -> str:
     return " ".join(f"{k}=" + ",".join(f"{x:.3f}" for x in v) for k, v in found.items())
 
 
-def value(text: str) -> Any:
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
 def time_popularity(data, split, seq, threshold: float) -> None:
     """Global popularity against windowed popularity of the training users' positives."""
     train = snapshot.restrict(data, split.train)
@@ -470,8 +461,7 @@ def main() -> None:
     if a.time_popularity:
         time_popularity(data, split, seq, threshold)
         return
-    params = dict(kv.split("=", 1) for kv in a.set)
-    params = {k: value(v) for k, v in params.items()}
+    params = learner_params(a.set)
     if a.min_rows > 2:
         only_users_with(a.min_rows)
     if a.table_lr != 1.0:

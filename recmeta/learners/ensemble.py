@@ -47,9 +47,12 @@ class Standardised:
         self.centred, self.beta, self.moments = [], [], []
         for i, scores in enumerate(member_scores):
             a = scores - scores.mean(1, keepdims=True, dtype=np.float64).astype(scores.dtype)
-            beta = np.zeros(scores.shape[1]) if biases is None else biases[i] - biases[i].mean()
             var_a = np.einsum("ij,ij->i", a, a, dtype=np.float64) / a.shape[1]
-            cov = (a @ beta.astype(a.dtype)).astype(np.float64) / a.shape[1]
+            if biases is None:  # no biases: nothing to correlate with
+                beta, cov = np.zeros(scores.shape[1]), np.zeros(len(a))
+            else:
+                beta = biases[i] - biases[i].mean()
+                cov = (a @ beta.astype(a.dtype)).astype(np.float64) / a.shape[1]
             self.centred.append(a)
             self.beta.append(beta)
             self.moments.append((var_a, cov, float(beta @ beta) / len(beta)))
@@ -128,15 +131,15 @@ class Ensemble(Recommender):
 
     def _weighed(self, member_scores: Sequence[np.ndarray], weights: np.ndarray) -> np.ndarray:
         """`combine` with each user's item-bias weight given."""
-        return self._standardised(member_scores, weights).combine(1.0 - weights)
+        biased = bool(np.any(weights != 1.0))
+        return self._standardised(member_scores, biased).combine(1.0 - weights)
 
-    def _standardised(self, member_scores: Sequence[np.ndarray], weights: np.ndarray) -> Standardised:
-        """`Standardised` over the members' scores (their biases only when some weight is
-        not 1)."""
+    def _standardised(self, member_scores: Sequence[np.ndarray], biased: bool) -> Standardised:
+        """`Standardised` over the members' scores, with their item biases when `biased`."""
         width = member_scores[0].shape[1]
-        biased = np.any(weights != 1.0)
-        biases = [self._bias(m, width) for m in self._members()] if biased else None
-        return Standardised(member_scores, biases)
+        return Standardised(
+            member_scores, [self._bias(m, width) for m in self._members()] if biased else None
+        )
 
     def bias_weight(self, rows: np.ndarray) -> np.ndarray:
         """The item-bias weight of users with `rows` support rows: that of the largest size
@@ -170,7 +173,7 @@ class Ensemble(Recommender):
                 break
             values: dict[float, list[np.ndarray]] = {w: [] for w in BIAS_WEIGHTS}
             for part in chunks(batch):
-                shared = self._standardised([m.score(part.support_only()) for m in members], np.zeros(1))
+                shared = self._standardised([m.score(part.support_only()) for m in members], True)
                 for w in BIAS_WEIGHTS:
                     scores = shared.combine(np.full(len(part.users), 1.0 - w))
                     values[w].append(ndcg_of(mask_support(scores, part), part))
