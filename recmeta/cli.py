@@ -229,7 +229,9 @@ def ingest_interactions(
     time_col: TimeCol = None,
     implicit: Implicit = False,
     explicit: Explicit = False,
-    sep: Annotated[str | None, typer.Option(help="Field separator (default: by extension).")] = None,
+    sep: Annotated[
+        str | None, typer.Option(help="Field separator (default: the one the first line holds).")
+    ] = None,
     header: Annotated[bool, typer.Option(help="The first line names the columns.")] = True,
     time_unit: Annotated[TimeUnit, typer.Option(help="Unit of numeric timestamps.")] = TimeUnit.s,
     encoding: Annotated[str, typer.Option(help="Text encoding.")] = "utf-8",

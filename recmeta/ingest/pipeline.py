@@ -20,12 +20,16 @@ from recmeta.errors import DataError
 from recmeta.ingest import movielens
 from recmeta.ingest.ids import check_id
 from recmeta.ingest.readers import (
-    COUNT_COLUMNS,
+    SEPARATORS,
     LogSpec,
     check_encoding,
     check_file,
+    default_sep,
+    is_count_column,
+    is_parquet,
     read_raw,
     resolve_columns,
+    sniff_sep,
     validate,
 )
 from recmeta.store import repository as repo
@@ -117,8 +121,10 @@ def ingest_log(
     rejects_path = Path(rejects_path or default_rejects_path(path))
     if on_error == "skip":
         check_writable(rejects_path)
+    sniffed = None if spec.sep or is_parquet(path) else sniff_sep(path, spec.encoding)
+    spec = replace(spec, sep=spec.sep or sniffed)
     with repo.first_load(session):
-        return _ingest_chunks(
+        report = _ingest_chunks(
             session,
             spec,
             read_raw(spec),
@@ -128,6 +134,10 @@ def ingest_log(
             progress=progress,
             catalogue=catalogue,
         )
+    if sniffed is not None and sniffed != default_sep(path):
+        name = dict(SEPARATORS)[sniffed]
+        report.notes.insert(0, f"its first line is {name}-separated: read as such (--sep sets it)")
+    return report
 
 
 def ingest_events(session: Session, events: list[dict[str, Any]], *, implicit: bool) -> IngestReport:
@@ -201,7 +211,7 @@ def _ingest_chunks(
         report.notes.append("no value column: read as an implicit log, one event per row")
     elif spec.explicit:
         pass
-    elif not spec.implicit and spec.value_col is None and cols["value"].lower() in COUNT_COLUMNS:
+    elif not spec.implicit and spec.value_col is None and is_count_column(cols["value"]):
         spec = replace(spec, implicit=True)
         report.notes.append(
             f"column {cols['value']!r} holds counts: read as an implicit log "

@@ -93,7 +93,7 @@ class LogSpec:
     time_col: str | None = None
     implicit: bool = False
     explicit: bool = False  # the value column holds ratings, whatever its name or values say
-    sep: str | None = None  # None: by extension ('.tsv' tab, else comma)
+    sep: str | None = None  # None: by extension, or what the first line is split by (`sniff_sep`)
     header: bool = True
     names: tuple[str, ...] | None = None  # column names for a headerless file
     encoding: str = "utf-8"
@@ -110,8 +110,27 @@ class Chunk:
     extra: dict = field(default_factory=dict)
 
 
+SEPARATORS = (("\t", "tab"), (",", "comma"), (";", "semicolon"), ("|", "pipe"), ("::", "double-colon"))
+
+
 def default_sep(path: Path) -> str:
     return "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
+
+
+def sniff_sep(path: Path, encoding: str = "utf-8") -> str:
+    """The field separator of a text log not given one: the extension's (tab for .tsv and
+    .tab, else comma) where the first line holds it, else the first of tab, semicolon,
+    pipe and '::' that it holds (public logs such as Last.fm's user_artists.dat are tab-
+    separated, MovieLens 1M's ratings.dat '::'), else the extension's."""
+    fallback = default_sep(path)
+    try:
+        with open(path, encoding=encoding, errors="replace", newline="") as f:
+            line = f.readline(65536)
+    except OSError:
+        return fallback
+    if fallback in line:
+        return fallback
+    return next((sep for sep, _ in SEPARATORS if sep in line), fallback)
 
 
 def is_parquet(path: Path) -> bool:
@@ -144,7 +163,7 @@ def read_raw(spec: LogSpec, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFra
     if is_parquet(path):
         yield from _read_parquet(path, chunk_rows)
         return
-    sep = spec.sep or default_sep(path)
+    sep = spec.sep or sniff_sep(path, spec.encoding)
     first = 2 if spec.header else 1
     try:
         reader = pd.read_csv(
@@ -254,8 +273,13 @@ def unix_seconds(ts: pd.Series) -> pd.Series:
 
 
 def resolve_columns(spec: LogSpec, columns: list[str]) -> dict[str, str | None]:
-    """Map the roles user/item/value/time onto the file's column names."""
+    """Map the roles user/item/value/time onto the file's column names. A name matches
+    an alias whatever its case, spaces, hyphens and underscores (`artistID`, `Artist ID`
+    and `artist_id` alike)."""
     lower = {c.lower(): c for c in columns}
+    plain: dict[str, str] = {}
+    for c in columns:
+        plain.setdefault(_plain(c), c)  # the first of two columns that read the same
     given = {"user": spec.user_col, "item": spec.item_col, "value": spec.value_col, "time": spec.time_col}
     out: dict[str, str | None] = {}
     for role, name in given.items():
@@ -267,7 +291,7 @@ def resolve_columns(spec: LogSpec, columns: list[str]) -> dict[str, str | None]:
                 )
             out[role] = name if name in columns else lower[name.lower()]
             continue
-        out[role] = next((lower[a] for a in ALIASES[role] if a in lower), None)
+        out[role] = next((plain[_plain(a)] for a in ALIASES[role] if _plain(a) in plain), None)
     for role in ("user", "item"):
         if out[role] is None:
             raise DataError(
@@ -283,10 +307,20 @@ def resolve_columns(spec: LogSpec, columns: list[str]) -> dict[str, str | None]:
     return out  # no value column and nothing else in the file: a click log (see ingest_log)
 
 
+def _plain(name: str) -> str:
+    """A column name without case, spaces, hyphens or underscores."""
+    return re.sub(r"[\s_\-]", "", name.lower())
+
+
+def is_count_column(name: str) -> bool:
+    """Whether a value column's name says it holds counts (`COUNT_COLUMNS`, spelt any way)."""
+    return _plain(name) in {_plain(c) for c in COUNT_COLUMNS}
+
+
 def _delimiter_hint(spec: LogSpec, columns: list[str]) -> str:
     if len(columns) != 1:
         return ""
-    for sep, name in (("\t", "tab"), (",", "comma"), (";", "semicolon"), ("|", "pipe")):
+    for sep, name in SEPARATORS:
         if sep in columns[0]:
             shown = "\\t" if sep == "\t" else sep
             return f" (one column: the file looks {name}-separated; pass --sep '{shown}')"

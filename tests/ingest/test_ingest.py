@@ -104,7 +104,6 @@ BAD = [
     ("year 1 as a date", GOOD + "u3,i3,4,\uff11\n", "5: column 'timestamp': impossible timestamp"),
     ("empty user id", GOOD + ",i3,4,881250999\n", "5: column 'user': empty user id"),
     ("empty item id", GOOD + "u4, ,4,881250999\n", "5: column 'item': empty item id"),
-    ("wrong delimiter", GOOD.replace(",", ";"), "looks semicolon-separated; pass --sep ';'"),
     ("ragged row", GOOD + "u3,i3,4,881250999,extra\n", "line 5: expected 4 fields, found 5"),
 ]
 
@@ -267,7 +266,7 @@ def test_parquet_timestamps_of_any_unit_are_read(sqlite_url, tmp_path):
         ingest_file(engine, lambda s: ingest_path(s, tmp_path / "far.parquet"))
 
 
-@pytest.mark.parametrize("name", ["weight", "plays", "listens", "playcount", "purchases"])
+@pytest.mark.parametrize("name", ["weight", "plays", "listens", "playcount", "Play Count", "purchases"])
 def test_count_named_value_columns_read_as_implicit_unless_explicit(sqlite_url, tmp_path, name):
     path = tmp_path / "log.csv"
     path.write_text(f"userID,itemID,{name}\n1,2,3\n1,3,1\n2,2,7\n")
@@ -295,6 +294,44 @@ def test_long_tailed_whole_numbers_read_as_counts(sqlite_url, tmp_path):
     engine2 = make_engine(f"sqlite:///{tmp_path / 'r.db'}")
     (report,) = ingest_file(engine2, lambda s: ingest_path(s, ratings))
     assert not report.notes and stats_of(engine2)["implicit"] is False
+
+
+def test_the_separator_is_read_from_the_first_line_with_a_note(sqlite_url, tmp_path):
+    # Last.fm's user_artists.dat as published: tab-separated, camelCase ids, play counts
+    path = write(
+        tmp_path / "user_artists.dat", "userID\tartistID\tweight\n2\t51\t13883\n2\t52\t11690\n3\t51\t5\n"
+    )
+    engine = make_engine(sqlite_url)
+    report = run(engine, LogSpec(path=path))
+    assert report.inserted == 3 and counts(engine) == (2, 2, 3)
+    assert report.notes[0] == "its first line is tab-separated: read as such (--sep sets it)"
+    assert stats_of(engine)["implicit"] is True  # 'weight' holds counts
+    semicolons = write(tmp_path / "excel.csv", GOOD.replace(",", ";"))
+    engine2 = make_engine(f"sqlite:///{tmp_path / 'e.db'}")
+    report = run(engine2, LogSpec(path=semicolons))
+    assert counts(engine2) == (2, 2, 3) and "semicolon-separated" in report.notes[0]
+    # a comma-separated .csv reads as before, without a note
+    assert not run(
+        make_engine(f"sqlite:///{tmp_path / 'g.db'}"), LogSpec(path=write(tmp_path / "g.csv", GOOD))
+    ).notes
+
+
+def test_a_separator_given_that_the_file_lacks_gets_a_hint_and_writes_nothing(sqlite_url, tmp_path):
+    engine = make_engine(sqlite_url)
+    path = write(tmp_path / "log.dat", GOOD.replace(",", "\t"))
+    with pytest.raises(DataError, match=r"looks tab-separated; pass --sep '\\t'"):
+        run(engine, LogSpec(path=path, sep=","))
+    assert counts(engine) == (0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    "header", ["User ID,Artist-ID,Rating", "USER_ID,artistId,rating", "userId,itemID,rating"]
+)
+def test_column_names_match_whatever_their_case_spaces_hyphens_and_underscores(sqlite_url, tmp_path, header):
+    path = write(tmp_path / "log.csv", header + "\nu1,i1,5\nu2,i1,3\n")
+    engine = make_engine(sqlite_url)
+    assert run(engine, LogSpec(path=path)).inserted == 2
+    assert counts(engine) == (2, 1, 2)
 
 
 def stats_of(engine):
