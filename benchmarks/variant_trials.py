@@ -8,6 +8,11 @@ Variants (`--variants`, comma-separated):
 - `metalstm-direct`: Meta-LSTM's u plus a learned multiple of the mean liked support
   embedding, growing with log(1 + n_liked) (a path that personalises before the LSTM has
   learned anything);
+- `metalstm-mean`: Meta-LSTM writing the user's parameters from the mean of its outputs
+  over the support rows instead of its last state;
+- `metalstm-norm`: Meta-LSTM reading the item embeddings divided by the table's RMS entry
+  (unit scale); `metalstm-norm-gain` also multiplies u's written increment by 1 / (RMS
+  entry x sqrt(dim));
 - `metalstm-growth`, `maml-growth`: the personal term <u, e_i> weighted by
   1 + g log(1 + n_liked), g learned (ProtoNet's growing pull, on u);
 - `ridge`: u from a closed-form implicit-ALS fold-in over the learner's own embeddings
@@ -112,6 +117,45 @@ class MetaLSTMDirect(MetaLSTM):
         mean = torch.bmm(ep.liked[:, None], e[ep.items])[:, 0] / n.clamp(min=1)
         a = F.softplus(self.raw_direct) * (1 + F.softplus(self.raw_growth) * torch.log1p(n))
         return {**theta, "u": theta["u"] + a * mean}
+
+
+class MetaLSTMMean(MetaLSTM):
+    """The user's parameters written from the mean of the LSTM's outputs over the support
+    rows instead of its state after the last one (no recency weighting where the rows
+    have no order)."""
+
+    def read(self, ep, e):
+        from recmeta.learners.metalstm import latest_rows
+
+        ep = latest_rows(ep, self.params["max_support"])
+        gaps = torch.diff(ep.times, dim=1, prepend=ep.times[:, :1]).clamp(min=0)
+        parts = [e[ep.items], self.backbone.norm_values(ep.values)[..., None], ep.liked[..., None]]
+        x = torch.cat([*parts, torch.log1p(gaps / 3600.0)[..., None]], dim=-1) * ep.mask[..., None]
+        out, _ = self.lstm(x)
+        n = ep.mask.sum(1, keepdim=True)
+        return (out * ep.mask[..., None]).sum(1) / n.clamp(min=1)
+
+
+class MetaLSTMNorm(MetaLSTM):
+    """Meta-LSTM reading the item embeddings at unit scale: divided by the table's RMS
+    entry (the ALS start's rows have a mean norm of `init_scale`, 0.1, so each entry is
+    about 0.01 and barely moves the LSTM's gates)."""
+
+    def read(self, ep, e):
+        return super().read(ep, e / e.detach().pow(2).mean().sqrt().clamp(min=1e-8))
+
+
+class MetaLSTMNormGain(MetaLSTMNorm):
+    """`metalstm-norm` with u's written increment at the embeddings' scale too: times
+    1 / (RMS entry x sqrt(dim)), so that a unit increment moves a logit by about one."""
+
+    def theta(self, ep, e, c, b=None, rb=None):
+        theta = super().theta(ep, e, c, b, rb)
+        if ep.items.shape[1] == 0:
+            return theta
+        prior = self.backbone.theta0(c)["u"]
+        gain = 1.0 / (e.detach().pow(2).mean().sqrt().clamp(min=1e-8) * e.shape[1] ** 0.5)
+        return {**theta, "u": prior + gain * (theta["u"] - prior)}
 
 
 class RidgeFold(MetaLearner):
@@ -355,6 +399,9 @@ LEARNERS = {
     "maml-growth": MAMLGrowth,
     "metalstm-growth": MetaLSTMGrowth,
     "metalstm-direct": MetaLSTMDirect,
+    "metalstm-mean": MetaLSTMMean,
+    "metalstm-norm": MetaLSTMNorm,
+    "metalstm-norm-gain": MetaLSTMNormGain,
     "ridge": RidgeFold,
     "protonet-match": ProtoNetMatch,
 }
