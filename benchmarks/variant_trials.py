@@ -11,8 +11,9 @@ Variants (`--variants`, comma-separated):
 - `metalstm-mean`: Meta-LSTM writing the user's parameters from the mean of its outputs
   over the support rows instead of its last state;
 - `metalstm-norm`: Meta-LSTM reading the item embeddings divided by the table's RMS entry
-  (unit scale); `metalstm-norm-gain` also multiplies u's written increment by 1 / (RMS
-  entry x sqrt(dim));
+  (unit scale); `metalstm-gain` multiplies them by the fixed sqrt(dim) / init_scale
+  instead; `metalstm-norm-gain` also multiplies u's written increment by 1 / (RMS entry x
+  sqrt(dim));
 - `metalstm-growth`, `maml-growth`: the personal term <u, e_i> weighted by
   1 + g log(1 + n_liked), g learned (ProtoNet's growing pull, on u);
 - `ridge`: u from a closed-form implicit-ALS fold-in over the learner's own embeddings
@@ -143,6 +144,14 @@ class MetaLSTMNorm(MetaLSTM):
 
     def read(self, ep, e):
         return super().read(ep, e / e.detach().pow(2).mean().sqrt().clamp(min=1e-8))
+
+
+class MetaLSTMGain(MetaLSTM):
+    """Meta-LSTM reading the item embeddings times the fixed sqrt(dim) / init_scale (the
+    start's rows have norm init_scale, so its entries read at about one)."""
+
+    def read(self, ep, e):
+        return super().read(ep, e * (self.backbone.dim**0.5 / self.params["init_scale"]))
 
 
 class MetaLSTMNormGain(MetaLSTMNorm):
@@ -401,6 +410,7 @@ LEARNERS = {
     "metalstm-direct": MetaLSTMDirect,
     "metalstm-mean": MetaLSTMMean,
     "metalstm-norm": MetaLSTMNorm,
+    "metalstm-gain": MetaLSTMGain,
     "metalstm-norm-gain": MetaLSTMNormGain,
     "ridge": RidgeFold,
     "protonet-match": ProtoNetMatch,
