@@ -31,6 +31,9 @@ Variants (`--variants`, comma-separated):
   n_liked)) x the user's summed sparse neighbour weights, started from the default
   `episodic` model's weights (band `--episodic-band`, each item's 100 neighbours) and
   meta-trained with the rest (`--set nbr_train=0` holds them; s and g learned);
+- with `--crossfit S`, any variant meta-trains on a share S of the training users while
+  ALS (its start) and the episodic weights are fitted on the others, so that what it
+  learns of their worth comes from users whose rows did not build them;
 - `als-<factors>`: ALS at that many factors (regularization 10, alpha 10, 8 sweeps), to
   see past the tuning grid's edge.
 
@@ -513,8 +516,20 @@ def main() -> None:
     ap.add_argument(
         "--start-factors", type=int, default=0, help="start the learners from ALS at this many factors"
     )
+    ap.add_argument(
+        "--crossfit",
+        type=float,
+        default=0.0,
+        help="meta-train on this share of the training users; ALS and the episodic weights on the rest",
+    )
     a = ap.parse_args()
     data, threshold, seq, split, train, val = protocol_split(a.db, a.seed)
+    base = full = train  # base: the training users ALS and the episodic weights are fitted on
+    if a.crossfit:
+        users = np.random.default_rng(1000 + a.seed).permutation(split.train)
+        n_meta = round(a.crossfit * len(users))
+        base, train = snapshot.restrict(data, users[n_meta:]), snapshot.restrict(data, users[:n_meta])
+        print(f"cross-fit: {len(users) - n_meta:,} users fit ALS and the episodic weights, {n_meta:,} learn")
     if a.time_popularity:
         time_popularity(data, split, seq, threshold)
         return
@@ -542,13 +557,15 @@ def main() -> None:
         print(f"{name}: " + "; ".join(parts), flush=True)
 
     t0 = time.perf_counter()
-    als = fit(create("als"), train, val, seed=a.seed)
+    als = fit(create("als"), base, val, seed=a.seed)
     print(f"tuned ALS ({time.perf_counter() - t0:.0f} s): {als.params}", flush=True)
     report("als (tuned)", als)
     start = als
     if any(v.endswith("-episodic") for v in a.variants.split(",")):
+        if a.crossfit:
+            report("episodic, every training user", fit(create("episodic"), full, val, seed=a.seed))
         t0 = time.perf_counter()
-        episodic = fit(create("episodic"), train, val, seed=a.seed)
+        episodic = fit(create("episodic"), base, val, seed=a.seed)
         print(f"episodic ({time.perf_counter() - t0:.0f} s): {episodic.params}", flush=True)
         report("episodic", episodic)
         EPISODIC.append(episodic_tables(episodic, a.episodic_band))
