@@ -274,8 +274,8 @@ def unix_seconds(ts: pd.Series) -> pd.Series:
 
 def resolve_columns(spec: LogSpec, columns: list[str]) -> dict[str, str | None]:
     """Map the roles user/item/value/time onto the file's column names. A name matches
-    an alias whatever its case, spaces, hyphens and underscores (`artistID`, `Artist ID`
-    and `artist_id` alike)."""
+    an alias, or a name given, whatever its case, spaces, hyphens and underscores
+    (`artistID`, `Artist ID` and `artist_id` alike)."""
     lower = {c.lower(): c for c in columns}
     plain: dict[str, str] = {}
     for c in columns:
@@ -284,12 +284,13 @@ def resolve_columns(spec: LogSpec, columns: list[str]) -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     for role, name in given.items():
         if name is not None:
-            if name not in columns and name.lower() not in lower:
+            found = name if name in columns else lower.get(name.lower()) or plain.get(_plain(name))
+            if found is None:
                 raise DataError(
                     f"{spec.path}:1: no column {name!r} for the {role}; the file has "
                     f"{columns}{_delimiter_hint(spec, columns)}"
                 )
-            out[role] = name if name in columns else lower[name.lower()]
+            out[role] = found
             continue
         out[role] = next((plain[_plain(a)] for a in ALIASES[role] if _plain(a) in plain), None)
     for role in ("user", "item"):

@@ -334,6 +334,15 @@ def test_column_names_match_whatever_their_case_spaces_hyphens_and_underscores(s
     assert counts(engine) == (2, 1, 2)
 
 
+def test_a_column_given_matches_whatever_its_spelling(sqlite_url, tmp_path):
+    path = write(tmp_path / "log.csv", "Listener ID,Artist-ID,Plays\nu1,a1,5\nu2,a1,3\n")
+    engine = make_engine(sqlite_url)
+    spec = LogSpec(path=path, user_col="listener_id", item_col="artist id", value_col="PLAYS", implicit=True)
+    assert run(engine, spec).inserted == 2
+    with pytest.raises(DataError, match="no column 'listener' for the user"):
+        run(make_engine(f"sqlite:///{tmp_path / 'e.db'}"), LogSpec(path=path, user_col="listener"))
+
+
 def stats_of(engine):
     with session_scope(engine) as session:
         return stats(session)
