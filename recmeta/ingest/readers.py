@@ -110,7 +110,15 @@ class Chunk:
     extra: dict = field(default_factory=dict)
 
 
-SEPARATORS = (("\t", "tab"), (",", "comma"), (";", "semicolon"), ("|", "pipe"), ("::", "double-colon"))
+WHITESPACE = r"\s+"  # runs of spaces or tabs (pandas reads it without its slower Python engine)
+SEPARATORS = (
+    ("\t", "tab"),
+    (",", "comma"),
+    (";", "semicolon"),
+    ("|", "pipe"),
+    ("::", "double-colon"),
+    (WHITESPACE, "whitespace"),
+)
 
 
 def default_sep(path: Path) -> str:
@@ -120,17 +128,23 @@ def default_sep(path: Path) -> str:
 def sniff_sep(path: Path, encoding: str = "utf-8") -> str:
     """The field separator of a text log not given one: the extension's (tab for .tsv and
     .tab, else comma) where the first line holds it, else the first of tab, semicolon,
-    pipe and '::' that it holds (public logs such as Last.fm's user_artists.dat are tab-
-    separated, MovieLens 1M's ratings.dat '::'), else the extension's."""
+    pipe, '::' and spaces that it holds (public logs such as Last.fm's user_artists.dat
+    are tab-separated, MovieLens 1M's ratings.dat '::', Epinions' ratings spaced), else
+    the extension's."""
     fallback = default_sep(path)
     try:
         with open(path, encoding=encoding, errors="replace", newline="") as f:
             line = f.readline(65536)
     except OSError:
         return fallback
-    if fallback in line:
+    if holds(line, fallback):
         return fallback
-    return next((sep for sep, _ in SEPARATORS if sep in line), fallback)
+    return next((sep for sep, _ in SEPARATORS if holds(line, sep)), fallback)
+
+
+def holds(line: str, sep: str) -> bool:
+    """Whether a line has fields split by `sep` (spaces: between words, not at its ends)."""
+    return bool(re.search(sep, line.strip())) if sep == WHITESPACE else sep in line
 
 
 def is_parquet(path: Path) -> bool:
@@ -176,7 +190,7 @@ def read_raw(spec: LogSpec, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFra
             skip_blank_lines=False,
             chunksize=chunk_rows,
             encoding=spec.encoding,
-            engine="python" if len(sep) > 1 else "c",
+            engine="python" if len(sep) > 1 and sep != WHITESPACE else "c",
         )
         for frame in reader:
             frame.columns = [str(c).strip() for c in frame.columns]
@@ -322,7 +336,7 @@ def _delimiter_hint(spec: LogSpec, columns: list[str]) -> str:
     if len(columns) != 1:
         return ""
     for sep, name in SEPARATORS:
-        if sep in columns[0]:
+        if holds(columns[0], sep):
             shown = "\\t" if sep == "\t" else sep
             return f" (one column: the file looks {name}-separated; pass --sep '{shown}')"
     return ""

@@ -310,6 +310,10 @@ def test_the_separator_is_read_from_the_first_line_with_a_note(sqlite_url, tmp_p
     engine2 = make_engine(f"sqlite:///{tmp_path / 'e.db'}")
     report = run(engine2, LogSpec(path=semicolons))
     assert counts(engine2) == (2, 2, 3) and "semicolon-separated" in report.notes[0]
+    spaced = write(tmp_path / "ratings.txt", "user item rating\nu1 i1  5\nu1\ti2 3 \nu2 i1 4\n")
+    engine3 = make_engine(f"sqlite:///{tmp_path / 's.db'}")
+    report = run(engine3, LogSpec(path=spaced))
+    assert counts(engine3) == (2, 2, 3) and "whitespace-separated" in report.notes[0]
     # a comma-separated .csv reads as before, without a note
     assert not run(
         make_engine(f"sqlite:///{tmp_path / 'g.db'}"), LogSpec(path=write(tmp_path / "g.csv", GOOD))
