@@ -30,7 +30,8 @@ Variants (`--variants`, comma-separated):
 - `protonet-episodic`, `maml-episodic`: the learner's logits plus s (1 + g log(1 +
   n_liked)) x the user's summed sparse neighbour weights, started from the default
   `episodic` model's weights (band `--episodic-band`, each item's 100 neighbours) and
-  meta-trained with the rest (`--set nbr_train=0` holds them; s and g learned);
+  meta-trained with the rest (`--set nbr_train=0` holds them; s and g learned); `--mix
+  0,0.5` also scores them with the learner's own logits multiplied by 0 and 0.5;
 - with `--crossfit S`, any variant meta-trains on a share S of the training users while
   ALS (its start) and the episodic weights are fitted on the others, so that what it
   learns of their worth comes from users whose rows did not build them;
@@ -375,8 +376,10 @@ class EpisodicTerm:
         theta = super().theta(ep, e, c, b, rb)
         return {**theta, "nb_items": self.global_items(ep), "nb_liked": ep.liked}
 
+    mix = 1.0  # what the learner's own logits are multiplied by (`--mix`, when scoring)
+
     def logits(self, theta, e, b):
-        out = super().logits(theta, e, b)
+        out = super().logits(theta, e, b) * (1.0 if self.training else self.mix)
         items, liked = theta["nb_items"], theta["nb_liked"]
         if items.shape[1] == 0:
             return out
@@ -522,6 +525,7 @@ def main() -> None:
         default=0.0,
         help="meta-train on this share of the training users; ALS and the episodic weights on the rest",
     )
+    ap.add_argument("--mix", default="", help="*-episodic: also score with the learner's logits x these")
     a = ap.parse_args()
     data, threshold, seq, split, train, val = protocol_split(a.db, a.seed)
     base = full = train  # base: the training users ALS and the episodic weights are fitted on
@@ -592,6 +596,9 @@ def main() -> None:
         took = time.perf_counter() - t0
         print(f"{name}: {took:.0f} s, best epoch {model.best_epoch_} {learned(model)}", flush=True)
         report(name, model)
+        for mix in [float(m) for m in a.mix.split(",")] if a.mix and isinstance(model, EpisodicTerm) else []:
+            model.mix = mix
+            report(f"{name}, the learner's own logits x {mix:g} when scoring", model)
 
 
 if __name__ == "__main__":
