@@ -36,7 +36,9 @@ Variants (`--variants`, comma-separated):
   ALS (its start) and the episodic weights are fitted on the others, so that what it
   learns of their worth comes from users whose rows did not build them;
 - `als-<factors>`: ALS at that many factors (regularization 10, alpha 10, 8 sweeps), to
-  see past the tuning grid's edge.
+  see past the tuning grid's edge;
+- `episodic-<items>`: the default `episodic` model fitted over that many items (its
+  `max_items`), timed.
 
 `--set key=value` passes a learner parameter to every learner variant (`sampled_above=100000`
 trains on the whole catalogue); `--min-rows N` meta-trains on training users with N rows or
@@ -130,15 +132,8 @@ class MetaLSTMMean(MetaLSTM):
     have no order)."""
 
     def read(self, ep, e):
-        from recmeta.learners.metalstm import latest_rows
-
-        ep = latest_rows(ep, self.params["max_support"])
-        gaps = torch.diff(ep.times, dim=1, prepend=ep.times[:, :1]).clamp(min=0)
-        parts = [e[ep.items], self.backbone.norm_values(ep.values)[..., None], ep.liked[..., None]]
-        x = torch.cat([*parts, torch.log1p(gaps / 3600.0)[..., None]], dim=-1) * ep.mask[..., None]
-        out, _ = self.lstm(x)
-        n = ep.mask.sum(1, keepdim=True)
-        return (out * ep.mask[..., None]).sum(1) / n.clamp(min=1)
+        out, mask = self.outputs(ep, e)
+        return (out * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
 
 
 class MetaLSTMNorm(MetaLSTM):
@@ -589,6 +584,12 @@ def main() -> None:
             factors = int(name[4:])
             model = create("als", factors=factors, regularization=10.0, alpha=10.0, iterations=8)
             report(name, fit(model, train, None, seed=a.seed))
+            continue
+        if name.startswith("episodic-"):
+            t0 = time.perf_counter()
+            model = fit(create("episodic", max_items=int(name[9:])), base, val, seed=a.seed)
+            print(f"{name}: {time.perf_counter() - t0:.1f} s, {model.params}", flush=True)
+            report(name, model)
             continue
         model = LEARNERS[name](start=start, max_time=a.max_time, **params)
         t0 = time.perf_counter()

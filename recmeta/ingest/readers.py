@@ -129,8 +129,7 @@ def sniff_sep(path: Path, encoding: str = "utf-8") -> str:
     """The field separator of a text log not given one: the extension's (tab for .tsv and
     .tab, else comma) where the first line holds it, else the first of tab, semicolon,
     pipe, '::' and spaces that it holds (public logs such as Last.fm's user_artists.dat
-    are tab-separated, MovieLens 1M's ratings.dat '::', Epinions' ratings spaced), else
-    the extension's."""
+    are tab-separated, MovieLens 1M's ratings.dat '::'), else the extension's."""
     fallback = default_sep(path)
     try:
         with open(path, encoding=encoding, errors="replace", newline="") as f:

@@ -50,6 +50,14 @@ class MetaLSTM(MetaLearner):
         It reads a user's latest `max_support` rows: the lengths it was meta-trained on (on
         ML-100K validation users with 50 or 100 rows, reading all of them was no better).
         """
+        out, mask = self.outputs(ep, e)
+        last = (mask.sum(1).long() - 1).clamp(min=0)
+        h = out[torch.arange(len(out), device=out.device), last]
+        return h * (mask.sum(1, keepdim=True) > 0)
+
+    def outputs(self, ep: Episode, e: Tensor) -> tuple[Tensor, Tensor]:
+        """The LSTM's (B, S, hidden) outputs over each user's latest `max_support` rows,
+        and the (B, S) mask of the rows they read."""
         ep = latest_rows(ep, self.params["max_support"])
         gaps = torch.diff(ep.times, dim=1, prepend=ep.times[:, :1]).clamp(min=0)
         x = torch.cat(
@@ -61,11 +69,8 @@ class MetaLSTM(MetaLearner):
             ],
             dim=-1,
         )
-        x = x * ep.mask[..., None]
-        out, _ = self.lstm(x)
-        last = (ep.mask.sum(1).long() - 1).clamp(min=0)
-        h = out[torch.arange(len(out), device=out.device), last]
-        return h * (ep.mask.sum(1, keepdim=True) > 0)
+        out, _ = self.lstm(x * ep.mask[..., None])
+        return out, ep.mask
 
     def theta(
         self, ep: Episode, e: Tensor, c: Tensor, b: Tensor | None = None, rb: Tensor | None = None
