@@ -359,11 +359,11 @@ def db_current() -> None:
 @fail_cleanly
 def data_synth(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder to write into.")] = Path("data/synth"),
-    users: Annotated[int, typer.Option(help="Number of users.")] = 1000,
-    items: Annotated[int, typer.Option(help="Number of items.")] = 400,
-    groups: Annotated[int, typer.Option(help="Planted taste groups.")] = 5,
+    users: Annotated[int, typer.Option(help="Number of users.", min=1)] = 1000,
+    items: Annotated[int, typer.Option(help="Number of items.", min=1)] = 400,
+    groups: Annotated[int, typer.Option(help="Planted taste groups.", min=1)] = 5,
     implicit: Annotated[bool, typer.Option(help="Counts instead of ratings.")] = False,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed.", min=0)] = 0,
     drift: Annotated[
         float,
         typer.Option(
@@ -534,7 +534,7 @@ def train(
             min=0.0,
         ),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Random seed (split, initialisation, sampling).")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed (split, initialisation, sampling).", min=0)] = 0,
     models_dir: Annotated[Path, typer.Option(help="Where checkpoints are written.")] = Path("models"),
     resume: Annotated[
         bool,
@@ -714,10 +714,10 @@ def evaluate(
     ] = None,
     shots: Annotated[
         list[int] | None,
-        typer.Option("--shots", help="Support sizes K; repeatable (default: 0 1 3 5 10 20)."),
+        typer.Option("--shots", help="Support sizes K; repeatable (default: 0 1 3 5 10 20).", min=0),
     ] = None,
     seeds: Annotated[
-        list[int] | None, typer.Option("--seeds", help="Seeds; repeatable (default: 0 1 2).")
+        list[int] | None, typer.Option("--seeds", help="Seeds; repeatable (default: 0 1 2).", min=0)
     ] = None,
     split: Annotated[
         SplitKind, typer.Option(help="temporal: the newest users are the test users.")
@@ -725,7 +725,9 @@ def evaluate(
     n: Annotated[
         int, typer.Option("--cutoff", "-n", help="Cutoff N of ndcg@N, recall@N, hr@N, mrr@N.", min=1)
     ] = 10,
-    min_interactions: Annotated[int, typer.Option(help="Users with fewer rows are never evaluated.")] = 20,
+    min_interactions: Annotated[
+        int, typer.Option(help="Users with fewer rows are never evaluated.", min=1)
+    ] = 20,
     log_path: Annotated[
         Path | None, typer.Option("--log", help="Evaluate a log file in a temporary store instead of --db.")
     ] = None,

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recmeta.errors import DataError
+from recmeta.errors import DataError, check_whole
 
 MOVIELENS_URLS = {
     "movielens-100k": "https://files.grouplens.org/datasets/movielens/ml-100k.zip",
@@ -31,6 +31,13 @@ class SynthConfig:
     implicit: bool = False
     seed: int = 0
     drift: float = 0.0  # share of users and of items whose taste group / genres move over time
+
+    def __post_init__(self) -> None:
+        for name in ("users", "items", "groups", "min_interactions", "mean_interactions"):
+            check_whole(name, getattr(self, name), 1)
+        check_whole("seed", self.seed, 0)
+        if not 0.0 <= self.drift <= 1.0:
+            raise DataError(f"drift is a share of users and items, from 0 to 1, not {self.drift!r}")
 
 
 def synth(cfg: SynthConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:

@@ -1,5 +1,7 @@
 """The exceptions recmeta raises; the CLI turns each into a message and exit code 1."""
 
+from numbers import Integral
+
 
 class RecmetaError(Exception):
     """Base class of every error recmeta raises on purpose."""
@@ -31,3 +33,19 @@ class StoreError(RecmetaError):
 
 class WorkerError(RecmetaError):
     """A worker of a data-parallel run stopped, so the run cannot go on."""
+
+
+def check_whole(name: str, values, low: int) -> None:
+    """A DataError unless every one of `values` (a number or a sequence of them; a sequence
+    holds at least one) is a whole number, `low` or more."""
+    many = isinstance(values, list | tuple)
+    bad = [
+        v
+        for v in (values if many else [values])
+        if isinstance(v, bool) or not isinstance(v, Integral) or v < low
+    ]
+    if bad or (many and not values):
+        shown = (bad or "none") if many else repr(values)
+        raise DataError(
+            f"{name} must be {'whole numbers' if many else 'a whole number'}, {low} or more, not {shown}"
+        )

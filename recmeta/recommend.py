@@ -29,6 +29,7 @@ from recmeta.metrics import top_n
 from recmeta.routing import rows, served_by
 from recmeta.store import repository as repo
 from recmeta.store import session_scope
+from recmeta.store.models import MAX_VALUE
 from recmeta.store.models import Item as ItemRow
 from recmeta.tasks import Batch, history_batch
 
@@ -415,8 +416,8 @@ class RecommendationService:
         if not math.isfinite(value):
             raise DataError(f"{raw!r}: the value must be a finite number")
         if self.implicit:
-            if value < 0:
-                raise DataError(f"{raw!r}: counts in this implicit log are 0 or more")
+            if not 0 <= value <= MAX_VALUE:
+                raise DataError(f"{raw!r}: counts in this implicit log run from 0 to {MAX_VALUE:g}")
         elif self.low_value is not None and not self.low_value <= value <= self.top_value:
             raise DataError(
                 f"{raw!r}: values in this store run from {self.low_value:g} to {self.top_value:g}"

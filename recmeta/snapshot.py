@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 
 from recmeta.store import repository as repo
 from recmeta.store import session_scope
-from recmeta.store.models import Item, User
+from recmeta.store.models import MAX_VALUE, Item, User
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -222,7 +222,23 @@ def read_rows(
         fill += np.bincount(u, minlength=n_users)
     if not np.array_equal(fill, indptr[1:]):
         raise StoreError("the interactions changed while they were read; run the command again")
+    _check_values(rows.values)
     return rows
+
+
+def _check_values(values: np.ndarray) -> None:
+    """Values enter the models' math only when finite and within ±MAX_VALUE, as ingest
+    writes them; a store written by other means may hold others."""
+    from recmeta.errors import DataError
+
+    bad = ~(np.abs(values) <= MAX_VALUE)  # NaN fails the comparison
+    if bad.any():
+        raise DataError(
+            f"the store holds {int(bad.sum()):,} interaction value(s) that are not finite numbers "
+            f"within ±{MAX_VALUE:g} (such as {float(values[bad][0])!r}); no model can learn from "
+            "them: delete or correct those rows of the interactions table, or ingest the log again "
+            "into a new store"
+        )
 
 
 def _assemble(

@@ -18,7 +18,7 @@ import numpy as np
 from sqlalchemy import Engine
 
 from recmeta import checkpoint, snapshot
-from recmeta.errors import CheckpointError, DataError
+from recmeta.errors import CheckpointError, DataError, check_whole
 from recmeta.learners import BASELINES, META_LEARNERS, REGISTRY, Recommender, create, fit_order
 from recmeta.learners.baselines import ALS
 from recmeta.learners.meta import MetaLearner
@@ -113,6 +113,7 @@ def _check_models(cfg: TrainConfig) -> None:
         raise DataError(f"unknown model(s) {unknown}; choose from {', '.join(REGISTRY)} or all")
     if cfg.replay is not None and cfg.replay < 0:
         raise DataError(f"--replay must be 0 or more, not {cfg.replay}")
+    check_whole("--seed", cfg.seed, 0)
 
 
 def train(engine: Engine, cfg: TrainConfig, progress: ProgressFactory | None = None) -> list[Trained] | None:

@@ -26,6 +26,25 @@ def test_snapshot_matches_the_log(db_url, tmp_path):
     assert data.watermark["interactions"] == 5
 
 
+@pytest.mark.parametrize("value", ["1e300", "'NaN'", "-1e13"])
+def test_a_value_no_model_can_take_stops_the_snapshot_with_what_to_do(sqlite_url, tmp_path, value):
+    """A store written by other means than ingest (which rejects such rows) may hold a value
+    that is not finite or beyond ±1e12: loading it is a clear error, not NaN in the models."""
+    from sqlalchemy import text
+
+    from recmeta.errors import DataError
+
+    engine = make_engine(sqlite_url)
+    path = write(tmp_path / "log.csv", "user,item,rating\na,x,5\na,y,3\nb,x,4\n")
+    ingest_file(engine, lambda s: ingest_log(s, LogSpec(path=path)))
+    with engine.begin() as conn:
+        conn.execute(text(f"UPDATE interactions SET value = {value} WHERE id = 2"))
+    with pytest.raises(
+        DataError, match="1 interaction value.*not finite numbers within ±1e\\+12.*delete or correct"
+    ):
+        snapshot.load(engine)
+
+
 def test_features_from_metadata():
     users = pd.DataFrame(
         {

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from recmeta.errors import DataError
+from recmeta.errors import DataError, check_whole
 from recmeta.evaluate.continual import (
     POPULAR,
     RECENT,
@@ -314,6 +314,7 @@ def evaluate_continual(log: Log, cfg: ContinualConfig, progress: Progress | None
             f"--continual compares strategies of the meta-learners ({', '.join(META_LEARNERS)}), not "
             f"{', '.join(unknown)}; recent and overall popularity are always reported"
         )
+    check_whole("seeds", list(cfg.seeds), 0)
     b, T = cfg.first_stage, cfg.last
     if not 0 <= b <= T <= log.n_periods - 2:
         raise DataError(

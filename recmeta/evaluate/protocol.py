@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from recmeta import snapshot
-from recmeta.errors import DataError
+from recmeta.errors import DataError, check_whole
 from recmeta.learners import BASELINES, META_LEARNERS, REGISTRY, Recommender, create, fit_order
 from recmeta.learners.base import unseen_scores
 from recmeta.metrics import graded_ndcg, ranking_metrics, rating_errors, top_n
@@ -63,9 +63,7 @@ def evaluate(data: Interactions, cfg: EvalConfig, progress: Progress | None = No
     row "auto" is the routed system: per seed, the router that `recmeta train` would store
     is chosen on the validation users, and each test user gets the list of the model that
     it routes their number of support rows to."""
-    unknown = [m for m in cfg.models if m not in REGISTRY]
-    if unknown:
-        raise ValueError(f"unknown model(s) {unknown}; choose from {', '.join(REGISTRY)}")
+    check_config(cfg)
     start = time.perf_counter()
     threshold = positive_threshold(data, cfg.threshold)
     records, fit_seconds, routes, fitted = [], {m: [] for m in cfg.models}, {}, {}
@@ -136,6 +134,16 @@ def evaluate(data: Interactions, cfg: EvalConfig, progress: Progress | None = No
         fit_seconds=fit_seconds,
         seconds=time.perf_counter() - start,
     )
+
+
+def check_config(cfg: EvalConfig) -> None:
+    """Every setting of `cfg` that enters the protocol, checked before anything is fitted."""
+    unknown = [m for m in cfg.models if m not in REGISTRY]
+    if unknown:
+        raise ValueError(f"unknown model(s) {unknown}; choose from {', '.join(REGISTRY)}")
+    check_whole("shots", list(cfg.shots), 0)
+    check_whole("seeds", list(cfg.seeds), 0)
+    check_whole("min_interactions", cfg.min_interactions, 1)
 
 
 def fitted_config(model: Recommender) -> dict[str, Any]:

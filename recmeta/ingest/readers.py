@@ -17,6 +17,7 @@ import pandas as pd
 
 from recmeta.errors import DataError
 from recmeta.ingest.ids import CONTROL, MAX_ID_LENGTH
+from recmeta.store.models import MAX_VALUE
 
 CHUNK_ROWS = 200_000
 MAX_UNIX_SECONDS = 4_102_444_800  # 2100-01-01: later timestamps are taken as impossible
@@ -379,6 +380,11 @@ def validate(raw: pd.DataFrame, cols: dict[str, str | None], spec: LogSpec) -> C
         flag(vtext == "", f"column {cols['value']!r}: missing value")
         flag(value.isna(), f"column {cols['value']!r}: {{}} is not a number", vtext)
         flag(~np.isfinite(value.fillna(0)), f"column {cols['value']!r}: not a finite number")
+        flag(
+            value.abs() > MAX_VALUE,
+            f"column {cols['value']!r}: {{}} is beyond ±{MAX_VALUE:g}, larger than any rating or count",
+            vtext,
+        )
     else:
         value = pd.Series(1.0, index=raw.index)
 

@@ -100,7 +100,8 @@ def validation_ndcg(model: Recommender, batch: Batch, n: int = 10) -> float:
     """Mean ndcg@n over the users of a batch with query targets (support items removed),
     scored VAL_CHUNK users at a time."""
     values = [ndcg_of(unseen_scores(model, part), part, n) for part in chunks(batch)]
-    return float(np.mean(np.concatenate(values)))
+    found = np.concatenate(values) if values else np.empty(0)
+    return float(found.mean()) if len(found) else float("nan")  # NaN: no user has a target
 
 
 def chunks(batch: Batch) -> Iterator[Batch]:

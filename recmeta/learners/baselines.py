@@ -153,7 +153,8 @@ class _ItemItem(_FromLiked):
             ndcg = tuning.score(self)
             if progress:
                 progress({"config": tuple(config.values()), "val_ndcg@10": ndcg})
-            if ndcg > best[0]:
+            # the first fit stands when none scores (NaN: no validation user has a target)
+            if ndcg > best[0] or best[1] is None:
                 best = (ndcg, config, self.similarity_)
         ndcg, config, self.similarity_ = best
         self.params.update(config)

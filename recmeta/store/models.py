@@ -19,6 +19,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+# the largest magnitude of an interaction value recmeta takes: no rating or count is near it,
+# and the models' 32-bit float math stays finite on values, their squares and their sums
+MAX_VALUE = 1e12
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",

@@ -249,7 +249,9 @@ def interaction_blocks(
         while rows := cursor.fetchmany(block):
             arr = np.array(rows, dtype=np.float64).reshape(len(rows), len(types))
             del rows
-            yield [arr[:, col].astype(kind) for col, kind in enumerate(types)]
+            with np.errstate(over="ignore"):  # a value past float32 becomes inf: snapshot rejects it
+                block_cols = [arr[:, col].astype(kind) for col, kind in enumerate(types)]
+            yield block_cols
     finally:
         cursor.close()
 

@@ -5,6 +5,7 @@ with --debug), and nothing is written."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -95,11 +96,42 @@ def test_infinite_timestamps_are_rejected_rows_not_a_traceback(tmp_path):
         ["train", "--epochs", "-3"],
         ["train", "--max-time", "-1"],
         ["evaluate", "--epochs", "0"],
+        ["train", "--seed", "-1"],
+        ["evaluate", "--seeds", "0", "--seeds", "-1"],
+        ["evaluate", "--shots", "-1"],
+        ["evaluate", "--min-interactions", "0"],
+        ["data", "synth", "--seed", "-1"],
+        ["data", "synth", "--users", "0"],
+        ["data", "synth", "--items", "-5"],
+        ["data", "synth", "--groups", "0"],
     ],
 )
 def test_option_values_out_of_range_are_usage_errors(tmp_path, args):
     res = runner.invoke(app, ["--db", str(tmp_path / "x.db"), *args])
     assert res.exit_code == 2 and "Invalid value" in res.output
+
+
+def test_the_python_api_checks_the_same_settings():
+    """What the CLI's option ranges refuse, the functions it calls refuse too (a DataError
+    naming the setting), for a script that calls them directly."""
+    from recmeta.datasets import SynthConfig
+    from recmeta.errors import DataError
+    from recmeta.evaluate.protocol import EvalConfig, check_config
+
+    for bad, says in [
+        (dict(shots=(1, -1)), "shots must be whole numbers, 0 or more, not [-1]"),
+        (dict(seeds=()), "seeds must be whole numbers, 0 or more, not none"),
+        (dict(min_interactions=0), "min_interactions must be a whole number, 1 or more"),
+    ]:
+        with pytest.raises(DataError, match=re.escape(says)):
+            check_config(EvalConfig(**bad))
+    for bad, says in [
+        (dict(users=0), "users must"),
+        (dict(seed=-1), "seed must"),
+        (dict(drift=1.5), "drift"),
+    ]:
+        with pytest.raises(DataError, match=says):
+            SynthConfig(**bad)
 
 
 @pytest.mark.parametrize(

@@ -360,6 +360,9 @@ def test_a_click_log_end_to_end(tmp_path):
     reasons = " ".join(r for it in json.loads(res.stdout)["items"] for r in it["reasons"])
     assert "because you have item i" in reasons or "close to what you have" in reasons
     assert "rated" not in reasons and "dislike" not in reasons
+    for count in ("-1", "1e13"):  # a count enters the math from 0 to 1e12, as ingest takes it
+        res = cli(db, "recommend", "--with", f"i1:{count}", "--model", "protonet")
+        assert res.exit_code == 1 and "counts in this implicit log run from 0 to 1e+12" in res.output
 
 
 @pytest.mark.parametrize(

@@ -102,6 +102,7 @@ BAD = [
     ("impossible time", GOOD + "u3,i3,4,99999999999\n", "5: column 'timestamp': impossible timestamp"),
     ("negative time", GOOD + "u3,i3,4,-5\n", "5: column 'timestamp': impossible timestamp"),
     ("year 1 as a date", GOOD + "u3,i3,4,\uff11\n", "5: column 'timestamp': impossible timestamp"),
+    ("value past float32", GOOD + "u3,i3,1e300,881250999\n", "5: column 'rating': '1e300' is beyond ±1e+12"),
     ("empty user id", GOOD + ",i3,4,881250999\n", "5: column 'user': empty user id"),
     ("empty item id", GOOD + "u4, ,4,881250999\n", "5: column 'item': empty item id"),
     ("ragged row", GOOD + "u3,i3,4,881250999,extra\n", "line 5: expected 4 fields, found 5"),

@@ -141,3 +141,19 @@ def test_item_knn_tuning_keeps_the_best_neighbours_and_weighting_on_validation(s
     assert ItemKNN(neighbours=7).fit(train, val).params == {**ItemKNN(neighbours=7).params, "threshold": 4.0}
     with pytest.raises(ValueError, match="weighting"):
         ItemKNN(weighting="jaccard")
+
+
+@pytest.mark.parametrize("kind", ["itemknn", "ease"])
+def test_tuning_with_no_validation_user_to_score_keeps_a_configuration(small, kind):
+    """Validation users too short to score (no one past 10 rows) make every configuration's
+    figure NaN: the tuner keeps a configuration and the model scores, without a traceback."""
+    from recmeta import snapshot
+
+    split, train, _ = split_views(small)
+    counts = small.counts_per_user()
+    short = snapshot.restrict(small, np.flatnonzero(counts <= 10))
+    assert short.values.nnz and not (short.counts_per_user() > 10).any()
+    model = create(kind).fit(train, short)
+    batch = make_batch(Sequences.from_data(small), split.test, 3, small.n_items, 4.0)
+    assert np.isfinite(base.validation_ndcg(model, batch))
+    assert model.params.get("neighbours") or model.params.get("regularization")
