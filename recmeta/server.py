@@ -299,6 +299,8 @@ async def json_body(request: Request) -> Any:
         return json.loads(raw)
     except (UnicodeDecodeError, ValueError) as exc:
         raise DataError(f"the body is not JSON: {exc}") from None
+    except RecursionError:  # arrays or objects nested thousands deep
+        raise DataError("the body nests arrays or objects too deep to read; send flat JSON") from None
 
 
 MAX_BODY = 8 << 20  # bytes per request: more is a file for `recmeta ingest`
