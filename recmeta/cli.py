@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from typer.exceptions import TyperException
 
@@ -57,7 +58,7 @@ def fail_cleanly(fn):
         try:
             return fn(*args, **kwargs)
         except RecmetaError as exc:
-            err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/yellow]")
@@ -68,7 +69,7 @@ def fail_cleanly(fn):
             if State.debug:
                 raise
             err.print(
-                f"[red]internal error:[/red] {type(exc).__name__}: {exc}. Nothing was changed; "
+                f"[red]internal error:[/red] {type(exc).__name__}: {escape(str(exc))}. Nothing was changed; "
                 "rerun with --debug for the traceback and report it.",
                 highlight=False,
                 soft_wrap=True,
@@ -206,11 +207,11 @@ def _report_table(reports, as_json: bool) -> None:
     out.print(table)
     for r in reports:
         if r.rejects_path:
-            out.print(f"[yellow]{r.rejected:,} row(s) rejected[/yellow]; see {r.rejects_path}")
+            out.print(f"[yellow]{r.rejected:,} row(s) rejected[/yellow]; see {escape(str(r.rejects_path))}")
         if r.seen_before and r.inserted == 0:
-            out.print(f"{r.source} was ingested before; nothing new.")
+            out.print(f"{escape(str(r.source))} was ingested before; nothing new.")
         for note in r.notes:
-            out.print(f"[yellow]note:[/yellow] {r.source}: {note}")
+            out.print(f"[yellow]note:[/yellow] {escape(f'{r.source}: {note}')}")
 
 
 @ingest_app.command("interactions")
@@ -394,7 +395,7 @@ def data_synth(
         task = bar.add_task("rows", total=None)
         paths = write_synth(cfg, out_dir, progress=lambda k: bar.advance(task, k))
     for kind, p in paths.items():
-        out.print(f"{kind}: {p}")
+        out.print(f"{kind}: {escape(str(p))}")
 
 
 @data_app.command("download")
@@ -406,7 +407,7 @@ def data_download(
     """Download and unpack a public MovieLens archive."""
     from recmeta.datasets import download
 
-    out.print(f"unpacked into {download(name, dest)}")
+    out.print(f"unpacked into {escape(str(download(name, dest)))}")
 
 
 @data_app.command("unpack")
@@ -418,7 +419,7 @@ def data_unpack(
     """Unpack a MovieLens zip fetched by hand."""
     from recmeta.datasets import unpack
 
-    out.print(f"unpacked into {unpack(archive, dest)}")
+    out.print(f"unpacked into {escape(str(unpack(archive, dest)))}")
 
 
 @app.command()
@@ -492,7 +493,7 @@ def step_progress(label: str, total: int, transient: bool = False):
 def plain_progress(text: str) -> None:
     """A progress line on stderr when it is not a terminal (a log file, a pipe, a CI job)."""
     if not err.is_terminal:
-        err.print(text, highlight=False, soft_wrap=True)
+        err.print(text, highlight=False, soft_wrap=True, markup=False)
 
 
 FEW_USERS = 5  # a table cell that averages fewer users than this prints '-'
@@ -655,7 +656,7 @@ def train(
         rows = max(r.new_rows for r in results)
         out.print(f"continued from the active checkpoints with {rows:,} new interaction(s)")
     if results:
-        out.print(f"checkpoints in {results[0].path.parent}; `recmeta models` lists them")
+        out.print(f"checkpoints in {escape(str(results[0].path.parent))}; `recmeta models` lists them")
         _print_routing()
     if results and not any(r.validation for r in results):
         err.print(
@@ -850,7 +851,9 @@ def evaluate(
     out.print(table(result, f"ndcg@{n}"))
     if "mae" in set(result.summary.metric):
         out.print(table(result, "mae"))
-    out.print(f"{result.seconds:.0f} s; report {paths['json']}, plots {paths['ndcg']} {paths['recall']}")
+    out.print(
+        escape(f"{result.seconds:.0f} s; report {paths['json']}, plots {paths['ndcg']} {paths['recall']}")
+    )
 
 
 def _evaluate_continual(
@@ -895,7 +898,9 @@ def _evaluate_continual(
         return
     for t in tables(result):
         out.print(t)
-    out.print(f"{result.seconds:.0f} s; report {paths['json']}, plots {paths['heatmap']} {paths['next']}")
+    out.print(
+        escape(f"{result.seconds:.0f} s; report {paths['json']}, plots {paths['heatmap']} {paths['next']}")
+    )
 
 
 # ---------------------------------------------------------------- recommend
@@ -994,10 +999,13 @@ def recommend(
                 threads=State.threads,
                 progress=lambda k: bar.advance(task, k),
             )
-        out.print(f"{done['users']:,} users, {done['rows']:,} rows -> {out_path}")
+        out.print(f"{done['users']:,} users, {done['rows']:,} rows -> {escape(str(out_path))}")
         if done["unknown"]:
             example = done["unknown_example"]
-            err.print(f"[yellow]note:[/yellow] {done['unknown']:,} unknown user(s) skipped, e.g. {example!r}")
+            err.print(
+                f"[yellow]note:[/yellow] {done['unknown']:,} unknown user(s) skipped, "
+                f"e.g. {escape(repr(example))}"
+            )
         return
     options = {"n": n, "model": model, "explain": explain, "exclude": banned, "candidates": allowed}
     if with_items:
@@ -1026,7 +1034,7 @@ def recommend(
         )
     out.print(t)
     for w in result.warnings:
-        err.print(f"[yellow]note:[/yellow] {w}")
+        err.print(f"[yellow]note:[/yellow] {escape(w)}")
 
 
 def _score(value: float) -> str:
@@ -1081,7 +1089,7 @@ def similar(
         t.add_row(str(rank), it.item, *([it.title or ""] if titled else []), _score(it.score))
     out.print(t)
     for w in result.warnings:
-        err.print(f"[yellow]note:[/yellow] {w}")
+        err.print(f"[yellow]note:[/yellow] {escape(w)}")
 
 
 @app.command()

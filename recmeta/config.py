@@ -32,6 +32,11 @@ def read_config(path: Path) -> dict[str, dict[str, Any]]:
         raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not a TOML file ({exc})") from None
+    flat = [k for k, v in raw.items() if not isinstance(v, dict)]
+    if flat:
+        raise DataError(
+            f"{path}: `{flat[0]} = ...` stands outside a table; put it under a model's [name] or [all]"
+        )
     unknown = [k for k in raw if k != "all" and k not in REGISTRY]
     if unknown:
         raise DataError(
@@ -41,8 +46,6 @@ def read_config(path: Path) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for kind in REGISTRY:
         params = {**(shared if kind in META_LEARNERS and kind != "ensemble" else {}), **raw.get(kind, {})}
-        if not isinstance(params, dict):
-            raise DataError(f"{path}: [{kind}] must be a table of parameters")
         if params:
             try:
                 create(kind, **params)

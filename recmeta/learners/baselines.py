@@ -16,7 +16,7 @@ import math
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -30,6 +30,7 @@ from recmeta.learners.base import (
     size_batches,
     validation_ndcg,
 )
+from recmeta.learners.hyper import check_hyper, defaults_of
 from recmeta.snapshot import Interactions
 from recmeta.tasks import Batch, Sequences, make_batch, positive_threshold
 
@@ -63,6 +64,10 @@ class _FromLiked(Recommender):
     """Shared parts: threshold, popularity tie-break, support weights."""
 
     counts_: np.ndarray | None = None
+
+    def __init__(self, **params: Any) -> None:
+        check_hyper(params, defaults_of(type(self).__init__))  # ranges and types, at entry
+        super().__init__(**params)
 
     def _prepare(self, train: Interactions) -> sp.csr_matrix:
         self.params["threshold"] = positive_threshold(train, self.params.get("threshold"))
@@ -335,12 +340,6 @@ class EASE(_ItemItem):
         tune_items: int = 2_500,
         threshold: float | None = None,
     ) -> None:
-        for name, value in (("max_items", max_items), ("neighbours", neighbours), ("tune_items", tune_items)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a whole number, 1 or more, not {value!r}")
-        number = isinstance(regularization, int | float) and not isinstance(regularization, bool)
-        if regularization is not None and not (number and 0 < regularization < math.inf):
-            raise ValueError(f"regularization must be a positive number, not {regularization!r}")
         super().__init__(
             regularization=regularization,
             max_items=max_items,

@@ -109,8 +109,6 @@ class MAML(MetaLearner):
         theta = bb.theta0(c)
         rate_weight = 0.0 if self.params["shapes"]["implicit"] else self.params["rate_weight"]
         training = torch.is_grad_enabled()
-        if self.params["inner_grad"] not in ("closed", "autograd"):
-            raise ValueError(f"inner_grad must be 'closed' or 'autograd', not {self.params['inner_grad']!r}")
         step = (
             vmap(grad(support_loss), in_dims=(0, None, None, None, None, 0, 0, 0, 0, None))
             if training and self.params["inner_grad"] == "autograd"

@@ -12,7 +12,6 @@ import torch
 from torch import Tensor, nn
 
 from recmeta.learners.backbone import (
-    RATE_LOSSES,
     Backbone,
     Episode,
     LossTerms,
@@ -25,10 +24,10 @@ from recmeta.learners.backbone import (
 )
 from recmeta.learners.base import Recommender, check_tensor
 from recmeta.learners.baselines import ALS, als_item_factors, liked_matrix
+from recmeta.learners.hyper import check_hyper
 from recmeta.snapshot import Interactions
 from recmeta.tasks import Batch, positive_threshold
 
-ITEM_INITS = ("tuned", "als", "random")
 OPTIM = "optim/"  # checkpoint tensors under this prefix are the optimiser's state, not the model's
 
 DEFAULTS: dict[str, Any] = {
@@ -86,6 +85,7 @@ class MetaLearner(Recommender, nn.Module):
         unknown = set(params) - set(DEFAULTS) - set(self.defaults) - {"shapes"}
         if unknown:
             raise ValueError(f"{self.kind}: unknown parameter(s) {sorted(unknown)}")
+        check_hyper(params, {**DEFAULTS, **self.defaults})
         Recommender.__init__(self, **{**DEFAULTS, **self.defaults, **params})
         self.backbone: Backbone | None = None
         self.start = start if "dim" not in params else None  # a dimension given wins over ALS's
@@ -252,12 +252,6 @@ class MetaLearner(Recommender, nn.Module):
         tuned ALS's (`start`, `whiten`) or their own fit's (`als_start`), unless
         `item_init="random"`. The trainer then fits it."""
         p = self.params
-        for name, allowed in (("rate_loss", RATE_LOSSES), ("item_init", ITEM_INITS)):
-            if p[name] not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {p[name]!r}")
-        held = p["hold_epochs"]
-        if isinstance(held, bool) or not isinstance(held, int) or held < 0:
-            raise ValueError(f"hold_epochs must be a whole number of epochs, 0 or more, not {held!r}")
         tuned = p["item_init"] == "tuned" and self._adopt_start(train)
         self._construct(
             self._shapes(train), torch.from_numpy(train.item_features), torch.from_numpy(train.user_features)

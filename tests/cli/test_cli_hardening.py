@@ -328,6 +328,19 @@ def test_train_config_file(tmp_path):
         ("[mamal]\ndim = 8\n", "unknown section"),
         ("[maml]\ninner_stepz = 2\n", "inner_stepz"),
         ("dim = [", "not a TOML"),
+        ("all = 3\n", "`all = ...` stands outside a table"),
+        # every value is checked where it enters, with the section in the message (rich
+        # markup would take "[maml]" for a style tag and drop it)
+        ("[maml]\ndim = -3\n", "[maml]: dim must be a whole number from 1 to 4,096, not -3"),
+        ("[maml]\nlr = nan\n", "[maml]: lr must be a number above 0, not nan"),
+        ('[maml]\nitem_init = "zeros"\n', "item_init must be one of tuned, als, random"),
+        ("[protonet]\ndim = 100000000\n", "dim must be a whole number from 1 to 4,096"),
+        ("[all]\nepochs = 1e9\n", "epochs must be a whole number"),
+        ("[maml]\nfirst_order = 1\n", "first_order must be true or false"),
+        ("[als]\nfactors = 0\n", "[als]: factors must be a whole number"),
+        ("[als]\nalpha = inf\n", "alpha must be a number, 0 or more, not inf"),
+        ("[itemknn]\nneighbours = -1\n", "neighbours must be a whole number"),
+        ("[ease]\nregularization = -5\n", "[ease]: regularization must be a number above 0"),
     ):
         bad = tmp_path / "bad.toml"
         bad.write_text(text)
