@@ -411,8 +411,8 @@ def featurize(
                     {
                         "col": str(col),
                         "kind": "num",
-                        "moments": _moments(numeric),
-                        "missing": bool(numeric.isna().any()),
+                        "moments": _moments(finite(series)),
+                        "missing": bool(finite(series).isna().any()),
                     }
                 )
             else:
@@ -423,7 +423,7 @@ def featurize(
     for f in spec:
         series = table[f["col"]] if f["col"] in table else pd.Series([None] * n, dtype=object)
         if f["kind"] == "num":
-            values, known = _standardise(pd.to_numeric(series, errors="coerce"), f["moments"])
+            values, known = _standardise(finite(series), f["moments"])
             parts.append(values[:, None])
             names.append(f["col"])
             if f["missing"]:
@@ -436,6 +436,15 @@ def featurize(
                 names.append(f"{f['col']}={level}")
     matrix = np.concatenate(parts, axis=1).astype(np.float32) if parts else np.zeros((n, 0), np.float32)
     return matrix, names, spec
+
+
+def finite(series: pd.Series) -> pd.Series:
+    """A feature column's numbers, NaN (missing) where a value is no finite number within
+    ±MAX_VALUE: a store written by other means than ingest may hold inf."""
+    import pandas as pd
+
+    numeric = pd.to_numeric(series, errors="coerce")
+    return numeric.where(numeric.abs() <= MAX_VALUE)
 
 
 def _moments(values: pd.Series) -> list[float]:

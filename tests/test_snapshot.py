@@ -45,6 +45,15 @@ def test_a_value_no_model_can_take_stops_the_snapshot_with_what_to_do(sqlite_url
         snapshot.load(engine)
 
 
+def test_a_stored_feature_that_is_not_finite_counts_as_missing():
+    """A store written by other means than ingest may hold inf in a numeric feature: it is
+    missing there, and no NaN reaches the models."""
+    feats = pd.Series([{"age": 30.0}, {"age": float("inf")}, {"age": 20.0}])
+    matrix, names, spec = snapshot.featurize(feats)
+    assert names == ["age", "age:missing"] and np.isfinite(matrix).all()
+    assert matrix[:, 1].tolist() == [0.0, 1.0, 0.0] and spec[0]["moments"] == [25.0, 5.0]
+
+
 def test_features_from_metadata():
     users = pd.DataFrame(
         {

@@ -34,7 +34,7 @@ from recmeta.ingest.readers import (
 )
 from recmeta.store import repository as repo
 from recmeta.store import session_scope
-from recmeta.store.models import Item, User
+from recmeta.store.models import MAX_VALUE, Item, User
 
 Progress = Callable[[int], None]
 
@@ -384,20 +384,30 @@ def read_metadata(
                     rec["genres"] = row[named["genres"]].replace(",", "|") or None
                 if named["year"]:
                     year = pd.to_numeric(row[named["year"]], errors="coerce")
-                    if row[named["year"]] and pd.isna(year):
+                    if row[named["year"]] and not (pd.notna(year) and abs(year) <= MAX_YEAR):
                         raise DataError(
                             f"{path}:{line}: column {named['year']!r}: {row[named['year']]!r} is not a year"
                         )
                     rec["year"] = None if pd.isna(year) else int(year)
             if rest:
-                rec["features"] = {c: _typed(row[c]) for c in rest if row[c] != ""}
+                where = f"{path}:{line}: column"
+                rec["features"] = {c: _typed(row[c], f"{where} {c!r}") for c in rest if row[c] != ""}
             records.append(rec)
     return records
 
 
-def _typed(text: str) -> float | str:
+MAX_YEAR = 9999  # a year column holds whole years within ±this
+
+
+def _typed(text: str, where: str) -> float | str:
+    """A feature's value: a number where the text is one (finite, within ±MAX_VALUE, as
+    interaction values), else the text itself (a category)."""
     num = pd.to_numeric(text, errors="coerce")
-    return text if pd.isna(num) else float(num)
+    if pd.isna(num):
+        return text
+    if not abs(num) <= MAX_VALUE:
+        raise DataError(f"{where}: {text!r} is not a finite number within ±{MAX_VALUE:g}")
+    return float(num)
 
 
 def ingest_movielens(

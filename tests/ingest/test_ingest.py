@@ -224,12 +224,22 @@ def test_items_and_users_metadata(sqlite_url, tmp_path):
     assert us.loc["a", "features"] == {"age": 30.0, "city": "Oslo"}
 
 
-def test_bad_year_in_item_metadata(tmp_path):
+@pytest.mark.parametrize("year", ["19x9", "1e400", "99999999999"])
+def test_bad_year_in_item_metadata(tmp_path, year):
     from recmeta.ingest.pipeline import read_metadata
 
-    path = write(tmp_path / "items.csv", "item,title,year\nx,X,19x9\n")
-    with pytest.raises(DataError, match=r"items.csv:2: column 'year': '19x9' is not a year"):
+    path = write(tmp_path / "items.csv", f"item,title,year\nx,X,{year}\n")
+    with pytest.raises(DataError, match=rf"items.csv:2: column 'year': '{year}' is not a year"):
         read_metadata(path, id_col="item", title_col="title", year_col="year")
+
+
+def test_a_numeric_feature_past_float_range_is_a_bad_row(tmp_path):
+    """A feature enters the math as a standardised number: inf would make every user's NaN."""
+    from recmeta.ingest.pipeline import read_metadata
+
+    path = write(tmp_path / "users.csv", "user,age\nu1,30\nu2,1e400\n")
+    with pytest.raises(DataError, match=r"users.csv:3: column 'age': '1e400' is not a finite number"):
+        read_metadata(path, id_col="user", for_items=False)
 
 
 def test_parquet_timestamps_of_any_unit_are_read(sqlite_url, tmp_path):
