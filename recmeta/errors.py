@@ -49,3 +49,23 @@ def check_whole(name: str, values, low: int) -> None:
         raise DataError(
             f"{name} must be {'whole numbers' if many else 'a whole number'}, {low} or more, not {shown}"
         )
+
+
+def env_number(name: str, default: float, low: float, whole: bool = True) -> float:
+    """The environment variable `name` as a number, `low` or more (a whole number unless
+    `whole` is False); `default` when it is unset or empty. Anything else is a StoreError
+    naming the variable (it is read where the process starts, before any work)."""
+    import math
+    import os
+
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw) if whole else float(raw)
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value) or value < low:
+        kind = "a whole number" if whole else "a number"
+        raise StoreError(f"${name}={raw!r}: give {kind}, {low:g} or more (or unset it)")
+    return value

@@ -40,6 +40,7 @@ from recmeta.errors import (
     StoreError,
     UnknownItemError,
     UnknownUserError,
+    env_number,
 )
 
 log = logging.getLogger("recmeta.serve")
@@ -87,9 +88,9 @@ class Settings:
             models_dir=os.environ.get("RECMETA_MODELS_DIR", "models"),
             token=os.environ.get("RECMETA_TOKEN") or None,
             token_for_reads=bool(os.environ.get("RECMETA_TOKEN_FOR_READS")),
-            reload_every=float(os.environ.get("RECMETA_RELOAD_EVERY", "2")),
-            threads=int(os.environ.get("RECMETA_THREADS") or 1),
-            request_threads=int(os.environ.get("RECMETA_REQUEST_THREADS") or 1),
+            reload_every=env_number("RECMETA_RELOAD_EVERY", 2.0, 0, whole=False),
+            threads=int(env_number("RECMETA_THREADS", 1, 1)),
+            request_threads=int(env_number("RECMETA_REQUEST_THREADS", 1, 1)),
         )
 
 

@@ -306,6 +306,9 @@ class ContinualResult:
         return asdict(self)
 
 
+MIN_PERIOD_ROWS = 50  # rows a period needs: fewer leave a fine-tuning stage nothing to learn from
+
+
 def evaluate_continual(log: Log, cfg: ContinualConfig, progress: Progress | None = None) -> ContinualResult:
     """Run the continual protocol over every seed."""
     unknown = [m for m in cfg.models if m not in META_LEARNERS]
@@ -315,6 +318,14 @@ def evaluate_continual(log: Log, cfg: ContinualConfig, progress: Progress | None
             f"{', '.join(unknown)}; recent and overall popularity are always reported"
         )
     check_whole("seeds", list(cfg.seeds), 0)
+    rows = len(log.period)
+    if rows < MIN_PERIOD_ROWS * log.n_periods:
+        raise DataError(
+            f"--periods {log.n_periods} cuts the log's {rows:,} rows into periods of about "
+            f"{rows // log.n_periods:,}; each needs {MIN_PERIOD_ROWS} or more to learn from: pass "
+            f"--periods {max(rows // MIN_PERIOD_ROWS, 3)} or fewer"
+            + (" (or ingest more rows)" if rows < 3 * MIN_PERIOD_ROWS else "")
+        )
     b, T = cfg.first_stage, cfg.last
     if not 0 <= b <= T <= log.n_periods - 2:
         raise DataError(

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from recmeta.errors import StoreError
+from recmeta.errors import StoreError, env_number
 
 DEFAULT_DB_FILE = "recmeta.db"
 BUSY_MS = 30_000  # how long a SQLite writer waits for another one ($RECMETA_SQLITE_BUSY_MS)
@@ -50,7 +50,16 @@ def _read_only_url(url: str) -> str | None:
     return f"sqlite:///file:{path.resolve()}?{flags}&uri=true"
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:
+def _sqlite_pragmas(busy_ms: int):
+    """The connect hook that sets every SQLite connection's pragmas."""
+
+    def connect(dbapi_conn, _record) -> None:
+        _pragmas(dbapi_conn, busy_ms)
+
+    return connect
+
+
+def _pragmas(dbapi_conn, busy_ms: int) -> None:
     cur = dbapi_conn.cursor()
     try:
         cur.execute("PRAGMA journal_mode=WAL")
@@ -59,7 +68,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
             raise
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute(f"PRAGMA busy_timeout={int(os.environ.get('RECMETA_SQLITE_BUSY_MS', BUSY_MS))}")
+    cur.execute(f"PRAGMA busy_timeout={busy_ms}")
     cur.execute("PRAGMA cache_size=-131072")  # 128 MiB page cache: bulk inserts touch big indexes
     cur.close()
 
@@ -81,7 +90,9 @@ def make_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
             f"cannot use --db {url.split('://', 1)[0]}://...: {exc}; recmeta stores in SQLite or PostgreSQL"
         ) from None
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(
+            engine, "connect", _sqlite_pragmas(int(env_number("RECMETA_SQLITE_BUSY_MS", BUSY_MS, 0)))
+        )
     try:
         with engine.connect():
             pass

@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from recmeta.errors import DataError, WorkerError
+from recmeta.errors import DataError, WorkerError, env_number
 
 STOP_WAIT = 10.0  # seconds rank 0 waits, after a failure, for a worker to end before ending them
 TIMEOUT = timedelta(minutes=30)  # how long a worker waits for the others (rank 0 may fit baselines)
@@ -68,10 +68,15 @@ class Group:
     @classmethod
     def from_environment(cls) -> Group | None:
         """The group torchrun started this process in (WORLD_SIZE, RANK), else None."""
-        world = int(os.environ.get("WORLD_SIZE", "1"))
+        world = int(env_number("WORLD_SIZE", 1, 1))
         if world <= 1:
             return None
-        return cls.join(int(os.environ["RANK"]), world)
+        rank = int(env_number("RANK", -1, 0))
+        if not 0 <= rank < world:
+            raise WorkerError(
+                f"$RANK must be set, from 0 to $WORLD_SIZE - 1 ({world - 1}), as torchrun sets it"
+            )
+        return cls.join(rank, world)
 
     @property
     def root(self) -> bool:

@@ -483,3 +483,25 @@ def test_tables_show_small_scores_instead_of_zeros():
 
     assert [_score(v) for v in (0.0, 0.1234, -1.5, 12.0)] == ["0.000", "0.123", "-1.500", "12.000"]
     assert _score(3.2e-5) == "3.20e-05" and _score(-2e-6) == "-2.00e-06"  # EASE under a large penalty
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "args"),
+    [
+        ("RECMETA_SQLITE_BUSY_MS", "abc", ["stats"]),
+        ("RECMETA_SQLITE_BUSY_MS", "-5", ["stats"]),
+        ("WORLD_SIZE", "two", ["train", "--model", "popular"]),
+    ],
+)
+def test_environment_settings_that_are_not_numbers_are_clear_errors(tmp_path, monkeypatch, name, value, args):
+    monkeypatch.setenv(name, value)
+    res = runner.invoke(app, ["--db", str(tmp_path / "x.db"), *args])
+    assert res.exit_code == 1 and f"${name}={value!r}: give a whole number" in res.output, res.output
+
+
+def test_a_worker_without_its_rank_is_told_what_torchrun_sets(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.delenv("RANK", raising=False)
+    db = synth_store(tmp_path, users=30, items=20)
+    res = runner.invoke(app, ["--db", db, "train", "--model", "popular", "--models-dir", str(tmp_path / "m")])
+    assert res.exit_code == 1 and "$RANK must be set" in res.output, res.output

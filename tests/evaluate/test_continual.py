@@ -170,3 +170,16 @@ def test_continual_run_through_the_cli_writes_a_report_whose_summary_recomputes(
             assert r["next_ndcg@10"] == pytest.approx(np.mean([s["ndcg@10"] for s in r["stages"]]))
     ratios = {r["strategy"]: r["cost_ratio"] for r in report["strategies"] if r["model"] == "maml"}
     assert ratios["retrain"] == pytest.approx(1.0)
+
+
+def test_periods_too_small_to_learn_from_stop_before_any_training():
+    """24 rows in 4 periods: each period needs MIN_PERIOD_ROWS rows, so the run stops at once
+    with the largest --periods the log takes (it used to fail stages later, after minutes)."""
+    from recmeta.errors import DataError
+    from recmeta.evaluate.continual import ContinualConfig
+    from recmeta.evaluate.continual_run import evaluate_continual
+
+    with pytest.raises(
+        DataError, match=r"--periods 4 cuts the log's 24 rows into periods of about 6.*--periods 3 or fewer"
+    ):
+        evaluate_continual(hand_made_log(), ContinualConfig(models=("maml",), first_stage=1))
