@@ -1,4 +1,5 @@
-"""The exceptions recmeta raises; the CLI turns each into a message and exit code 1."""
+"""The exceptions recmeta raises (the CLI turns each into a message and exit code 1), and
+the checks of settings that raise them: whole-number options, numeric environment variables."""
 
 from numbers import Integral
 
