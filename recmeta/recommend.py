@@ -651,7 +651,9 @@ def iter_users_file(path: Path, block: int = 65_536) -> Iterator[str]:
 def _user_column(path: Path, columns: list[str]) -> str:
     col = next((c for c in columns if c.lower() in USER_COLUMNS), None)
     if col is None:
-        raise DataError(f"{path}:1: no user column; the file has {list(columns)}")
+        from recmeta.ingest.readers import shown_columns  # pandas: only on this error
+
+        raise DataError(f"{path}:1: no user column; the file has {shown_columns(columns)}")
     return col
 
 

@@ -29,6 +29,7 @@ from recmeta.ingest.readers import (
     is_parquet,
     read_raw,
     resolve_columns,
+    shown_columns,
     sniff_sep,
     validate,
 )
@@ -364,7 +365,8 @@ def read_metadata(
         cid = lower.get(id_col.lower())
         if cid is None:
             raise DataError(
-                f"{path}:1: no id column {id_col!r}; the file has {list(raw.columns)}. Pass --id-col NAME"
+                f"{path}:1: no id column {id_col!r}; the file has {shown_columns(raw.columns)}. "
+                "Pass --id-col NAME"
             )
         named = {
             k: lower.get(v.lower()) if v else None
@@ -372,7 +374,7 @@ def read_metadata(
         }
         for k, v in (("title", title_col), ("genres", genres_col), ("year", year_col)):
             if v and named[k] is None:
-                raise DataError(f"{path}:1: no column {v!r}; the file has {list(raw.columns)}")
+                raise DataError(f"{path}:1: no column {v!r}; the file has {shown_columns(raw.columns)}")
         rest = [c for c in raw.columns if c != cid and c not in named.values()]
         for line, row in raw.iterrows():
             ext = check_id(row[cid].strip(), f"{path}:{line}: column {cid!r}")

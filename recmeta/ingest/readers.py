@@ -302,7 +302,7 @@ def resolve_columns(spec: LogSpec, columns: list[str]) -> dict[str, str | None]:
             if found is None:
                 raise DataError(
                     f"{spec.path}:1: no column {name!r} for the {role}; the file has "
-                    f"{columns}{_delimiter_hint(spec, columns)}"
+                    f"{shown_columns(columns)}{_delimiter_hint(spec, columns)}"
                 )
             out[role] = found
             continue
@@ -310,16 +310,24 @@ def resolve_columns(spec: LogSpec, columns: list[str]) -> dict[str, str | None]:
     for role in ("user", "item"):
         if out[role] is None:
             raise DataError(
-                f"{spec.path}:1: no {role} column; the file has {columns}. "
+                f"{spec.path}:1: no {role} column; the file has {shown_columns(columns)}. "
                 f"Pass --{role}-col NAME{_delimiter_hint(spec, columns)}"
             )
     unused = [c for c in columns if c not in out.values()]
     if out["value"] is None and not spec.implicit and unused:
         raise DataError(
-            f"{spec.path}:1: no value (rating) column; the file has {columns}. "
+            f"{spec.path}:1: no value (rating) column; the file has {shown_columns(columns)}. "
             "Pass --value-col NAME, or --implicit for a click or count log"
         )
     return out  # no value column and nothing else in the file: a click log (see ingest_log)
+
+
+def shown_columns(columns, most: int = 12, width: int = 40) -> str:
+    """A file's column names for a message: all of a few, else the first ones and the count;
+    each name cut to `width` characters (a header can be one long line)."""
+    names = [str(c) if len(str(c)) <= width else str(c)[: width - 3] + "..." for c in list(columns)[:most]]
+    extra = len(columns) - len(names)
+    return f"{names}" if not extra else f"{len(columns):,} columns, {str(names)[:-1]}, ...]"
 
 
 def _plain(name: str) -> str:

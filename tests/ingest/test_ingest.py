@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -393,3 +395,15 @@ def test_a_first_load_into_postgresql_keeps_every_foreign_key(pg_url, tmp_path):
         )
     run(engine, LogSpec(path=write(tmp_path / "more.csv", GOOD + "u3,i3,2,881250999\n")))
     assert keys() == before and counts(engine) == (3, 3, 4)
+
+
+def test_a_file_of_many_or_long_columns_gets_a_short_message(tmp_path):
+    """The missing-column message lists a few names, each cut short, and the count: not
+    200,000 names, nor a header line of megabytes."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    wide = write(tmp_path / "wide.csv", ",".join(f"c{i}" for i in range(5000)) + "\n" + "1," * 4999 + "1\n")
+    long = write(tmp_path / "long.csv", "a" * 100_000 + ",b\n1,2\n")
+    for path, says in ((wide, "5,000 columns, ['c0', 'c1'"), (long, "['aaaa")):
+        with pytest.raises(DataError, match=re.escape(says)) as info:
+            run(engine, LogSpec(path=path))
+        assert len(str(info.value)) < 500
