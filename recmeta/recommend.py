@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 
 from recmeta import checkpoint, snapshot
 from recmeta.errors import CheckpointError, DataError, UnknownItemError, UnknownUserError
-from recmeta.ingest.ids import check_id
+from recmeta.ingest.ids import check_id, clipped
 from recmeta.learners import META_LEARNERS
 from recmeta.learners.protonet import ProtoNet
 from recmeta.metrics import top_n
@@ -134,7 +134,7 @@ def parse_pairs(pairs: list[str]) -> list[tuple[str, float | None]]:
         try:
             out.append((item, float(value) if value else None))
         except ValueError:
-            raise DataError(f"{raw!r}: the value after ':' must be a number") from None
+            raise DataError(f"{clipped(raw)}: the value after ':' must be a number") from None
     return out
 
 
@@ -290,7 +290,7 @@ class RecommendationService:
         ensemble averages its members'), or item kNN's neighbour weights. `auto`: the router's
         cold meta-learner, else any meta-learner trained, else item kNN."""
         if item not in self.catalogue:
-            raise UnknownItemError(f"item {item!r} is not in the catalogue; check the id")
+            raise UnknownItemError(f"item {clipped(item)} is not in the catalogue; check the id")
         if model == "auto":
             cold = self.router.get("cold")
             trained = [
@@ -301,7 +301,7 @@ class RecommendationService:
         index = served.item_index
         if item not in index:
             raise DataError(
-                f"item {item!r} was added after {model} was trained; retrain with `recmeta train`"
+                f"item {clipped(item)} was added after {model} was trained; retrain with `recmeta train`"
             )
         sims = item_similarities(served.loaded.model, index[item])
         sims[index[item]] = -np.inf
@@ -326,7 +326,7 @@ class RecommendationService:
             rows = repo.user_interactions(conn, str(user))
         if rows is None:
             raise UnknownUserError(
-                f"user {user!r} is not in the store; to recommend for someone new, pass their "
+                f"user {clipped(user)} is not in the store; to recommend for someone new, pass their "
                 "first interactions (recmeta recommend --with ITEM[:VALUE] ..., or POST /recommend)"
             )
         return History.from_rows(rows)
@@ -376,7 +376,7 @@ class RecommendationService:
         check_id(str(user), "--remember")
         with session_scope(self.engine) as session:
             if repo.user_interactions(session, user) is not None:
-                raise DataError(f"user {user!r} exists already; --remember takes a new user id")
+                raise DataError(f"user {clipped(user)} exists already; --remember takes a new user id")
             return repo.add_user_interactions(session, user, history.rows())
 
     def history_of(self, pairs: list[tuple[str, float | None]]) -> History:
@@ -388,14 +388,14 @@ class RecommendationService:
             item = str(item)
             if item not in known:
                 raise UnknownItemError(
-                    f"item {item!r} is not in the catalogue; check the id "
+                    f"item {clipped(item)} is not in the catalogue; check the id "
                     "(recmeta stats shows how many items there are)"
                 )
             raw = item if value is None else f"{item}:{value}"
             try:
                 number = float(self.top_value) if value is None else float(value)
             except (TypeError, ValueError):
-                raise DataError(f"{raw!r}: the value must be a number") from None
+                raise DataError(f"{clipped(raw)}: the value must be a number") from None
             values.append(self._checked(raw, number))
             items.append(item)
         now = int(time.time())
@@ -414,13 +414,13 @@ class RecommendationService:
         """A --with value enters the math only when finite and on the store's scale: within
         the range of stored values for ratings, a count of 0 or more for an implicit log."""
         if not math.isfinite(value):
-            raise DataError(f"{raw!r}: the value must be a finite number")
+            raise DataError(f"{clipped(raw)}: the value must be a finite number")
         if self.implicit:
             if not 0 <= value <= MAX_VALUE:
-                raise DataError(f"{raw!r}: counts in this implicit log run from 0 to {MAX_VALUE:g}")
+                raise DataError(f"{clipped(raw)}: counts in this implicit log run from 0 to {MAX_VALUE:g}")
         elif self.low_value is not None and not self.low_value <= value <= self.top_value:
             raise DataError(
-                f"{raw!r}: values in this store run from {self.low_value:g} to {self.top_value:g}"
+                f"{clipped(raw)}: values in this store run from {self.low_value:g} to {self.top_value:g}"
             )
         return value
 

@@ -42,6 +42,7 @@ from recmeta.errors import (
     UnknownUserError,
     env_number,
 )
+from recmeta.ingest.ids import clipped
 
 log = logging.getLogger("recmeta.serve")
 
@@ -280,7 +281,7 @@ def recommend_query(params) -> tuple[int, str, bool]:
         raise DataError(f"unknown query parameter(s) {sorted(unknown)}; give n, model, explain")
     raw = params.get("n", "10")
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_N:
-        raise DataError(f"n={raw!r}: give a whole number from 1 to {MAX_N}")
+        raise DataError(f"n={clipped(raw)}: give a whole number from 1 to {MAX_N}")
     explain = params.get("explain", "false").lower()
     if explain not in TRUE + FALSE:
         raise DataError(f"explain={explain!r}: give true or false")

@@ -22,3 +22,10 @@ def check_id(ext: str, where: str) -> str:
     if re.search(CONTROL, ext):
         raise DataError(f"{where}: id holds a control character")
     return ext
+
+
+def clipped(text, width: int = 40) -> str:
+    """`text`'s repr for a message, cut to about `width` characters (a field can be
+    megabytes)."""
+    shown = repr(text)
+    return shown if len(shown) <= width else shown[: width - 4] + "...'"

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from recmeta.errors import DataError
-from recmeta.ingest.ids import CONTROL, MAX_ID_LENGTH
+from recmeta.ingest.ids import CONTROL, MAX_ID_LENGTH, clipped
 from recmeta.store.models import MAX_VALUE
 
 CHUNK_ROWS = 200_000
@@ -364,7 +364,7 @@ def validate(raw: pd.DataFrame, cols: dict[str, str | None], spec: LogSpec) -> C
         nonlocal reason
         mask = mask & reason.isna()
         if mask.any():
-            msg = text if shown is None else shown[mask].map(lambda v: text.format(repr(v)))
+            msg = text if shown is None else shown[mask].map(lambda v: text.format(clipped(v)))
             reason = reason.mask(mask, msg)
 
     user = raw[cols["user"]].str.strip()

@@ -505,3 +505,17 @@ def test_a_worker_without_its_rank_is_told_what_torchrun_sets(tmp_path, monkeypa
     db = synth_store(tmp_path, users=30, items=20)
     res = runner.invoke(app, ["--db", db, "train", "--model", "popular", "--models-dir", str(tmp_path / "m")])
     assert res.exit_code == 1 and "$RANK must be set" in res.output, res.output
+
+
+def test_messages_cut_a_huge_value_short(tmp_path):
+    """A field or an id of megabytes is echoed in an error cut to a few dozen characters."""
+    log = tmp_path / "big.csv"
+    log.write_text("user,item,rating\nu,i," + "x" * 1_000_000 + "\n")
+    db = str(tmp_path / "x.db")
+    res = runner.invoke(app, ["--db", db, "ingest", "interactions", str(log)])
+    assert res.exit_code == 1 and "'xxxx" in res.output and "...' is not a number" in res.output
+    assert len(res.output) < 1000
+    db = synth_store(tmp_path, users=30, items=20)
+    for args in (["--user", "u" * 100_000], ["--with", "i" * 100_000]):
+        res = runner.invoke(app, ["--db", db, "recommend", *args])
+        assert res.exit_code == 1 and len(res.output) < 1000, res.output[:300]
