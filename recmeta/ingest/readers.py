@@ -7,7 +7,9 @@ file, line, column and reason instead of a pandas traceback.
 from __future__ import annotations
 
 import codecs
+import lzma
 import re
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,6 +160,10 @@ def check_file(path: Path) -> None:
             f"{path}: is a folder, not a file; give the log file, or --format movielens-100k "
             "(or movielens) for a MovieLens folder"
         )
+    if path.exists() and not path.is_file():
+        raise DataError(
+            f"{path}: not a regular file (a pipe or a device); save the log to a file and give its path"
+        )
     if not path.is_file():
         raise DataError(f"{path}: no such file")
 
@@ -203,6 +209,10 @@ def read_raw(spec: LogSpec, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFra
         raise DataError(f"{path}: the file is empty") from exc
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not {spec.encoding} text ({exc.reason}); pass --encoding") from exc
+    except (EOFError, OSError, zlib.error, lzma.LZMAError) as exc:  # .gz/.bz2/.xz/.zip, read as it streams
+        raise DataError(
+            f"{path}: cannot be read to its end ({exc}); a compressed file that is damaged or cut short?"
+        ) from exc
 
 
 def _parser_message(exc: Exception) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import pandas as pd
@@ -174,6 +175,10 @@ def test_property_any_garbage_value_is_reported_on_its_line(tmp_path, rows, garb
 def test_missing_file_is_a_clear_error(sqlite_url, tmp_path):
     with pytest.raises(DataError, match="no such file"):
         run(make_engine(sqlite_url), LogSpec(path=tmp_path / "nope.csv"))
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)  # a pipe cannot be read twice (the separator is sniffed first)
+    with pytest.raises(DataError, match="not a regular file .a pipe or a device.; save the log to a file"):
+        run(make_engine(sqlite_url), LogSpec(path=fifo))
 
 
 def test_a_log_of_only_users_items_and_times_is_read_as_clicks(sqlite_url, tmp_path):
@@ -407,3 +412,17 @@ def test_a_file_of_many_or_long_columns_gets_a_short_message(tmp_path):
         with pytest.raises(DataError, match=re.escape(says)) as info:
             run(engine, LogSpec(path=path))
         assert len(str(info.value)) < 500
+
+
+def test_a_compressed_log_cut_short_is_a_clear_error_and_writes_nothing(tmp_path):
+    import gzip
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    body = gzip.compress((GOOD + "".join(f"u{i},i{i % 7},4,88125{i:04d}\n" for i in range(3000))).encode())
+    whole, cut = tmp_path / "log.csv.gz", tmp_path / "cut.csv.gz"
+    whole.write_bytes(body)
+    cut.write_bytes(body[: len(body) // 2])
+    with pytest.raises(DataError, match="cannot be read to its end .* damaged or cut short"):
+        run(engine, LogSpec(path=cut))
+    assert counts(engine) == (0, 0, 0)
+    assert run(engine, LogSpec(path=whole)).inserted == 3003
