@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from recmeta.errors import DataError
 from recmeta.ingest import movielens
-from recmeta.ingest.ids import check_id
+from recmeta.ingest.ids import check_id, clipped
 from recmeta.ingest.readers import (
     SEPARATORS,
     LogSpec,
@@ -388,7 +388,8 @@ def read_metadata(
                     year = pd.to_numeric(row[named["year"]], errors="coerce")
                     if row[named["year"]] and not (pd.notna(year) and abs(year) <= MAX_YEAR):
                         raise DataError(
-                            f"{path}:{line}: column {named['year']!r}: {row[named['year']]!r} is not a year"
+                            f"{path}:{line}: column {named['year']!r}: "
+                            f"{clipped(row[named['year']])} is not a year"
                         )
                     rec["year"] = None if pd.isna(year) else int(year)
             if rest:
@@ -408,7 +409,7 @@ def _typed(text: str, where: str) -> float | str:
     if pd.isna(num):
         return text
     if not abs(num) <= MAX_VALUE:
-        raise DataError(f"{where}: {text!r} is not a finite number within ±{MAX_VALUE:g}")
+        raise DataError(f"{where}: {clipped(text)} is not a finite number within ±{MAX_VALUE:g}")
     return float(num)
 
 
