@@ -92,6 +92,10 @@ class Ensemble(Recommender):
         if unknown or not members:
             raise ValueError(f"ensemble members must be among {', '.join(MEMBERS)}, not {list(members)}")
         super().__init__(members=list(members), **params)
+        from recmeta.learners import REGISTRY  # here: the registry imports this module
+
+        for m in members:  # what the members will be created with, checked now
+            REGISTRY[m](**self.member_params)
         fitted = fitted or {}
         self.models: dict[str, Recommender] = {m: fitted[m] for m in members if m in fitted}
         self.fitted_: bool | None = None
@@ -108,7 +112,7 @@ class Ensemble(Recommender):
     @property
     def member_params(self) -> dict[str, Any]:
         """Parameters handed to members the ensemble has to have fitted."""
-        return {k: v for k, v in self.params.items() if k != "members"}
+        return {k: v for k, v in self.params.items() if k not in ("members", "bias_weights")}
 
     def _members(self) -> list[Recommender]:
         self._check_fitted("fitted_")

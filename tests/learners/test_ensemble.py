@@ -113,3 +113,13 @@ def test_the_bias_weights_travel_in_the_checkpoint(small, tmp_path):
     np.testing.assert_allclose(loaded.score(batch), ensemble.score(batch), rtol=1e-5, atol=1e-6)
     ensemble.params["bias_weights"] = None
     assert not np.allclose(loaded.score(batch), ensemble.score(batch))  # the weights count at 5 rows
+
+
+def test_parameters_for_the_members_are_checked_when_the_ensemble_is_made():
+    """`[ensemble] dim = -3` in a --config, or a parameter one member does not take, is an
+    error before anything trains, not when the members are fitted."""
+    with pytest.raises(ValueError, match="dim must be a whole number"):
+        create("ensemble", dim=-3)
+    with pytest.raises(ValueError, match="protonet: unknown parameter"):
+        create("ensemble", inner_steps=3)
+    create("ensemble", members=["maml"], inner_steps=3, bias_weights=[[1, 0.5]])
