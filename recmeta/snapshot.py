@@ -12,6 +12,7 @@ under 3 s.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 MAX_CATEGORIES = 32  # one-hot levels kept per categorical feature; the rest share 'other'
+MAX_GENRES = 100  # genres kept as columns, the most frequent: a catalogue's thousands would each be one
 
 
 @dataclass
@@ -369,15 +371,18 @@ def item_feature_matrix(items: pd.DataFrame, spec: dict | None = None) -> tuple[
         else pd.Series(np.nan, index=items.index)
     )
     if fitting:
-        vocab = sorted({g.strip() for v in genres.dropna() for g in str(v).split("|") if g.strip()})
+        counts = Counter(g.strip() for v in genres.dropna() for g in str(v).split("|") if g.strip())
+        vocab = sorted(sorted(counts, key=lambda g: (-counts[g], g))[:MAX_GENRES])
         spec = {"genres": vocab, "year": _moments(years) if years.notna().any() else None}
     parts: list[np.ndarray] = []
     names: list[str] = []
     if spec["genres"]:
-        sets = [set(str(v).split("|")) if isinstance(v, str) else set() for v in genres]
-        parts.append(
-            np.array([[g in row for g in spec["genres"]] for row in sets], np.float32).reshape(len(items), -1)
-        )
+        column = {g: j for j, g in enumerate(spec["genres"])}
+        hot = np.zeros((len(items), len(column)), np.float32)
+        for i, v in enumerate(genres):
+            if isinstance(v, str):
+                hot[i, [column[g] for g in {g.strip() for g in v.split("|")} if g in column]] = 1.0
+        parts.append(hot)
         names += [f"genre:{g}" for g in spec["genres"]]
     if spec["year"] is not None:
         year, known = _standardise(years, spec["year"])

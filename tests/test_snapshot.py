@@ -54,6 +54,22 @@ def test_a_stored_feature_that_is_not_finite_counts_as_missing():
     assert matrix[:, 1].tolist() == [0.0, 1.0, 0.0] and spec[0]["moments"] == [25.0, 5.0]
 
 
+def test_a_catalogue_of_thousands_of_genres_keeps_the_most_frequent():
+    """Genres are multi-hot columns: a unique 'genre' per item (a category id, a title) must
+    not make an items x items matrix. The MAX_GENRES most frequent stay; names are stripped."""
+    n = 5000
+    items = pd.DataFrame(
+        {
+            "id": range(n),
+            "external_id": [str(i) for i in range(n)],
+            "genres": [f"g{i}| common " for i in range(n)],
+        }
+    )
+    matrix, names, _ = snapshot.item_feature_matrix(items)
+    assert matrix.shape == (n, snapshot.MAX_GENRES) and "genre:common" in names
+    assert matrix[:, names.index("genre:common")].all()
+
+
 def test_features_from_metadata():
     users = pd.DataFrame(
         {
