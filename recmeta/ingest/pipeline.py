@@ -376,6 +376,11 @@ def read_metadata(
             if v and named[k] is None:
                 raise DataError(f"{path}:1: no column {v!r}; the file has {shown_columns(raw.columns)}")
         rest = [c for c in raw.columns if c != cid and c not in named.values()]
+        if len(rest) > MAX_FEATURES:
+            raise DataError(
+                f"{path}:1: {len(rest):,} columns besides the id would each become a feature (at most "
+                f"{MAX_FEATURES}); keep the columns worth learning from, e.g. with `cut -d, -f1-20`"
+            )
         for line, row in raw.iterrows():
             ext = check_id(row[cid].strip(), f"{path}:{line}: column {cid!r}")
             rec: dict = {"external_id": ext}
@@ -400,6 +405,7 @@ def read_metadata(
 
 
 MAX_YEAR = 9999  # a year column holds whole years within ±this
+MAX_FEATURES = 100  # metadata columns that become features, at most (each one or more dense columns)
 
 
 def _typed(text: str, where: str) -> float | str:

@@ -426,3 +426,20 @@ def test_a_compressed_log_cut_short_is_a_clear_error_and_writes_nothing(tmp_path
         run(engine, LogSpec(path=cut))
     assert counts(engine) == (0, 0, 0)
     assert run(engine, LogSpec(path=whole)).inserted == 3003
+
+
+def test_metadata_of_too_many_columns_is_refused_before_it_becomes_features(tmp_path):
+    from recmeta.ingest.pipeline import MAX_FEATURES, read_metadata
+
+    cols = [f"f{i}" for i in range(MAX_FEATURES + 1)]
+    path = write(
+        tmp_path / "users.csv", "user," + ",".join(cols) + "\nu1," + ",".join("1" for _ in cols) + "\n"
+    )
+    with pytest.raises(
+        DataError, match=rf"{MAX_FEATURES + 1} columns besides the id would each become a feature"
+    ):
+        read_metadata(path, id_col="user", for_items=False)
+    ok = write(
+        tmp_path / "ok.csv", "user," + ",".join(cols[:-1]) + "\nu1," + ",".join("1" for _ in cols[:-1]) + "\n"
+    )
+    assert len(read_metadata(ok, id_col="user", for_items=False)[0]["features"]) == MAX_FEATURES
