@@ -447,8 +447,9 @@ class Episodic(EASE):
         number = isinstance(query_rows, int | float) and not isinstance(query_rows, bool)
         if query_rows is not None and not (number and 0 <= query_rows < math.inf):
             raise ValueError(f"query_rows must be a number, 0 or more, not {query_rows!r}")
-        ok = [isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in sizes]
-        if not sizes or not all(ok) or list(sizes) != sorted(set(sizes)):
+        listed = isinstance(sizes, list | tuple)
+        ok = listed and all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in sizes)
+        if not ok or not sizes or list(sizes) != sorted(set(sizes)):
             raise ValueError(f"sizes must be increasing whole numbers, 1 or more, not {sizes!r}")
         super().__init__(regularization, max_items, neighbours, tune_items, threshold)
         self.params.update(query_rows=query_rows, sizes=list(sizes))

@@ -5,8 +5,11 @@ checkpoint config)."""
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from recmeta.learners import REGISTRY, create
 
@@ -53,3 +56,41 @@ def test_defaults_none_and_an_implicit_threshold_pass(kind):
     create(kind, threshold=-math.inf)
     if kind in ("maml", "protonet", "metalstm"):
         create(kind, max_time=None, dim=4096, epochs=1, replay_share=0.0)
+
+
+def _names() -> list[tuple[str, str]]:
+    from recmeta.learners.hyper import defaults_of
+    from recmeta.learners.meta import DEFAULTS
+
+    out = []
+    for kind, cls in REGISTRY.items():
+        if kind == "ensemble":
+            continue
+        names = (
+            {**DEFAULTS, **cls.defaults}
+            if kind in ("maml", "protonet", "metalstm")
+            else defaults_of(cls.__init__)
+        )
+        out += [(kind, n) for n in names if n not in ("device",)]
+    return out
+
+
+toml_value = st.one_of(
+    st.integers(-(10**12), 10**12),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.text(max_size=8),
+    st.lists(st.integers(-5, 50), max_size=4),
+)
+
+
+@settings(max_examples=int(os.environ.get("RECMETA_FUZZ_EXAMPLES", "25")) * 4, deadline=None)
+@given(pick=st.sampled_from(_names()), value=toml_value)
+def test_any_value_of_any_parameter_is_taken_or_refused_with_a_value_error(pick, value):
+    """What a --config file can hold, for every parameter of every model: the model is made,
+    or a ValueError names the parameter (read_config turns it into a one-line error)."""
+    kind, name = pick
+    try:
+        create(kind, **{name: value})
+    except ValueError as exc:
+        assert name in str(exc) or "members" in str(exc)
