@@ -124,8 +124,22 @@ SEPARATORS = (
 )
 
 
+COMPRESSED = {".gz": "gzip", ".bz2": "bz2", ".xz": "lzma"}  # suffix -> module whose open() reads it
+
+
 def default_sep(path: Path) -> str:
-    return "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
+    """Tab for .tsv and .tab (also compressed: .tsv.gz), else comma."""
+    name = path.with_suffix("") if path.suffix.lower() in COMPRESSED else path
+    return "\t" if name.suffix.lower() in (".tsv", ".tab") else ","
+
+
+def _open_text(path: Path, encoding: str):
+    """The file as text, decompressed when its suffix says it is (as pandas reads it)."""
+    import importlib
+
+    module = COMPRESSED.get(path.suffix.lower())
+    opener = importlib.import_module(module).open if module else open
+    return opener(path, "rt", encoding=encoding, errors="replace", newline="")
 
 
 def sniff_sep(path: Path, encoding: str = "utf-8") -> str:
@@ -135,9 +149,9 @@ def sniff_sep(path: Path, encoding: str = "utf-8") -> str:
     are tab-separated, MovieLens 1M's ratings.dat '::'), else the extension's."""
     fallback = default_sep(path)
     try:
-        with open(path, encoding=encoding, errors="replace", newline="") as f:
+        with _open_text(path, encoding) as f:
             line = f.readline(65536)
-    except OSError:
+    except (OSError, EOFError, lzma.LZMAError):  # unreadable: the reader says why
         return fallback
     if holds(line, fallback):
         return fallback
@@ -185,18 +199,23 @@ def read_raw(spec: LogSpec, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFra
         return
     sep = spec.sep or sniff_sep(path, spec.encoding)
     first = 2 if spec.header else 1
+    text = dict(
+        sep=sep,
+        dtype=str,
+        keep_default_na=False,
+        skip_blank_lines=False,
+        encoding=spec.encoding,
+        engine="python" if len(sep) > 1 and sep != WHITESPACE else "c",
+    )
     try:
+        if spec.header and not spec.names:  # pandas would rename a repeated name 'user.1'
+            _check_header(path, pd.read_csv(path, header=None, nrows=1, **text))
         reader = pd.read_csv(
             path,
-            sep=sep,
             header=0 if spec.header else None,
             names=list(spec.names) if spec.names else None,
-            dtype=str,
-            keep_default_na=False,
-            skip_blank_lines=False,
             chunksize=chunk_rows,
-            encoding=spec.encoding,
-            engine="python" if len(sep) > 1 and sep != WHITESPACE else "c",
+            **text,
         )
         for frame in reader:
             frame.columns = [str(c).strip() for c in frame.columns]
@@ -213,6 +232,14 @@ def read_raw(spec: LogSpec, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFra
         raise DataError(
             f"{path}: cannot be read to its end ({exc}); a compressed file that is damaged or cut short?"
         ) from exc
+
+
+def _check_header(path: Path, head: pd.DataFrame) -> None:
+    """A header that names one column twice is an error: which would be the user's?"""
+    names = [str(c).strip() for c in (head.iloc[0] if len(head) else [])]
+    twice = sorted({n for n in names if n and names.count(n) > 1})  # unnamed columns may repeat
+    if twice:
+        raise DataError(f"{path}:1: the header names {clipped(twice[0])} twice; rename one of the columns")
 
 
 def _parser_message(exc: Exception) -> str:

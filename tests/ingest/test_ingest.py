@@ -105,6 +105,7 @@ BAD = [
     ("impossible time", GOOD + "u3,i3,4,99999999999\n", "5: column 'timestamp': impossible timestamp"),
     ("negative time", GOOD + "u3,i3,4,-5\n", "5: column 'timestamp': impossible timestamp"),
     ("year 1 as a date", GOOD + "u3,i3,4,\uff11\n", "5: column 'timestamp': impossible timestamp"),
+    ("repeated column", "user,user,item,rating\nu1,u2,i1,5\n", "1: the header names 'user' twice"),
     ("value past float32", GOOD + "u3,i3,1e300,881250999\n", "5: column 'rating': '1e300' is beyond ±1e+12"),
     ("empty user id", GOOD + ",i3,4,881250999\n", "5: column 'user': empty user id"),
     ("empty item id", GOOD + "u4, ,4,881250999\n", "5: column 'item': empty item id"),
@@ -443,3 +444,27 @@ def test_metadata_of_too_many_columns_is_refused_before_it_becomes_features(tmp_
         tmp_path / "ok.csv", "user," + ",".join(cols[:-1]) + "\nu1," + ",".join("1" for _ in cols[:-1]) + "\n"
     )
     assert len(read_metadata(ok, id_col="user", for_items=False)[0]["features"]) == MAX_FEATURES
+
+
+def test_unnamed_trailing_columns_of_a_spreadsheet_export_still_ingest(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    path = write(tmp_path / "export.csv", "user,item,rating,,\nu1,i1,5,,\nu2,i1,4,,\n")
+    assert run(engine, LogSpec(path=path)).inserted == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "sep"), [("log.csv.gz", ","), ("log.tsv.gz", "\t"), ("log.csv.bz2", ";"), ("log.csv.xz", ",")]
+)
+def test_compressed_logs_are_sniffed_through_their_compression(tmp_path, name, sep):
+    """The separator is read from the decompressed first line, and `.tsv.gz` means tab (the
+    compressed bytes used to be sniffed: three of these four failed)."""
+    import bz2
+    import gzip
+    import lzma
+
+    opener = {".gz": gzip, ".bz2": bz2, ".xz": lzma}[name[name.rindex(".") :]]
+    body = GOOD.replace(",", sep) + "".join(f"u{i}{sep}i{i % 5}{sep}4{sep}88126{i:04d}\n" for i in range(200))
+    path = tmp_path / name
+    path.write_bytes(opener.compress(body.encode()))
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    assert run(engine, LogSpec(path=path)).inserted == 203
