@@ -36,15 +36,16 @@ class WorkerError(RecmetaError):
     """A worker of a data-parallel run stopped, so the run cannot go on."""
 
 
+def is_whole(value) -> bool:
+    """A whole number (numpy's too), not a bool."""
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
 def check_whole(name: str, values, low: int) -> None:
     """A DataError unless every one of `values` (a number or a sequence of them; a sequence
     holds at least one) is a whole number, `low` or more."""
     many = isinstance(values, list | tuple)
-    bad = [
-        v
-        for v in (values if many else [values])
-        if isinstance(v, bool) or not isinstance(v, Integral) or v < low
-    ]
+    bad = [v for v in (values if many else [values]) if not is_whole(v) or v < low]
     if bad or (many and not values):
         shown = (bad or "none") if many else repr(values)
         raise DataError(

@@ -412,12 +412,13 @@ def featurize(
             series = table[col]
             numeric = pd.to_numeric(series, errors="coerce")
             if numeric.notna().sum() >= max(1, 0.9 * series.notna().sum()):
+                kept = finite(series)
                 spec.append(
                     {
                         "col": str(col),
                         "kind": "num",
-                        "moments": _moments(finite(series)),
-                        "missing": bool(finite(series).isna().any()),
+                        "moments": _moments(kept),
+                        "missing": bool(kept.isna().any()),
                     }
                 )
             else:

@@ -6,7 +6,9 @@ file, line, column and reason instead of a pandas traceback.
 
 from __future__ import annotations
 
+import bz2
 import codecs
+import gzip
 import lzma
 import re
 import zlib
@@ -124,7 +126,7 @@ SEPARATORS = (
 )
 
 
-COMPRESSED = {".gz": "gzip", ".bz2": "bz2", ".xz": "lzma"}  # suffix -> module whose open() reads it
+COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}  # what pandas infers from a suffix
 
 
 def default_sep(path: Path) -> str:
@@ -135,10 +137,7 @@ def default_sep(path: Path) -> str:
 
 def _open_text(path: Path, encoding: str):
     """The file as text, decompressed when its suffix says it is (as pandas reads it)."""
-    import importlib
-
-    module = COMPRESSED.get(path.suffix.lower())
-    opener = importlib.import_module(module).open if module else open
+    opener = COMPRESSED.get(path.suffix.lower(), open)
     return opener(path, "rt", encoding=encoding, errors="replace", newline="")
 
 

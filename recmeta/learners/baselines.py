@@ -12,7 +12,6 @@ scipy and implicit are imported where a baseline is built, so that serving a met
 from __future__ import annotations
 
 import logging
-import math
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
+from recmeta.errors import is_whole
 from recmeta.learners.base import (
     Progress,
     Recommender,
@@ -444,11 +444,8 @@ class Episodic(EASE):
         tune_items: int = 2_500,
         threshold: float | None = None,
     ) -> None:
-        number = isinstance(query_rows, int | float) and not isinstance(query_rows, bool)
-        if query_rows is not None and not (number and 0 <= query_rows < math.inf):
-            raise ValueError(f"query_rows must be a number, 0 or more, not {query_rows!r}")
-        listed = isinstance(sizes, list | tuple)
-        ok = listed and all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in sizes)
+        check_hyper({"query_rows": query_rows}, {"query_rows": None})
+        ok = isinstance(sizes, list | tuple) and all(is_whole(k) and k >= 1 for k in sizes)
         if not ok or not sizes or list(sizes) != sorted(set(sizes)):
             raise ValueError(f"sizes must be increasing whole numbers, 1 or more, not {sizes!r}")
         super().__init__(regularization, max_items, neighbours, tune_items, threshold)

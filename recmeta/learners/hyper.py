@@ -10,6 +10,7 @@ from collections.abc import Callable
 from numbers import Integral, Real
 from typing import Any
 
+from recmeta.errors import is_whole
 from recmeta.learners.backbone import RATE_LOSSES
 
 INF = math.inf
@@ -86,7 +87,7 @@ def _fits(name: str, value: Any, default: Any) -> tuple[bool, str]:
         return value in CHOICES[name], f"one of {', '.join(CHOICES[name])}"
     if name in WHOLE:
         low, high = WHOLE[name]
-        return _whole(value) and low <= value <= high, f"a whole number from {low} to {high:,}"
+        return is_whole(value) and low <= value <= high, f"a whole number from {low} to {high:,}"
     if name in NUMBERS:
         low, closed = NUMBERS[name]
         ok = number and (value >= low if closed else value > low)
@@ -99,14 +100,10 @@ def _fits(name: str, value: Any, default: Any) -> tuple[bool, str]:
     if isinstance(default, bool):
         return isinstance(value, bool), "true or false"
     if isinstance(default, list | tuple):
-        ok = isinstance(value, list | tuple) and all(_whole(v) and v >= 0 for v in value)
+        ok = isinstance(value, list | tuple) and all(is_whole(v) and v >= 0 for v in value)
         return ok, "a list of whole numbers, 0 or more"
     if isinstance(default, str):
         return isinstance(value, str) and value != "", "a name"
     if isinstance(default, Integral):
-        return _whole(value), "a whole number"
+        return is_whole(value), "a whole number"
     return number, "a finite number"  # a number without a range (user_power)
-
-
-def _whole(value: Any) -> bool:
-    return isinstance(value, Integral) and not isinstance(value, bool)
