@@ -469,17 +469,17 @@ def test_item_item_models_train_serve_and_evaluate_alone(tmp_path, kind):
 
 
 def test_all_names_every_model_ease_included():
-    from recmeta.cli import _model_list
+    from recmeta.cli.common import model_list
     from recmeta.learners import REGISTRY
     from recmeta.train import ALL
 
     assert set(ALL) == set(REGISTRY) and "ease" in ALL
-    assert _model_list([]) == ALL and _model_list(["all"]) == ALL == _model_list(["all", "ease"])
-    assert _model_list(["ease", "als"]) == ("ease", "als")
+    assert model_list([]) == ALL and model_list(["all"]) == ALL == model_list(["all", "ease"])
+    assert model_list(["ease", "als"]) == ("ease", "als")
 
 
 def test_tables_show_small_scores_instead_of_zeros():
-    from recmeta.cli import _score
+    from recmeta.cli.recommend import _score
 
     assert [_score(v) for v in (0.0, 0.1234, -1.5, 12.0)] == ["0.000", "0.123", "-1.500", "12.000"]
     assert _score(3.2e-5) == "3.20e-05" and _score(-2e-6) == "-2.00e-06"  # EASE under a large penalty

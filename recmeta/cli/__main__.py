@@ -1,0 +1,5 @@
+"""`python -m recmeta.cli`."""
+
+from recmeta.cli import main
+
+main()

@@ -1,0 +1,183 @@
+"""What every command shares: the Typer apps, the consoles, the error boundary, the store's engine,
+progress, and the options that name a log's columns."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import sys
+import time
+from enum import Enum
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from typer.exceptions import TyperException
+
+from recmeta.errors import RecmetaError
+
+app = typer.Typer(
+    help="recmeta: recommendations for users you barely know, by meta-learning.\n\n"
+    "Typical run: ingest a log, train, evaluate, recommend.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+ingest_app = typer.Typer(
+    help="Load interaction logs and item/user metadata into the store.", no_args_is_help=True
+)
+db_app = typer.Typer(help="Database schema: migrations.", no_args_is_help=True)
+data_app = typer.Typer(help="Datasets: a synthetic log, MovieLens downloads.", no_args_is_help=True)
+app.add_typer(ingest_app, name="ingest")
+app.add_typer(db_app, name="db")
+app.add_typer(data_app, name="data")
+
+# Into a file or a pipe, tables keep their full width instead of Rich's 80 columns.
+out = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+
+
+class State:
+    db: str | None = None
+    threads: int | None = None
+    debug: bool = False
+
+
+def fail_cleanly(fn):
+    """The one boundary: recmeta's own errors become one red line and exit code 1; any other
+    exception one 'internal error' line and exit code 2 (its traceback with --debug). Every
+    write runs in a transaction, so a failed command leaves the store as it was."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except RecmetaError as exc:
+            err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted[/yellow]")
+            raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, TyperException):  # usage errors: typer prints them
+            raise
+        except Exception as exc:
+            if State.debug:
+                raise
+            err.print(
+                f"[red]internal error:[/red] {type(exc).__name__}: {escape(str(exc))}. Nothing was changed; "
+                "rerun with --debug for the traceback and report it.",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def engine():
+    from recmeta.store import make_engine
+
+    return make_engine(State.db)
+
+
+def print_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def rows_progress(description: str, unit: str = "rows"):
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        SpinnerColumn(),
+        TextColumn(description),
+        TextColumn("{task.completed:,} " + unit),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    )
+
+
+class LogFormat(str, Enum):
+    auto = "auto"
+    csv = "csv"
+    tsv = "tsv"
+    parquet = "parquet"
+    movielens_100k = "movielens-100k"
+    movielens = "movielens"
+
+
+UserCol = Annotated[str | None, typer.Option(help="User id column.")]
+ItemCol = Annotated[str | None, typer.Option(help="Item id column.")]
+ValueCol = Annotated[str | None, typer.Option(help="Rating or count column.")]
+TimeCol = Annotated[str | None, typer.Option(help="Timestamp column (unix or ISO date).")]
+Implicit = Annotated[bool, typer.Option(help="A click/count log: every row is positive.")]
+Explicit = Annotated[
+    bool,
+    typer.Option(help="The value column holds ratings, even when its name or values look like counts."),
+]
+
+
+class TimeUnit(str, Enum):
+    s = "s"
+    ms = "ms"
+
+
+class SplitKind(str, Enum):
+    random = "random"
+    temporal = "temporal"
+
+
+class OnError(str, Enum):
+    fail = "fail"
+    skip = "skip"
+
+
+def progress_bar():
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn("{task.description:<10}"),
+        BarColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not err.is_terminal,  # into a file or a pipe: plain lines instead (plain_progress)
+    )
+
+
+@contextlib.contextmanager
+def step_progress(label: str, total: int, transient: bool = False):
+    """A bar of `total` steps on a terminal; `step(what, say=True)` advances it and, into a
+    file or a pipe, prints a plain line instead (when `say`)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    started = time.perf_counter()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=transient, disable=not err.is_terminal) as bar:
+        task = bar.add_task(label, total=total)
+
+        def step(what: str, say: bool = True) -> None:
+            bar.update(task, advance=1, description=what)
+            if say:
+                done = bar.tasks[0].completed
+                plain_progress(f"{label} {done:.0f}/{total}: {what} ({time.perf_counter() - started:.0f} s)")
+
+        yield step
+
+
+def plain_progress(text: str) -> None:
+    """A progress line on stderr when it is not a terminal (a log file, a pipe, a CI job)."""
+    if not err.is_terminal:
+        err.print(text, highlight=False, soft_wrap=True, markup=False)
+
+
+FEW_USERS = 5  # a table cell that averages fewer users than this prints '-'
+
+
+def model_list(models: list[str]) -> tuple[str, ...]:
+    from recmeta.train import ALL
+
+    if not models:
+        return ALL
+    return ALL if "all" in models else tuple(models)
