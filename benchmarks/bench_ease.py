@@ -13,7 +13,7 @@ difference between the two B. The peaks come from one more, traced run of each.
 - *general*: what Steck's published code does, on a copy of X'X: lambda added to the
   diagonal in place, `numpy.linalg.inv` (LAPACK gesv against the identity), then the
   division into a new matrix.
-- *cholesky*: `recmeta.learners.baselines.ease_weights`: LAPACK potrf and potri in place
+- *cholesky*: `recmeta.learners.baselines.ease.ease_weights`: LAPACK potrf and potri in place
   on one copy, the lower triangle mirrored and the division done in place (each tuning
   fit, which keeps X'X for the next penalty).
 - *in place*: the same on X'X itself, which becomes B (`EASE.fit`'s last fit, after which

@@ -7,14 +7,13 @@ import pytest
 import scipy.sparse as sp
 
 from recmeta.learners import create
-from recmeta.learners.baselines import (
+from recmeta.learners.baselines import Tuning, liked_matrix
+from recmeta.learners.baselines.ease import (
     EASE,
     EASE_BEYOND,
     EASE_LAMBDAS,
-    Tuning,
     ease_weights,
     gram_matrix,
-    liked_matrix,
     mirror_lower,
     top_per_row,
 )

@@ -33,7 +33,8 @@ def test_als_tuning_searches_factors_around_the_best_regularization(small, monke
     regularization 100 is best at 32 factors. The winner is then taken on to 15 sweeps and
     kept at 15 only if that scores higher; the kept factors are those of the winning fit
     (a copy: implicit's further sweeps change a model's factors in place)."""
-    from recmeta.learners import baselines
+    from recmeta.learners.baselines import als as als_module
+    from recmeta.learners.baselines import base as tuning
 
     _, train, val = split_views(small)
     tried = []
@@ -61,9 +62,9 @@ def test_als_tuning_searches_factors_around_the_best_regularization(small, monke
         peak = 2.0 if r == (100.0 if f == 32 else 10.0) else 1.0
         return {32: 0.1, 64: 0.2, 128: 0.15}[f] * peak * a * (longer_gain if it == 15 else 1.0)
 
-    monkeypatch.setattr(baselines, "als_model", als_model)
-    monkeypatch.setattr(baselines, "als_continue", als_continue)
-    monkeypatch.setattr(baselines, "validation_ndcg", ndcg)
+    monkeypatch.setattr(als_module, "als_model", als_model)
+    monkeypatch.setattr(als_module, "als_continue", als_continue)
+    monkeypatch.setattr(tuning, "validation_ndcg", ndcg)
     model = create("als").fit(train, val)
     kept = (64, 10.0, 10.0, 15 if longer_gain > 1 else 8)
     assert tuple(model.params[k] for k in ("factors", "regularization", "alpha", "iterations")) == kept
