@@ -101,3 +101,28 @@ def learner_params(pairs: list[str]) -> dict:
         else:
             out[key] = text
     return out
+
+
+def fit_meta_learners(train, val, seed: int, max_time: float) -> tuple[dict, object]:
+    """As `recmeta evaluate` fits them: the tuned ALS, MAML, ProtoNet and Meta-LSTM started
+    from it (`max_time` seconds of meta-training each), the ensemble assembled from them and
+    its bias weights tuned. Returns (the fitted models by kind, the ensemble)."""
+    from recmeta.learners import create
+    from recmeta.training import fit
+
+    fitted = {"als": fit(create("als"), train, val, seed=seed)}
+    for kind in ("maml", "protonet", "metalstm"):
+        fitted[kind] = fit(create(kind, fitted=fitted, max_time=max_time), train, val, seed=seed)
+    return fitted, fit(create("ensemble", fitted=fitted), train, val, seed=seed)
+
+
+def one_seed_args(doc: str):
+    """The arguments of a one-seed trial: the store, --seed and --max-time (seconds of
+    meta-training per learner, 90 by default)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("db")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--max-time", type=float, default=90.0, help="seconds of meta-training per learner")
+    return ap.parse_args()

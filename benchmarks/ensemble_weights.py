@@ -13,17 +13,14 @@ OPENBLAS_NUM_THREADS=2 python benchmarks/ensemble_weights.py amazon.db --max-tim
 
 from __future__ import annotations
 
-import argparse
 import itertools
 
 import numpy as np
-from common import protocol_split
+from common import fit_meta_learners, one_seed_args, protocol_split
 
-from recmeta.learners import create
 from recmeta.learners.base import chunks, mask_support, ndcg_of, size_batches
 from recmeta.learners.ensemble import BIAS_SHOTS, BIAS_USERS, Standardised
 from recmeta.tasks import make_batch
-from recmeta.training import fit
 
 GRID = [w for w in itertools.product((0, 1, 2), repeat=3) if any(w)]
 
@@ -47,16 +44,9 @@ def per_user(ensemble, batch) -> dict[tuple[int, ...], np.ndarray]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("db")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--max-time", type=float, default=90.0, help="seconds of meta-training per learner")
-    a = ap.parse_args()
+    a = one_seed_args(__doc__)
     data, threshold, seq, split, train, val = protocol_split(a.db, a.seed)
-    fitted = {"als": fit(create("als"), train, val, seed=a.seed)}
-    for kind in ("maml", "protonet", "metalstm"):
-        fitted[kind] = fit(create(kind, fitted=fitted, max_time=a.max_time), train, val, seed=a.seed)
-    ensemble = fit(create("ensemble", fitted=fitted), train, val, seed=a.seed)
+    _, ensemble = fit_meta_learners(train, val, a.seed, a.max_time)
     print(f"members maml, protonet, metalstm; bias weights {ensemble.params['bias_weights']}", flush=True)
     batches = size_batches(val, BIAS_SHOTS, threshold, a.seed, BIAS_USERS)
     rng = np.random.default_rng(a.seed)
