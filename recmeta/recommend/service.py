@@ -1,21 +1,14 @@
-"""Recommend: load the active checkpoints, route each user, adapt, score the catalogue in one
-batched call, drop what the user has, and explain.
-
-One request imports no pandas (the batch and file helpers import it themselves): a whole
-`recmeta recommend` process must finish in under 3 s, and pandas costs about half a second.
-"""
+"""The recommendation service: load the active checkpoints, route each user, adapt, score the
+catalogue in one batched call, drop what the user has, and explain."""
 
 from __future__ import annotations
 
 import functools
-import json
 import math
-import os
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy import Engine
@@ -26,6 +19,7 @@ from recmeta.ingest.ids import check_id, clipped
 from recmeta.learners import META_LEARNERS
 from recmeta.learners.protonet import ProtoNet
 from recmeta.metrics import top_n
+from recmeta.recommend.results import Filters, History, Item, Recommendations
 from recmeta.routing import rows, served_by
 from recmeta.store import repository as repo
 from recmeta.store import session_scope
@@ -37,66 +31,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
 EXPLAIN_SUPPORT = 50  # explanations weigh at most this many of the user's latest rows
-
-
-@dataclass
-class Item:
-    item: str
-    title: str | None
-    score: float
-    reasons: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Recommendations:
-    user: str | None
-    model: str
-    route: str
-    interactions: int
-    items: list[Item]
-    warnings: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dicts (by hand: `dataclasses.asdict` deep-copies every field, and
-        a server calls this per request)."""
-        return {
-            "user": self.user,
-            "model": self.model,
-            "route": self.route,
-            "interactions": self.interactions,
-            "items": [
-                {"item": it.item, "title": it.title, "score": it.score, "reasons": list(it.reasons)}
-                for it in self.items
-            ],
-            "warnings": list(self.warnings),
-        }
-
-
-@dataclass
-class Filters:
-    """Items a list may not hold (sold out, already shown) and, when given, the only items it
-    may hold (a candidate set)."""
-
-    exclude: frozenset[str] = frozenset()
-    candidates: frozenset[str] | None = None
-    _last: tuple[list[str], np.ndarray] | None = field(default=None, repr=False, compare=False)
-
-    @classmethod
-    def of(cls, exclude=(), candidates=None) -> Filters:
-        """From any iterables of item ids (None: every item is a candidate)."""
-        return cls(
-            frozenset(map(str, exclude)), None if candidates is None else frozenset(map(str, candidates))
-        )
-
-    def allowed(self, ids: list[str]) -> np.ndarray:
-        """A mask over `ids`, made once per catalogue (a batch asks for it every chunk)."""
-        if self._last is not None and self._last[0] is ids:
-            return self._last[1]
-        ok = np.array([i not in self.exclude for i in ids], bool)
-        if self.candidates is not None:
-            ok &= np.array([i in self.candidates for i in ids], bool)
-        self._last = (ids, ok)
-        return ok
 
 
 def item_similarities(model, row: int) -> np.ndarray:
@@ -123,49 +57,6 @@ def item_similarities(model, row: int) -> np.ndarray:
         e, _ = model.item_embeddings()
         e = torch.nn.functional.normalize(e.float(), dim=1)
         return (e @ e[row]).cpu().numpy().astype(np.float64)
-
-
-def parse_pairs(pairs: list[str]) -> list[tuple[str, float | None]]:
-    """`ITEM[:VALUE]` strings (as `recmeta recommend --with` takes them) into (item, value)
-    pairs; an item without a value gets None (a like)."""
-    out = []
-    for raw in pairs:
-        item, _, value = str(raw).partition(":")
-        try:
-            out.append((item, float(value) if value else None))
-        except ValueError:
-            raise DataError(f"{clipped(raw)}: the value after ':' must be a number") from None
-    return out
-
-
-def read_item_list(path: Path) -> frozenset[str]:
-    """Item ids, one per line (a --exclude-file or --candidates file)."""
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not UTF-8 text; give item ids one per line") from None
-    return frozenset(line.strip() for line in text.splitlines() if line.strip())
-
-
-@dataclass
-class History:
-    """One user's rows in time order, as external item ids."""
-
-    items: list[str]
-    values: list[float]
-    times: list[int]
-
-    @classmethod
-    def from_rows(cls, rows: list[tuple[str, float, int]]) -> History:
-        return cls([str(r[0]) for r in rows], [float(r[1]) for r in rows], [int(r[2]) for r in rows])
-
-    def rows(self) -> list[tuple[str, float, int]]:
-        return list(zip(self.items, self.values, self.times, strict=True))
-
-    def __len__(self) -> int:
-        return len(self.items)
 
 
 @dataclass
@@ -609,118 +500,3 @@ class RecommendationService:
                     f"{dislike:.2f} to {disliked} disliked one)"
                 )
         return out
-
-
-USER_COLUMNS = ("user", "user_id", "userid")
-
-
-def iter_users_file(path: Path, block: int = 65_536) -> Iterator[str]:
-    """User ids, one at a time, from a text file (one per line) or a CSV/Parquet with a
-    `user` column, read in blocks: memory does not grow with the file."""
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    suffix = path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        import pyarrow.parquet as pq
-
-        try:
-            source = pq.ParquetFile(path)
-        except Exception as exc:  # pyarrow raises several kinds for a file that is not Parquet
-            raise DataError(f"{path}: not a Parquet file ({exc})") from None
-        col = _user_column(path, source.schema_arrow.names)
-        for part in source.iter_batches(batch_size=block, columns=[col]):
-            yield from (str(u) for u in part.column(0).to_pylist())
-        return
-    if suffix in (".csv", ".tsv"):
-        import pandas as pd
-
-        reader = pd.read_csv(path, dtype=str, sep="\t" if suffix == ".tsv" else ",", chunksize=block)
-        for k, frame in enumerate(reader):
-            col = _user_column(path, list(frame.columns)) if k == 0 else col
-            yield from frame[col].astype(str)
-        return
-    try:
-        with open(path, encoding="utf-8") as fh:
-            for line in fh:
-                if line.strip():
-                    yield line.strip()
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not UTF-8 text; give user ids one per line, or a CSV/Parquet") from None
-
-
-def _user_column(path: Path, columns: list[str]) -> str:
-    col = next((c for c in columns if c.lower() in USER_COLUMNS), None)
-    if col is None:
-        from recmeta.ingest.readers import shown_columns  # pandas: only on this error
-
-        raise DataError(f"{path}:1: no user column; the file has {shown_columns(columns)}")
-    return col
-
-
-OUT_SUFFIXES = (".parquet", ".pq", ".csv", ".jsonl", ".ndjson")
-RECS_COLUMNS = ("user", "rank", "item", "title", "score", "model")
-
-
-def check_out_path(path: Path) -> Path:
-    """Where a `RecsWriter` will write, checked before any work is done."""
-    if path.suffix.lower() not in OUT_SUFFIXES:
-        raise DataError(f"{path}: choose .parquet, .csv or .jsonl")
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise DataError(f"{path}: the folder {folder} does not exist")
-    if path.is_dir():
-        raise DataError(f"{path}: is a folder; give a file name")
-    return path
-
-
-class RecsWriter:
-    """Recommendation frames (user, rank, item, title, score, model) written chunk by chunk
-    to .parquet, .csv or .jsonl. They go to a temporary file beside `path`, renamed over it
-    when the writer closes without an error: a failed run leaves no half-written file."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = check_out_path(Path(path))
-        self.kind = {".pq": ".parquet", ".ndjson": ".jsonl"}.get(
-            self.path.suffix.lower(), self.path.suffix.lower()
-        )
-        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.part")
-        self._fh = None
-        self._parquet = None
-        self.rows = 0
-
-    def __enter__(self) -> RecsWriter:
-        self._fh = open(self.tmp, "wb")
-        if self.kind == ".parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            text, whole, real = pa.string(), pa.int64(), pa.float64()
-            types = (text, whole, text, text, real, text)
-            self._schema = pa.schema(list(zip(RECS_COLUMNS, types, strict=True)))
-            self._parquet = pq.ParquetWriter(self._fh, self._schema)
-        return self
-
-    def write(self, frame: pd.DataFrame) -> None:
-        if frame.empty:
-            return
-        if self._parquet is not None:
-            import pyarrow as pa
-
-            table = pa.Table.from_pandas(frame[list(RECS_COLUMNS)], schema=self._schema, preserve_index=False)
-            self._parquet.write_table(table)
-        elif self.kind == ".csv":
-            self._fh.write(frame.to_csv(index=False, header=self.rows == 0).encode())
-        else:
-            self._fh.write("".join(json.dumps(r) + "\n" for r in frame.to_dict("records")).encode())
-        self.rows += len(frame)
-
-    def __exit__(self, kind, exc, tb) -> None:
-        if self._parquet is not None:
-            self._parquet.close()
-        self._fh.close()
-        if kind is None:
-            if self.kind == ".csv" and self.rows == 0:
-                self.tmp.write_text(",".join(RECS_COLUMNS) + "\n")
-            os.replace(self.tmp, self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)
