@@ -150,8 +150,9 @@ class RecommendationService:
         if n_rows == 0:
             return name, f"prior: no interactions yet, {name}'s population prior"
         why = "the best" if self._leads(name, n_rows) else "no model led it by more than the noise"
+        kind = "meta-learner" if name in META_LEARNERS else "baseline"
         return name, (
-            f"{'cold' if name in META_LEARNERS else 'warm'}: {n_rows} interactions, served by {name}, "
+            f"{kind}: {n_rows} interactions, served by {name}, "
             f"{why} on validation users with about as many{self._validation_figures(name, n_rows)}"
         )
 
