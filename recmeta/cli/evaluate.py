@@ -75,7 +75,7 @@ def evaluate(
         float | None,
         typer.Option(
             help="Most seconds of meta-training per seed, shared by the meta-learners as "
-            "`recmeta train` shares them (default 300; 0: no limit).",
+            "`recmeta train` shares them (default 270; 0: no limit).",
             min=0.0,
         ),
     ] = None,

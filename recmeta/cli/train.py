@@ -49,7 +49,7 @@ def train(
         float | None,
         typer.Option(
             help="Most seconds of meta-training for the whole run, shared by the meta-learners "
-            "(default 300; 0: no limit). Each stops in time for its last validation to end within its share.",
+            "(default 270; 0: no limit). Each stops in time for its last validation to end within its share.",
             min=0.0,
         ),
     ] = None,

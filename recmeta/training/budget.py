@@ -7,7 +7,7 @@ import time
 from recmeta.learners import META_LEARNERS
 
 TRAIN_BUDGET = (
-    300.0  # seconds of meta-training a `recmeta train` run takes at most (BENCHMARKS.md, section 7)
+    270.0  # seconds of meta-training a `recmeta train` run takes at most (BENCHMARKS.md, section 7)
 )
 
 
