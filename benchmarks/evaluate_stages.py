@@ -2,7 +2,7 @@
 scoring at each K, and the router's validation at the end of a seed), from the progress
 events the evaluation emits; each stage's time runs to the next event.
 
-python benchmarks/evaluate_stages.py amazon.db [--seeds 0] [--max-time 300]
+python benchmarks/evaluate_stages.py amazon.db [--seeds 0] [--max-time SECONDS (default: evaluate's, 270)]
 """
 
 from __future__ import annotations
@@ -14,13 +14,14 @@ from collections import defaultdict
 from recmeta import snapshot
 from recmeta.evaluate.protocol import EvalConfig, evaluate
 from recmeta.store import make_engine
+from recmeta.training.budget import TRAIN_BUDGET
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("db")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
-    ap.add_argument("--max-time", type=float, default=300.0, help="the meta-learners' share a seed")
+    ap.add_argument("--max-time", type=float, default=TRAIN_BUDGET, help="the meta-learners' share a seed")
     args = ap.parse_args()
     data = snapshot.load(make_engine(f"sqlite:///{args.db}", migrate=False))
     spent: dict[str, float] = defaultdict(float)
