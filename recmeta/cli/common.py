@@ -176,6 +176,7 @@ FEW_USERS = 5  # a table cell that averages fewer users than this prints '-'
 
 
 def model_list(models: list[str]) -> tuple[str, ...]:
+    """The models `--model` names (train and evaluate): every model when none or "all" is given."""
     from recmeta.train import ALL
 
     if not models:
