@@ -30,20 +30,14 @@ from recmeta.tasks import make_batch
 SHOTS = (1, 3, 5, 10, 20)
 
 
-def liked_items(batch, u: int, threshold: float) -> np.ndarray:
-    return batch.support_items[u][batch.support_mask[u] & (batch.support_values[u] >= threshold)]
+def liked(batch, threshold: float) -> np.ndarray:
+    """(users, support rows) 1 where a support row is a liked one, else 0."""
+    return (batch.support_mask & (batch.support_values >= threshold)).astype(np.float32)
 
 
 def summed(emb: np.ndarray, threshold: float):
-    """Scores: the dot product with the sum of a user's liked support rows."""
-
-    def score(batch):
-        out = np.zeros((len(batch.users), len(emb)), np.float32)
-        for u in range(len(batch.users)):
-            out[u] = emb[liked_items(batch, u, threshold)].sum(0) @ emb.T
-        return out
-
-    return score
+    """Scores: the dot product with the sum of a user's liked support rows (all users at once)."""
+    return lambda batch: np.einsum("bs,bsd->bd", liked(batch, threshold), emb[batch.support_items]) @ emb.T
 
 
 def pooled(emb: np.ndarray, temperature: float, prior: np.ndarray, threshold: float, unit: bool = False):
@@ -54,8 +48,9 @@ def pooled(emb: np.ndarray, temperature: float, prior: np.ndarray, threshold: fl
 
     def score(batch):
         out = np.tile(prior, (len(batch.users), 1))
-        for u in range(len(batch.users)):
-            items = liked_items(batch, u, threshold)
+        rows = liked(batch, threshold) > 0
+        for u in range(len(batch.users)):  # a user at a time: all at once is users x rows x items
+            items = batch.support_items[u][rows[u]]
             if len(items):
                 z = (emb[items] @ emb.T - (1.0 if unit else 0.0)) / temperature
                 top = z.max(0)

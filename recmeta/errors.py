@@ -1,6 +1,8 @@
 """The exceptions recmeta raises (the CLI turns each into a message and exit code 1), and
 the checks of settings that raise them: whole-number options, numeric environment variables."""
 
+import math
+import os
 from numbers import Integral
 
 
@@ -57,9 +59,6 @@ def env_number(name: str, default: float, low: float, whole: bool = True) -> flo
     """The environment variable `name` as a number, `low` or more (a whole number unless
     `whole` is False); `default` when it is unset or empty. Anything else is a StoreError
     naming the variable (it is read where the process starts, before any work)."""
-    import math
-    import os
-
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default

@@ -361,9 +361,8 @@ def resolve_columns(spec: LogSpec, columns: list[str]) -> dict[str, str | None]:
 def shown_columns(columns, most: int = 12, width: int = 40) -> str:
     """A file's column names for a message: all of a few, else the first ones and the count;
     each name cut to `width` characters (a header can be one long line)."""
-    names = [str(c) if len(str(c)) <= width else str(c)[: width - 3] + "..." for c in list(columns)[:most]]
-    extra = len(columns) - len(names)
-    return f"{names}" if not extra else f"{len(columns):,} columns, {str(names)[:-1]}, ...]"
+    names = ", ".join(clipped(str(c), width) for c in list(columns)[:most])
+    return f"[{names}]" if len(columns) <= most else f"{len(columns):,} columns, [{names}, ...]"
 
 
 def _plain(name: str) -> str:

@@ -54,23 +54,19 @@ def _sqlite_pragmas(busy_ms: int):
     """The connect hook that sets every SQLite connection's pragmas."""
 
     def connect(dbapi_conn, _record) -> None:
-        _pragmas(dbapi_conn, busy_ms)
+        cur = dbapi_conn.cursor()
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as exc:  # a read-only store keeps the journal it has
+            if "readonly" not in str(exc) and "read-only" not in str(exc):
+                raise
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA busy_timeout={busy_ms}")
+        cur.execute("PRAGMA cache_size=-131072")  # 128 MiB page cache: bulk inserts touch big indexes
+        cur.close()
 
     return connect
-
-
-def _pragmas(dbapi_conn, busy_ms: int) -> None:
-    cur = dbapi_conn.cursor()
-    try:
-        cur.execute("PRAGMA journal_mode=WAL")
-    except sqlite3.OperationalError as exc:  # a read-only store keeps the journal it has
-        if "readonly" not in str(exc) and "read-only" not in str(exc):
-            raise
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute(f"PRAGMA busy_timeout={busy_ms}")
-    cur.execute("PRAGMA cache_size=-131072")  # 128 MiB page cache: bulk inserts touch big indexes
-    cur.close()
 
 
 def make_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
