@@ -2,7 +2,7 @@
 scoring at each K, and the router's validation at the end of a seed), from the progress
 events the evaluation emits; each stage's time runs to the next event.
 
-python benchmarks/evaluate_stages.py amazon.db [--seeds 0] [--max-time SECONDS (default: evaluate's, 270)]
+python benchmarks/evaluate_stages.py amazon.db [--seeds 0] [--max-time SECONDS (default: evaluate's, 330)]
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("db")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
-    ap.add_argument("--max-time", type=float, default=TRAIN_BUDGET, help="the meta-learners' share a seed")
+    ap.add_argument("--max-time", type=float, default=TRAIN_BUDGET, help="a seed's fitting budget")
     args = ap.parse_args()
     data = snapshot.load(make_engine(f"sqlite:///{args.db}", migrate=False))
     spent: dict[str, float] = defaultdict(float)

@@ -45,7 +45,7 @@ class TrainConfig:
     models: tuple[str, ...] = ALL
     seed: int = 0
     epochs: int | None = None
-    max_time: float | None = TRAIN_BUDGET  # seconds for the whole run's meta-training; None: no limit
+    max_time: float | None = TRAIN_BUDGET  # seconds for the run's fits (`Budget`); None: no limit
     models_dir: Path = Path("models")
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     resume: bool = False  # `--continue`: start from the active checkpoints
@@ -105,6 +105,14 @@ def _start_shape(group: Group, fitted: dict[str, Recommender], params: dict[str,
     als = fitted.get(ALS.kind)
     dim = int(group.from_root([float(als.item_factors_.shape[1]) if als is not None else 0.0])[0])
     return {"dim": dim, "item_init": "random"} if dim and not group.root else {}
+
+
+def _share(group: Group, budget: Budget, kind: str) -> float | None:
+    """`kind`'s share of the run's budget, as rank 0 (which fitted the baselines) sees it."""
+    share = budget.share(kind)
+    if group.world == 1 or kind not in META_LEARNERS:
+        return share
+    return group.from_root([share or 0.0])[0] or None
 
 
 def _check_models(cfg: TrainConfig) -> None:
@@ -182,7 +190,7 @@ def _train(
     for kind in fit_order(cfg.models):
         if not group.root and kind not in META_LEARNERS:
             continue  # baselines are rank 0's
-        params = _params(kind, cfg, budget.share(kind))
+        params = _params(kind, cfg, _share(group, budget, kind))
         if kind in META_LEARNERS and kind != "ensemble":
             params.update(_start_shape(group, fitted, params))
         model = create(kind, fitted=fitted, **params)

@@ -74,8 +74,8 @@ def evaluate(
     max_time: Annotated[
         float | None,
         typer.Option(
-            help="Most seconds of meta-training per seed, shared by the meta-learners as "
-            "`recmeta train` shares them (default 270; 0: no limit).",
+            help="Seconds for fitting the models of each seed, as `recmeta train` spends them "
+            "(default 330; 0: no limit): the baselines first, the meta-learners share the rest.",
             min=0.0,
         ),
     ] = None,

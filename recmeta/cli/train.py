@@ -48,8 +48,9 @@ def train(
     max_time: Annotated[
         float | None,
         typer.Option(
-            help="Most seconds of meta-training for the whole run, shared by the meta-learners "
-            "(default 270; 0: no limit). Each stops in time for its last validation to end within its share.",
+            help="Seconds for fitting the run's models (default 330; 0: no limit). The baselines fit "
+            "first; the meta-learners share what they leave, each stopping in time for its last "
+            "validation to end within its share.",
             min=0.0,
         ),
     ] = None,

@@ -38,7 +38,7 @@ class EvalConfig:
     min_interactions: int = 20
     threshold: float | None = None
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
-    max_time: float | None = TRAIN_BUDGET  # seconds of meta-training per seed, shared as `train` shares it
+    max_time: float | None = TRAIN_BUDGET  # seconds of fitting per seed, spent as `train` spends them
 
 
 @dataclass

@@ -33,5 +33,6 @@ def create(kind: str, fitted: Mapping[str, Recommender] | None = None, **params)
 
 def fit_order(kinds: Sequence[str]) -> list[str]:
     """`kinds` in the order to fit them: ALS first, so that the meta-learners start from its
-    tuned factors (`create`), the rest as given."""
-    return sorted(kinds, key=lambda k: k != ALS.kind)
+    tuned factors (`create`), then the other baselines, then the meta-learners (who share
+    the time the baselines leave, `Budget`), each group as given."""
+    return sorted(kinds, key=lambda k: (k in META_LEARNERS, k != ALS.kind))

@@ -76,4 +76,5 @@ def test_a_tuned_als_fitted_first_sets_the_start_and_its_dimension():
     broken = ALS(factors=16).fit(train, seed=0)
     broken.item_factors_[3, 0] = np.nan  # factors that are not all numbers are not a start
     assert create("maml", fitted={"als": broken}).setup(train, seed=0).params["dim"] == 64
-    assert fit_order(("maml", "ensemble", "als", "popular")) == ["als", "maml", "ensemble", "popular"]
+    order = fit_order(("maml", "ensemble", "als", "popular", "episodic"))
+    assert order == ["als", "popular", "episodic", "maml", "ensemble"]  # baselines first

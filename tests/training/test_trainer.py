@@ -135,7 +135,7 @@ def test_max_time_keeps_room_for_the_validation_that_ends_the_run(small, monkeyp
     assert estimates and trainer.outcome.steps == 1 and trainer.outcome.epochs == 1
 
 
-def test_the_run_budget_is_shared_by_the_meta_learners_left():
+def test_the_run_budget_is_shared_by_the_meta_learners_left(caplog):
     import time as clock
 
     from recmeta.train import Budget
@@ -147,6 +147,12 @@ def test_the_run_budget_is_shared_by_the_meta_learners_left():
     assert budget.share("protonet") <= 45  # what is left, over the two left
     assert budget.share("als") is None and budget.share("ensemble") is None
     assert Budget(("maml",), None).share("maml") is None
+    assert not caplog.records
+    # the baselines fit first, inside the budget: what they take, the learners do not get
+    slow = Budget(("maml", "protonet", "als"), 0.2)
+    clock.sleep(0.18)
+    assert slow.share("maml") <= 0.01
+    assert "the meta-learners share" in caplog.text and "Raise --max-time" in caplog.text
 
 
 @pytest.mark.parametrize("sampled", [{}, {"sampled_above": 0, "negatives": 20}], ids=["dense", "sampled"])
