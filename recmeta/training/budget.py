@@ -23,7 +23,8 @@ class Budget:
 
     def __init__(self, models: tuple[str, ...], max_time: float | None) -> None:
         self.max_time = max_time or None
-        self.end = None if self.max_time is None else time.perf_counter() + self.max_time
+        self.start = time.perf_counter()
+        self.end = None if self.max_time is None else self.start + self.max_time
         todo = [k for k in models if k in META_LEARNERS and k != "ensemble"]
         if "ensemble" in models:
             todo += [m for m in ("maml", "protonet", "metalstm") if m not in todo]
@@ -34,16 +35,17 @@ class Budget:
         """The seconds `kind` may train for (None: no limit, or not a meta-learner)."""
         if self.end is None or kind not in self.todo:
             return None
-        left = max(self.end - time.perf_counter(), 1e-3)  # spent: one step each, then stop
+        now = time.perf_counter()
+        left = max(self.end - now, 0.0)
         if self.first and left < SHORT_SHARE * self.max_time:
             log.warning(
                 "the baselines took %.0f s of the %.0f s budget; the meta-learners share the "
                 "%.0f s left. Raise --max-time to give them more",
-                self.max_time - left,
+                now - self.start,
                 self.max_time,
                 left,
             )
         self.first = False
-        share = left / len(self.todo)
+        share = max(left, 1e-3) / len(self.todo)  # spent: one step each, then stop
         self.todo.remove(kind)
         return share

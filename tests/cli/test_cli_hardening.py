@@ -434,17 +434,40 @@ def test_one_seed_tables_print_no_spread_and_write_both_plots(tmp_path):
     assert (out / "ndcg.png").stat().st_size > 0 and (out / "recall.png").stat().st_size > 0
 
 
-def test_max_time_bounds_the_whole_train_run(tmp_path):
+def test_max_time_bounds_the_whole_train_run(tmp_path, caplog):
     db = synth_store(tmp_path, users=120, items=40)
     patient = tmp_path / "patient.toml"
     patient.write_text("[all]\npatience = 1000\ndivergence = 1000\n")  # only time can end the run
-    args = ["--db", db, "train", "--model", "maml", "--model", "protonet", "--epochs", "200", "--json"]
+    args = [
+        "--db",
+        db,
+        "train",
+        "--model",
+        "maml",
+        "--model",
+        "protonet",
+        "--model",
+        "als",
+        "--epochs",
+        "200",
+    ]
     res = runner.invoke(
-        app, [*args, "--config", str(patient), "--max-time", "0.001", "--models-dir", str(tmp_path / "m")]
+        app,
+        [
+            *args,
+            "--json",
+            "--config",
+            str(patient),
+            "--max-time",
+            "0.001",
+            "--models-dir",
+            str(tmp_path / "m"),
+        ],
     )
     assert res.exit_code == 0, res.output
     steps = {r["model"]: r["steps"] for r in json.loads(res.stdout)}
-    assert steps == {"maml": 1, "protonet": 1}  # each stopped within a step of its share
+    assert steps == {"maml": 1, "protonet": 1, "als": 0}  # each stopped within a step of its share
+    assert "the meta-learners share the 0 s left. Raise --max-time" in caplog.text  # ALS took it
 
 
 @pytest.mark.parametrize("kind", ["ease", "episodic"])
