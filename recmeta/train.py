@@ -21,6 +21,7 @@ from recmeta import checkpoint, snapshot
 from recmeta.errors import CheckpointError, DataError, check_whole
 from recmeta.learners import BASELINES, META_LEARNERS, REGISTRY, Recommender, create, fit_order
 from recmeta.learners.baselines import ALS
+from recmeta.learners.ensemble import Ensemble
 from recmeta.learners.meta import MetaLearner
 from recmeta.routing import means, paired_noise, reference_model, routing, validation_ndcgs, validation_users
 from recmeta.snapshot import Interactions
@@ -229,7 +230,8 @@ def continue_training(
     """Each meta-learner of `cfg` starts from its active checkpoint: new items get rows, new
     users join the training (or, 10 % of them, the validation) users, and it trains on the
     tasks of the rows ingested since its watermark, mixed with replayed earlier users. The
-    ensemble is assembled from the continued members; baselines are refitted; routing is
+    ensemble is assembled from the continued members; baselines are refitted, first, so
+    that the learners share what they leave of `max_time` as in `train`; routing is
     validated again. Returns [] when the store holds nothing new."""
     with session_scope(engine) as session:
         registry = repo.active_models(session)
@@ -245,6 +247,9 @@ def continue_training(
     if missing:
         raise DataError(f"no trained {', '.join(missing)} to continue; run `recmeta train` first")
     parents = {k: _load(registry[k].path) for k in members}
+    for kind, parent in parents.items():
+        if not isinstance(parent.model, MetaLearner):
+            raise CheckpointError(f"{registry[kind].path}: not a meta-learner checkpoint")
     marks = {p.manifest["watermark"].get("max_interaction_id", 0) for p in parents.values()}
     if len(marks) > 1:
         raise CheckpointError(
@@ -263,13 +268,31 @@ def continue_training(
     split = _continued_split(data, first, cfg.seed)
     val_data = split.validation
     run = Run(engine, cfg, split)
+    budget = Budget(cfg.models, cfg.max_time)
     results: list[Trained] = []
     fitted: dict[str, Recommender] = {}
     reservoir = None
+
+    def refit(kind: str, reservoir: Reservoir | None = None) -> Trained:
+        """A baseline fitted anew (or the ensemble, from the continued members)."""
+        model = create(kind, fitted=fitted, **_params(kind, cfg))
+        start = time.perf_counter()
+        done = fit_detailed(
+            model, split.train, val_data, progress=progress(kind) if progress else None, seed=cfg.seed
+        )
+        parent = (registry[kind].id, mark) if kind in registry else None
+        seconds = time.perf_counter() - start
+        return run.save(
+            model, seconds, reservoir, done.optimizer, parent=parent, new_rows=int(new.values.nnz)
+        )
+
+    # baselines refit first, inside the budget (`Budget`); the ensemble after its members
+    results += [refit(k) for k in cfg.models if k not in members and k != Ensemble.kind]
     for kind in members:
         parent, model = parents[kind], parents[kind].model
-        if not isinstance(model, MetaLearner):
-            raise CheckpointError(f"{registry[kind].path}: not a meta-learner checkpoint")
+        model.params["max_time"] = budget.share(kind)  # this run's budget and epoch cap
+        if cfg.epochs is not None:
+            model.params["epochs"] = cfg.epochs
         reservoir = _reservoir(parent.manifest, cfg, old, split)
         optimizer = grow(model, parent.optimizer, item_index(parent.item_ids, data.item_ids), data)
         replay = np.intersect1d(replay_users(reservoir, data.user_ids), split.train_users)
@@ -291,26 +314,9 @@ def continue_training(
             offer_rows(reservoir, snapshot.restrict(new, split.train_users))
             lineage = {"parent": (registry[kind].id, mark), "new_rows": int(new.values.nnz)}
             results.append(run.save(model, seconds, reservoir, optimizer, steps=outcome.steps, **lineage))
-    train_data = split.train
-    for kind in cfg.models:
-        if kind in members:
-            continue
-        model = create(kind, fitted=fitted, **_params(kind, cfg))
-        start = time.perf_counter()
-        done = fit_detailed(
-            model, train_data, val_data, progress=progress(kind) if progress else None, seed=cfg.seed
-        )
-        parent = (registry[kind].id, mark) if kind in registry else None
-        results.append(
-            run.save(
-                model,
-                time.perf_counter() - start,
-                reservoir,
-                done.optimizer,
-                parent=parent,
-                new_rows=int(new.values.nnz),
-            )
-        )
+    if Ensemble.kind in cfg.models:
+        results.append(refit(Ensemble.kind, reservoir))
+    results.sort(key=lambda t: cfg.models.index(t.kind))  # as asked for, not as fitted
     run.route(results)
     return results
 

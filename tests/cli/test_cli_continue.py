@@ -96,6 +96,31 @@ def test_a_stored_users_new_interactions_count_at_once(grown):
     assert [it["item"] for it in after["items"]] != [it["item"] for it in before["items"]]
 
 
+def test_continue_spends_this_runs_budget_and_epoch_cap(grown, caplog):
+    db, root, models, _, _ = grown
+    pd.DataFrame({"user": 7, "item": [2, 3, 4], "value": 4, "timestamp": 1_900_000_100}).to_csv(
+        root / "again.csv", index=False
+    )
+    cli(db, "ingest", "interactions", str(root / "again.csv"))
+    args = [
+        "train",
+        "--continue",
+        "--model",
+        "maml",
+        "--model",
+        "als",
+        "--epochs",
+        "3",
+        "--max-time",
+        "0.001",
+    ]
+    res = cli(db, *args, "--models-dir", models, "--json")
+    done = {r["model"]: r for r in json.loads(res.stdout)}
+    assert list(done) == ["maml", "als"]  # as asked for; ALS was refitted first, inside the budget
+    assert done["maml"]["config"]["epochs"] == 3 and done["maml"]["config"]["max_time"] <= 0.001
+    assert "Raise --max-time" in caplog.text
+
+
 def test_continue_with_only_baselines_says_what_to_do(grown):
     db, _, models, _, _ = grown
     res = runner.invoke(app, ["--db", db, "train", "--continue", "--model", "als", "--models-dir", models])
