@@ -182,3 +182,21 @@ def model_list(models: list[str]) -> tuple[str, ...]:
     if not models:
         return ALL
     return ALL if "all" in models else tuple(models)
+
+
+def check_applies(
+    ctx: typer.Context, flag: str, on: bool, only_with: tuple[str, ...], not_with: tuple[str, ...]
+) -> None:
+    """Options typed on the command line that the mode chosen by `flag` (`on`) ignores (those
+    of `only_with` without the flag, those of `not_with` with it) stop the command with an
+    error that names them, instead of silently doing nothing."""
+    ignored = not_with if on else only_with
+    named = {p.name: p.opts[0] for p in ctx.command.params}
+    typed = [n for n in ignored if getattr(ctx.get_parameter_source(n), "name", "") == "COMMANDLINE"]
+    given = [named[n] for n in typed]  # (the source's name: typer bundles a click of its own)
+    if given:
+        which = " and ".join(given)
+        raise RecmetaError(
+            f"{which} {'do' if len(given) > 1 else 'does'} nothing {'with' if on else 'without'} "
+            f"{flag}; drop {'them' if len(given) > 1 else 'it'}" + ("" if on else f" or add {flag}")
+        )

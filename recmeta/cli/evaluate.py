@@ -18,6 +18,7 @@ from recmeta.cli.common import (
     UserCol,
     ValueCol,
     app,
+    check_applies,
     engine,
     fail_cleanly,
     model_list,
@@ -30,6 +31,7 @@ from recmeta.cli.common import (
 @app.command()
 @fail_cleanly
 def evaluate(
+    ctx: typer.Context,
     model: Annotated[
         list[str] | None,
         typer.Option(
@@ -111,6 +113,8 @@ def evaluate(
     from recmeta.evaluate import EvalConfig
     from recmeta.learners import META_LEARNERS
 
+    cold = ("shots", "split", "n", "min_interactions", "max_time")
+    check_applies(ctx, "--continual", continual, ("periods", "first_stage", "last_stage", "replay"), cold)
     spec = dict(
         implicit=implicit,
         explicit=explicit,

@@ -542,3 +542,18 @@ def test_messages_cut_a_huge_value_short(tmp_path):
     for args in (["--user", "u" * 100_000], ["--with", "i" * 100_000]):
         res = runner.invoke(app, ["--db", db, "recommend", *args])
         assert res.exit_code == 1 and len(res.output) < 1000, res.output[:300]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--continual", "--max-time", "5", "--cutoff", "5"],
+            "--cutoff and --max-time do nothing with --continual; drop them",
+        ),
+        (["--periods", "5"], "--periods does nothing without --continual; drop it or add --continual"),
+    ],
+)
+def test_evaluate_refuses_options_its_protocol_ignores(tmp_path, args, message):
+    res = runner.invoke(app, ["--db", str(tmp_path / "x.db"), "evaluate", *args])
+    assert res.exit_code == 1 and message in res.output  # one line, before anything is read
