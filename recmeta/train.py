@@ -273,8 +273,9 @@ def continue_training(
     fitted: dict[str, Recommender] = {}
     reservoir = None
 
-    def refit(kind: str, reservoir: Reservoir | None = None) -> Trained:
-        """A baseline fitted anew (or the ensemble, from the continued members)."""
+    def refit(kind: str, memory: Reservoir | None = None) -> Trained:
+        """A baseline fitted anew (or the ensemble, from the continued members), saved with
+        the replay `memory` given."""
         model = create(kind, fitted=fitted, **_params(kind, cfg))
         start = time.perf_counter()
         done = fit_detailed(
@@ -282,9 +283,7 @@ def continue_training(
         )
         parent = (registry[kind].id, mark) if kind in registry else None
         seconds = time.perf_counter() - start
-        return run.save(
-            model, seconds, reservoir, done.optimizer, parent=parent, new_rows=int(new.values.nnz)
-        )
+        return run.save(model, seconds, memory, done.optimizer, parent=parent, new_rows=int(new.values.nnz))
 
     # baselines refit first, inside the budget (`Budget`); the ensemble after its members
     results += [refit(k) for k in cfg.models if k not in members and k != Ensemble.kind]
