@@ -14,6 +14,7 @@ from rich.table import Table
 from recmeta.cli.common import (
     State,
     app,
+    check_applies,
     engine,
     err,
     fail_cleanly,
@@ -26,6 +27,7 @@ from recmeta.cli.common import (
 @app.command()
 @fail_cleanly
 def recommend(
+    ctx: typer.Context,
     more: Annotated[
         list[str] | None,
         typer.Argument(
@@ -88,6 +90,9 @@ def recommend(
     from recmeta.api import Recmeta
     from recmeta.recommend import check_out_path, iter_users_file, parse_pairs, read_item_list
 
+    one = ("user", "with_items", "explain", "remember", "as_json")  # what one list takes
+    check_applies(ctx, "--users-file", users_file is not None, ("out_path", "workers"), one)
+    check_applies(ctx, "--with", bool(with_items), ("remember",), ("user",))
     banned = frozenset(exclude or ()) | (read_item_list(exclude_file) if exclude_file else frozenset())
     allowed = read_item_list(candidates) if candidates else None
 

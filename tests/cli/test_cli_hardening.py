@@ -548,12 +548,22 @@ def test_messages_cut_a_huge_value_short(tmp_path):
     ("args", "message"),
     [
         (
-            ["--continual", "--max-time", "5", "--cutoff", "5"],
+            ["evaluate", "--continual", "--max-time", "5", "--cutoff", "5"],
             "--cutoff and --max-time do nothing with --continual; drop them",
         ),
-        (["--periods", "5"], "--periods does nothing without --continual; drop it or add --continual"),
+        (
+            ["evaluate", "--periods", "5"],
+            "--periods does nothing without --continual; drop it or add --continual",
+        ),
+        (["recommend", "--user", "1", "--with", "5:4"], "--user does nothing with --with; drop it"),
+        (["recommend", "--user", "1", "--remember", "bob"], "--remember does nothing without --with"),
+        (["recommend", "--user", "1", "--out", "x.csv"], "--out does nothing without --users-file"),
+        (
+            ["recommend", "--users-file", "u.txt", "--out", "x.csv", "--explain", "--json"],
+            "--explain and --json do nothing with --users-file; drop them",
+        ),
     ],
 )
-def test_evaluate_refuses_options_its_protocol_ignores(tmp_path, args, message):
-    res = runner.invoke(app, ["--db", str(tmp_path / "x.db"), "evaluate", *args])
+def test_options_the_chosen_mode_ignores_are_refused(tmp_path, args, message):
+    res = runner.invoke(app, ["--db", str(tmp_path / "x.db"), *args])
     assert res.exit_code == 1 and message in res.output  # one line, before anything is read
