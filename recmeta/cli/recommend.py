@@ -80,7 +80,9 @@ def recommend(
     candidates: Annotated[
         Path | None, typer.Option(help="Rank only these items: a file of item ids, one per line.")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print as JSON (with --users-file: the counts and the file).")
+    ] = False,
 ) -> None:
     """Recommend for a user in the store, for a new person from a few interactions, or for a
     file of users. Items the user already has are never recommended.
@@ -90,7 +92,7 @@ def recommend(
     from recmeta.api import Recmeta
     from recmeta.recommend import check_out_path, iter_users_file, parse_pairs, read_item_list
 
-    one = ("user", "with_items", "explain", "remember", "as_json")  # what one list takes
+    one = ("user", "with_items", "explain", "remember")  # what one list takes
     check_applies(ctx, "--users-file", users_file is not None, ("out_path", "workers"), one)
     check_applies(ctx, "--with", bool(with_items), ("remember",), ("user",))
     banned = frozenset(exclude or ()) | (read_item_list(exclude_file) if exclude_file else frozenset())
@@ -121,6 +123,9 @@ def recommend(
                 threads=State.threads,
                 progress=lambda k: bar.advance(task, k),
             )
+        if as_json:
+            print_json({**done, "out": str(out_path)})
+            return
         out.print(f"{done['users']:,} users, {done['rows']:,} rows -> {escape(str(out_path))}")
         if done["unknown"]:
             example = done["unknown_example"]

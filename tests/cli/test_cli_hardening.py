@@ -559,8 +559,8 @@ def test_messages_cut_a_huge_value_short(tmp_path):
         (["recommend", "--user", "1", "--remember", "bob"], "--remember does nothing without --with"),
         (["recommend", "--user", "1", "--out", "x.csv"], "--out does nothing without --users-file"),
         (
-            ["recommend", "--users-file", "u.txt", "--out", "x.csv", "--explain", "--json"],
-            "--explain and --json do nothing with --users-file; drop them",
+            ["recommend", "--users-file", "u.txt", "--out", "x.csv", "--explain", "--with", "1"],
+            "--with and --explain do nothing with --users-file; drop them",
         ),
     ],
 )

@@ -470,6 +470,15 @@ def test_batch_from_the_cli_streams_files_and_a_failure_leaves_no_output(store, 
     assert res.exit_code == 0, res.output
     assert "2 users, 6 rows" in res.output and "1 unknown user(s) skipped" in res.output
     assert sorted(pd.read_parquet(out).user.unique()) == ["7", "8"]
+    res = cli(db, "recommend", "--users-file", str(ids), "--out", str(tmp_path / "r.jsonl"), "--json")
+    done = json.loads(res.stdout)  # for a script: the counts and where they went
+    assert done == {
+        "users": 2,
+        "rows": 20,
+        "unknown": 1,
+        "unknown_example": "nobody",
+        "out": str(tmp_path / "r.jsonl"),
+    }
     broken = tmp_path / "users.txt"
     broken.write_bytes(b"7\n8\n" * 5000 + bytes(range(128, 256)))  # bad text after 10,000 good ids (20 kB)
     res = cli(db, "recommend", "--users-file", str(broken), "--out", str(tmp_path / "r.csv"))
