@@ -115,6 +115,8 @@ def evaluate(
 
     cold = ("shots", "split", "n", "min_interactions", "max_time")
     check_applies(ctx, "--continual", continual, ("periods", "first_stage", "last_stage", "replay"), cold)
+    log_only = ("fmt", "implicit", "explicit", "user_col", "item_col", "value_col", "time_col")
+    check_applies(ctx, "--log", log_path is not None, log_only, ())  # the store's log is read as ingested
     spec = dict(
         implicit=implicit,
         explicit=explicit,

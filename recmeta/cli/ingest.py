@@ -20,6 +20,7 @@ from recmeta.cli.common import (
     TimeUnit,
     UserCol,
     ValueCol,
+    check_applies,
     engine,
     fail_cleanly,
     ingest_app,
@@ -59,6 +60,7 @@ def _report_table(reports, as_json: bool) -> None:
 @ingest_app.command("interactions")
 @fail_cleanly
 def ingest_interactions(
+    ctx: typer.Context,
     path: Annotated[Path, typer.Argument(help="A CSV/TSV/Parquet log, or a MovieLens folder.")],
     fmt: Annotated[
         LogFormat,
@@ -89,7 +91,13 @@ def ingest_interactions(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Load an interaction log (user, item, value, time). Re-ingesting adds nothing twice."""
+    from recmeta.ingest.movielens import FORMATS
     from recmeta.ingest.pipeline import ingest_file, ingest_path
+
+    layout = ("user_col", "item_col", "value_col", "time_col", "implicit", "explicit", "sep", "header")
+    fixed = (*layout, "time_unit", "encoding", "on_error", "rejects")  # a MovieLens folder's own
+    check_applies(ctx, f"--format {fmt.value}", fmt.value in FORMATS, (), fixed)
+    check_applies(ctx, "--on-error skip", on_error is OnError.skip, ("rejects",), ())
 
     spec = dict(
         user_col=user_col,

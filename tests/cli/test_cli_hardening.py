@@ -555,6 +555,15 @@ def test_messages_cut_a_huge_value_short(tmp_path):
             ["evaluate", "--periods", "5"],
             "--periods does nothing without --continual; drop it or add --continual",
         ),
+        (["evaluate", "--implicit"], "--implicit does nothing without --log; drop it or add --log"),
+        (
+            ["ingest", "interactions", "--format", "movielens-100k", "ml", "--sep", ";"],
+            "--sep does nothing with --format movielens-100k; drop it",
+        ),
+        (
+            ["ingest", "interactions", "x.csv", "--rejects", "r.csv"],
+            "--rejects does nothing without --on-error skip",
+        ),
         (["recommend", "--user", "1", "--with", "5:4"], "--user does nothing with --with; drop it"),
         (["recommend", "--user", "1", "--remember", "bob"], "--remember does nothing without --with"),
         (["recommend", "--user", "1", "--out", "x.csv"], "--out does nothing without --users-file"),
