@@ -34,5 +34,5 @@ def create(kind: str, fitted: Mapping[str, Recommender] | None = None, **params)
 def fit_order(kinds: Sequence[str]) -> list[str]:
     """`kinds` in the order to fit them: ALS first, so that the meta-learners start from its
     tuned factors (`create`), then the other baselines, then the meta-learners (who share
-    the time the baselines leave, `Budget`), each group as given."""
-    return sorted(kinds, key=lambda k: (k in META_LEARNERS, k != ALS.kind))
+    the time the baselines leave, `Budget`), the ensemble after its members; else as given."""
+    return sorted(kinds, key=lambda k: (k in META_LEARNERS, k == Ensemble.kind, k != ALS.kind))

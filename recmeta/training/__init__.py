@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from torch import Tensor
@@ -73,11 +74,16 @@ def fit(
         return Trainer(model, seed=seed, progress=progress, group=group).fit(train, validation)
     if isinstance(model, Ensemble):
         fitted = dict(model.models)
-        for kind in model.params["members"]:
-            if kind not in fitted:
-                report = (lambda d, k=kind: progress({"member": k, **d})) if progress else None
-                member = create(kind, **model.member_params)
-                fitted[kind] = fit(member, train, validation, progress=report, seed=seed, group=group)
+        todo = [k for k in model.params["members"] if k not in fitted]
+        limit = model.params.get("max_time")  # for the members it fits, shared as `Budget` shares
+        end = time.perf_counter() + limit if limit else None
+        for i, kind in enumerate(todo):
+            report = (lambda d, k=kind: progress({"member": k, **d})) if progress else None
+            params = model.member_params
+            if end is not None:
+                params["max_time"] = max(end - time.perf_counter(), 1e-3) / (len(todo) - i)
+            member = create(kind, **params)
+            fitted[kind] = fit(member, train, validation, progress=report, seed=seed, group=group)
         model.assemble(fitted)
         return (
             model.tune_bias(validation, seed) if validation is not None and validation.values.nnz else model

@@ -32,8 +32,10 @@ class Budget:
         self.first = True  # the first share says whether the baselines left enough
 
     def share(self, kind: str) -> float | None:
-        """The seconds `kind` may train for (None: no limit, or not a meta-learner)."""
-        if self.end is None or kind not in self.todo:
+        """The seconds `kind` may train for (None: no limit, or not a meta-learner). The
+        ensemble, fitted last, gets what is left for the members it has to fit itself."""
+        own = list(self.todo) if kind == "ensemble" else [kind] if kind in self.todo else []
+        if self.end is None or not own:
             return None
         now = time.perf_counter()
         left = max(self.end - now, 0.0)
@@ -46,6 +48,6 @@ class Budget:
                 left,
             )
         self.first = False
-        share = max(left, 1e-3) / len(self.todo)  # spent: one step each, then stop
-        self.todo.remove(kind)
+        share = max(left, 1e-3) * len(own) / len(self.todo)  # spent: one step each, then stop
+        self.todo = [k for k in self.todo if k not in own]
         return share

@@ -470,6 +470,19 @@ def test_max_time_bounds_the_whole_train_run(tmp_path, caplog):
     assert "the meta-learners share the 0 s left. Raise --max-time" in caplog.text  # ALS took it
 
 
+def test_an_ensemble_that_fits_its_own_members_keeps_to_the_budget(tmp_path):
+    from recmeta import snapshot
+    from recmeta.learners import create
+    from recmeta.store import make_engine
+    from recmeta.training import fit
+
+    data = snapshot.load(make_engine(f"sqlite:///{synth_store(tmp_path, users=120, items=40)}"))
+    patient = {"patience": 1000, "divergence": 1000, "epochs": 200}  # only time can end it
+    ensemble = fit(create("ensemble", max_time=0.001, **patient), data, data)
+    for member in ensemble.models.values():  # each its share of 0.001 s: one step, one epoch
+        assert member.params["max_time"] <= 0.001 and member.best_epoch_ == 1
+
+
 @pytest.mark.parametrize("kind", ["ease", "episodic"])
 def test_item_item_models_train_serve_and_evaluate_alone(tmp_path, kind):
     db = synth_store(tmp_path, users=120, items=40)

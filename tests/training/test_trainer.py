@@ -145,7 +145,10 @@ def test_the_run_budget_is_shared_by_the_meta_learners_left(caplog):
     assert 29 < first <= 30  # 90 s over three meta-learners
     clock.sleep(0.01)
     assert budget.share("protonet") <= 45  # what is left, over the two left
-    assert budget.share("als") is None and budget.share("ensemble") is None
+    assert budget.share("als") is None and budget.share("metalstm") <= 90
+    assert budget.share("ensemble") is None  # its members all fitted: nothing left to fit
+    alone = Budget(("ensemble", "als"), 90.0)  # an ensemble that fits its own members
+    assert 89 < alone.share("ensemble") <= 90 and alone.share("maml") is None
     assert Budget(("maml",), None).share("maml") is None
     assert not caplog.records
     # the baselines fit first, inside the budget: what they take, the learners do not get
