@@ -192,7 +192,7 @@ def _train(
         if not group.root and kind not in META_LEARNERS:
             continue  # baselines are rank 0's
         params = _params(kind, cfg, _share(group, budget, kind))
-        if kind in META_LEARNERS and kind != "ensemble":
+        if kind in META_LEARNERS:  # the ensemble hands it to the members it fits itself
             params.update(_start_shape(group, fitted, params))
         model = create(kind, fitted=fitted, **params)
         start = time.perf_counter()

@@ -98,6 +98,7 @@ class Ensemble(Recommender):
             REGISTRY[m](**self.member_params)
         fitted = fitted or {}
         self.models: dict[str, Recommender] = {m: fitted[m] for m in members if m in fitted}
+        self.start = fitted.get("als")  # the tuned ALS the members it fits itself start from
         self.fitted_: bool | None = None
 
     def assemble(self, fitted: Mapping[str, Recommender]) -> Ensemble:

@@ -82,9 +82,10 @@ def fit(
             params = model.member_params
             if end is not None:
                 params["max_time"] = max(end - time.perf_counter(), 1e-3) / (len(todo) - i)
-            member = create(kind, **params)
+            member = create(kind, fitted={"als": model.start} if model.start is not None else None, **params)
             fitted[kind] = fit(member, train, validation, progress=report, seed=seed, group=group)
         model.assemble(fitted)
+        model.start = None  # its members have their start; the ALS let go
         return (
             model.tune_bias(validation, seed) if validation is not None and validation.values.nnz else model
         )

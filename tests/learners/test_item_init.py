@@ -76,5 +76,9 @@ def test_a_tuned_als_fitted_first_sets_the_start_and_its_dimension():
     broken = ALS(factors=16).fit(train, seed=0)
     broken.item_factors_[3, 0] = np.nan  # factors that are not all numbers are not a start
     assert create("maml", fitted={"als": broken}).setup(train, seed=0).params["dim"] == 64
+    from recmeta.training import fit
+
+    alone = fit(create("ensemble", fitted={"als": als}, epochs=1), train, train)  # fits its members
+    assert [m.params["dim"] for m in alone.models.values()] == [16, 16, 16] and alone.start is None
     order = fit_order(("maml", "ensemble", "als", "popular", "episodic"))
     assert order == ["als", "popular", "episodic", "maml", "ensemble"]  # baselines first
