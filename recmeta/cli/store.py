@@ -12,6 +12,7 @@ from rich.table import Table
 from recmeta.cli.common import (
     State,
     app,
+    check_applies,
     data_app,
     db_app,
     engine,
@@ -48,6 +49,7 @@ def db_current() -> None:
 @data_app.command("synth")
 @fail_cleanly
 def data_synth(
+    ctx: typer.Context,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder to write into.")] = Path("data/synth"),
     users: Annotated[int, typer.Option(help="Number of users.", min=1)] = 1000,
     items: Annotated[int, typer.Option(help="Number of items.", min=1)] = 400,
@@ -74,6 +76,7 @@ def data_synth(
     """Write a synthetic log with planted taste groups (interactions, items, users CSV)."""
     from recmeta.datasets import PRESETS, SynthConfig, write_synth
 
+    check_applies(ctx, "--size", size is not None, (), ("users", "items"))  # the preset's shape
     shape = {"users": users, "items": items}
     if size is not None:
         if size not in PRESETS:

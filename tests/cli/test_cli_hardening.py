@@ -569,6 +569,7 @@ def test_messages_cut_a_huge_value_short(tmp_path):
             "--periods does nothing without --continual; drop it or add --continual",
         ),
         (["evaluate", "--implicit"], "--implicit does nothing without --log; drop it or add --log"),
+        (["data", "synth", "--size", "ml-25m", "--users", "50"], "--users does nothing with --size; drop it"),
         (
             ["ingest", "interactions", "--format", "movielens-100k", "ml", "--sep", ";"],
             "--sep does nothing with --format movielens-100k; drop it",
