@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 
 from recmeta import checkpoint, snapshot
 from recmeta.errors import CheckpointError, DataError, check_whole
-from recmeta.learners import BASELINES, META_LEARNERS, REGISTRY, Recommender, create, fit_order
+from recmeta.learners import BASELINES, META_LEARNERS, REGISTRY, Recommender, create, fit_order, meta_fits
 from recmeta.learners.baselines import ALS
 from recmeta.learners.ensemble import Ensemble
 from recmeta.learners.meta import MetaLearner
@@ -235,9 +235,7 @@ def continue_training(
     validated again. Returns [] when the store holds nothing new."""
     with session_scope(engine) as session:
         registry = repo.active_models(session)
-    members = [k for k in cfg.models if k in META_LEARNERS and k != "ensemble"]
-    if "ensemble" in cfg.models:
-        members += [m for m in ("maml", "protonet", "metalstm") if m not in members]
+    members = meta_fits(cfg.models)
     if not members:
         raise DataError(
             "--continue continues meta-learners (maml, protonet, metalstm, ensemble); baselines "

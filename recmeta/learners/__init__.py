@@ -5,7 +5,7 @@ from collections.abc import Mapping, Sequence
 
 from recmeta.learners.base import Recommender
 from recmeta.learners.baselines import ALS, EASE, Episodic, ItemKNN, Popular
-from recmeta.learners.ensemble import Ensemble
+from recmeta.learners.ensemble import MEMBERS, Ensemble
 from recmeta.learners.maml import MAML
 from recmeta.learners.metalstm import MetaLSTM
 from recmeta.learners.protonet import ProtoNet
@@ -36,3 +36,10 @@ def fit_order(kinds: Sequence[str]) -> list[str]:
     tuned factors (`create`), then the other baselines, then the meta-learners (who share
     the time the baselines leave, `Budget`), the ensemble after its members; else as given."""
     return sorted(kinds, key=lambda k: (k in META_LEARNERS, k == Ensemble.kind, k != ALS.kind))
+
+
+def meta_fits(kinds: Sequence[str]) -> list[str]:
+    """The meta-learners a run over `kinds` trains: those named, then the members of an
+    ensemble among them that are not named (it fits those itself)."""
+    named = [k for k in kinds if k in MEMBERS]
+    return named + ([m for m in MEMBERS if m not in named] if Ensemble.kind in kinds else [])

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 from torch import Tensor
@@ -13,6 +12,7 @@ from recmeta.learners.base import Progress
 from recmeta.learners.ensemble import Ensemble
 from recmeta.learners.meta import MetaLearner
 from recmeta.snapshot import Interactions
+from recmeta.training.budget import Budget
 from recmeta.training.distributed import Group
 from recmeta.training.loop import Outcome, Trainer, TrainState
 from recmeta.training.replay import Reservoir
@@ -74,14 +74,12 @@ def fit(
         return Trainer(model, seed=seed, progress=progress, group=group).fit(train, validation)
     if isinstance(model, Ensemble):
         fitted = dict(model.models)
-        todo = [k for k in model.params["members"] if k not in fitted]
-        limit = model.params.get("max_time")  # for the members it fits, shared as `Budget` shares
-        end = time.perf_counter() + limit if limit else None
-        for i, kind in enumerate(todo):
+        todo = tuple(k for k in model.params["members"] if k not in fitted)
+        budget = Budget(todo, model.params.get("max_time"))  # for the members it fits itself
+        for kind in todo:
             report = (lambda d, k=kind: progress({"member": k, **d})) if progress else None
-            params = model.member_params
-            if end is not None:
-                params["max_time"] = max(end - time.perf_counter(), 1e-3) / (len(todo) - i)
+            share = budget.share(kind)
+            params = {**model.member_params, **({"max_time": share} if share else {})}
             member = create(kind, fitted={"als": model.start} if model.start is not None else None, **params)
             fitted[kind] = fit(member, train, validation, progress=report, seed=seed, group=group)
         model.assemble(fitted)

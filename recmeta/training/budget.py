@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 
-from recmeta.learners import META_LEARNERS
+from recmeta.learners import meta_fits
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +25,7 @@ class Budget:
         self.max_time = max_time or None
         self.start = time.perf_counter()
         self.end = None if self.max_time is None else self.start + self.max_time
-        todo = [k for k in models if k in META_LEARNERS and k != "ensemble"]
-        if "ensemble" in models:
-            todo += [m for m in ("maml", "protonet", "metalstm") if m not in todo]
-        self.todo = todo
+        self.todo = meta_fits(models)
         self.first = True  # the first share says whether the baselines left enough
 
     def share(self, kind: str) -> float | None:
