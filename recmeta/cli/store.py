@@ -135,7 +135,7 @@ def stats(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")
     table.add_row("interactions", f"{s['interactions']:,}")
     table.add_row("density", f"{s['density']:.4%}")
     table.add_row("kind", "implicit" if s["implicit"] else "explicit")
-    table.add_row("values", f"{s['value_min']} .. {s['value_max']}")
+    table.add_row("values", "-" if s["value_min"] is None else f"{s['value_min']} .. {s['value_max']}")
     table.add_row("time", f"{date(s['time_min'])} .. {date(s['time_max'])}")
     per = s["interactions_per_user"]
     table.add_row(

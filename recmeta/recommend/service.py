@@ -152,7 +152,7 @@ class RecommendationService:
         why = "the best" if self._leads(name, n_rows) else "no model led it by more than the noise"
         kind = "meta-learner" if name in META_LEARNERS else "baseline"
         return name, (
-            f"{kind}: {n_rows} interactions, served by {name}, "
+            f"{kind}: {n_rows} interaction{'' if n_rows == 1 else 's'}, served by {name}, "
             f"{why} on validation users with about as many{self._validation_figures(name, n_rows)}"
         )
 

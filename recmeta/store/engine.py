@@ -93,7 +93,7 @@ def make_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
         with engine.connect():
             pass
     except (OperationalError, DatabaseError) as exc:
-        hint = " (it is not a SQLite database?)" if engine.dialect.name == "sqlite" else ""
+        hint = _sqlite_hint(engine.url.database) if engine.dialect.name == "sqlite" else ""
         raise StoreError(
             f"cannot open the database {engine.url.render_as_string(hide_password=True)}: "
             f"{exc.orig}{hint}. Check --db / $RECMETA_DB."
@@ -145,3 +145,11 @@ def session_scope(engine: Engine) -> Iterator[Session]:
             "was written. Run again when it is done (SQLite takes one writer at a time; "
             "PostgreSQL takes many)"
         ) from None
+
+
+def _sqlite_hint(database: str | None) -> str:
+    """Why a SQLite file would not open: a folder that does not exist, or not a database."""
+    folder = Path(database or "").expanduser().parent
+    if database and database != ":memory:" and not folder.is_dir():
+        return f" (the folder {str(folder)!r} does not exist; create it or pick another path)"
+    return " (it is not a SQLite database?)"

@@ -173,6 +173,8 @@ def test_ingest_inputs_that_are_not_a_log_are_clear_errors(tmp_path):
         assert res.exit_code == 1 and says in res.output, (args, res.output)
     res = runner.invoke(app, ["--db", db, "stats", "--json"])
     assert '"interactions": 0' in res.stdout
+    res = runner.invoke(app, ["--db", db, "stats"])
+    assert "None" not in res.stdout
 
 
 def test_db_urls_that_cannot_work_are_clear_errors(tmp_path):
@@ -180,6 +182,7 @@ def test_db_urls_that_cannot_work_are_clear_errors(tmp_path):
     not_db.write_text("hello, I am a text file")
     for db, says in (
         (str(not_db), "not a SQLite database"),
+        (str(tmp_path / "no" / "such" / "x.db"), "does not exist; create it"),
         ("foo://bar", "unknown database kind 'foo'"),
         ("mysql://user@localhost/x", "SQLite or PostgreSQL"),
     ):

@@ -83,9 +83,11 @@ def test_routing_follows_the_threshold(store):
             path="-",
             config={"cold": "protonet", "warm": "als", "threshold": 3},
         )
+    one = json.loads(cli(db, "recommend", "--with", "1:5", "--json").stdout)
     cold = json.loads(cli(db, "recommend", "--with", "1:5", "2:4", "--json").stdout)
     warm = json.loads(cli(db, "recommend", "--with", "1:5", "2:4", "3:5", "--json").stdout)
     prior = json.loads(cli(db, "recommend", "--user", "7", "--model", "metalstm", "--json").stdout)
+    assert one["route"].startswith("meta-learner: 1 interaction, ")
     assert cold["model"] == "protonet" and cold["route"].startswith("meta-learner: 2 interactions")
     assert warm["model"] == "als" and warm["route"].startswith("baseline: 3 interactions")
     assert prior["model"] == "metalstm"
