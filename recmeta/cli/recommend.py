@@ -148,9 +148,8 @@ def recommend(
     who = f"user {result.user}" if result.user else "new user"
     titled = any(it.title for it in result.items)  # a catalogue without titles gets no column
     why = ["why"] if explain else []
-    t = Table(
-        "#", "item", *(["title"] if titled else []), "score", *why, title=f"{who} · route: {result.route}"
-    )
+    out.print(f"{who} · route: {escape(result.route)}")
+    t = Table("#", "item", *(["title"] if titled else []), "score", *why)
     for rank, it in enumerate(result.items, start=1):
         t.add_row(
             str(rank),

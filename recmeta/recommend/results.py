@@ -71,6 +71,19 @@ class Filters:
         self._last = (ids, ok)
         return ok
 
+    def notes(self, ids: list[str]) -> list[str]:
+        """A note when candidates name items the catalogue does not hold (a typo, or items
+        added after the model was trained): those cannot be recommended."""
+        if self.candidates is None:
+            return []
+        unknown = sorted(self.candidates.difference(ids))
+        if not unknown:
+            return []
+        return [
+            f"{len(unknown):,} candidate item(s) are not in the model's catalogue and cannot be "
+            f"recommended, e.g. {unknown[0][:40]!r}"
+        ]
+
 
 def parse_pairs(pairs: list[str]) -> list[tuple[str, float | None]]:
     """`ITEM[:VALUE]` strings (as `recmeta recommend --with` takes them) into (item, value)

@@ -260,7 +260,7 @@ class RecommendationService:
             route=route,
             interactions=len(history),
             items=items,
-            warnings=notes + notes2,
+            warnings=notes + (filters.notes(served.ids) if filters else []) + notes2,
         )
 
     def remember(self, user: str, history: History) -> int:

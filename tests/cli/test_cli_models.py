@@ -409,6 +409,11 @@ def test_exclude_and_candidates_filter_the_list(store, tmp_path):
         cli(db, "recommend", "--user", "7", "-n", "5", "--candidates", str(allowed), "--json").stdout
     )
     assert [it["item"] for it in res["items"]] == top[2:4]  # same order, nothing else
+    assert not any("candidate" in w for w in res["warnings"])
+    allowed.write_text("\n".join([*top[2:4], "no-such-item"]) + "\n")
+    res = cli(db, "recommend", "--user", "7", "-n", "2", "--candidates", str(allowed))
+    assert res.exit_code == 0 and "1 candidate item(s) are not in the model's catalogue" in res.output
+    assert "'no-such-item'" in res.output and "route:" in res.stdout.splitlines()[0]
 
 
 @pytest.mark.parametrize("model", ["auto", "maml", "ensemble", "itemknn"])
