@@ -123,6 +123,15 @@ class TimeUnit(str, Enum):
     ms = "ms"
 
 
+Sep = Annotated[str | None, typer.Option(help="Field separator (default: the one the first line holds).")]
+Header = Annotated[
+    bool,
+    typer.Option(help="The first line names the columns (--no-header: user, item, value, timestamp)."),
+]
+TimeUnitOpt = Annotated[TimeUnit, typer.Option("--time-unit", help="Unit of numeric timestamps.")]
+Encoding = Annotated[str, typer.Option(help="Text encoding.")]
+
+
 class SplitKind(str, Enum):
     random = "random"
     temporal = "temporal"
@@ -184,6 +193,12 @@ def model_list(models: list[str]) -> tuple[str, ...]:
     return ALL if "all" in models else tuple(models)
 
 
+def _as_typed(param, value) -> str:
+    """An option's name as the user typed it: `--no-header` for a flag pair turned off."""
+    off = getattr(param, "secondary_opts", None)
+    return off[0] if off and value is False else param.opts[0]
+
+
 def check_applies(
     ctx: typer.Context, flag: str, on: bool, only_with: tuple[str, ...], not_with: tuple[str, ...]
 ) -> None:
@@ -191,9 +206,10 @@ def check_applies(
     of `only_with` without the flag, those of `not_with` with it) stop the command with an
     error that names them, instead of silently doing nothing."""
     ignored = not_with if on else only_with
-    named = {p.name: p.opts[0] for p in ctx.command.params}
+    params = {p.name: p for p in ctx.command.params}
     typed = [n for n in ignored if getattr(ctx.get_parameter_source(n), "name", "") == "COMMANDLINE"]
-    given = [named[n] for n in typed]  # (the source's name: typer bundles a click of its own)
+    given = [_as_typed(params[n], ctx.params.get(n)) for n in typed]  # (the source's name: typer
+    # bundles a click of its own)
     if given:
         which = " and ".join(given)
         raise RecmetaError(

@@ -9,12 +9,17 @@ import typer
 from rich.markup import escape
 
 from recmeta.cli.common import (
+    Encoding,
     Explicit,
+    Header,
     Implicit,
     ItemCol,
     LogFormat,
+    Sep,
     SplitKind,
     TimeCol,
+    TimeUnit,
+    TimeUnitOpt,
     UserCol,
     ValueCol,
     app,
@@ -72,6 +77,10 @@ def evaluate(
     item_col: ItemCol = None,
     value_col: ValueCol = None,
     time_col: TimeCol = None,
+    sep: Sep = None,
+    header: Header = True,
+    time_unit: TimeUnitOpt = TimeUnit.s,
+    encoding: Encoding = "utf-8",
     epochs: Annotated[int | None, typer.Option(help="Most meta-training epochs per fit.", min=1)] = None,
     max_time: Annotated[
         float | None,
@@ -115,7 +124,8 @@ def evaluate(
 
     cold = ("shots", "split", "n", "min_interactions", "max_time")
     check_applies(ctx, "--continual", continual, ("periods", "first_stage", "last_stage", "replay"), cold)
-    log_only = ("fmt", "implicit", "explicit", "user_col", "item_col", "value_col", "time_col")
+    log_only = ("fmt", "implicit", "explicit", "user_col", "item_col", "value_col", "time_col", "sep")
+    log_only += ("header", "time_unit", "encoding")
     check_applies(ctx, "--log", log_path is not None, log_only, ())  # the store's log is read as ingested
     spec = dict(
         implicit=implicit,
@@ -124,6 +134,10 @@ def evaluate(
         item_col=item_col,
         value_col=value_col,
         time_col=time_col,
+        sep=sep,
+        header=header,
+        time_unit=time_unit.value,
+        encoding=encoding,
     )
     params = {m: {"epochs": epochs} for m in META_LEARNERS} if epochs else {}
     if continual:

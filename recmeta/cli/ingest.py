@@ -11,13 +11,17 @@ from rich.markup import escape
 from rich.table import Table
 
 from recmeta.cli.common import (
+    Encoding,
     Explicit,
+    Header,
     Implicit,
     ItemCol,
     LogFormat,
     OnError,
+    Sep,
     TimeCol,
     TimeUnit,
+    TimeUnitOpt,
     UserCol,
     ValueCol,
     check_applies,
@@ -74,12 +78,10 @@ def ingest_interactions(
     time_col: TimeCol = None,
     implicit: Implicit = False,
     explicit: Explicit = False,
-    sep: Annotated[
-        str | None, typer.Option(help="Field separator (default: the one the first line holds).")
-    ] = None,
-    header: Annotated[bool, typer.Option(help="The first line names the columns.")] = True,
-    time_unit: Annotated[TimeUnit, typer.Option(help="Unit of numeric timestamps.")] = TimeUnit.s,
-    encoding: Annotated[str, typer.Option(help="Text encoding.")] = "utf-8",
+    sep: Sep = None,
+    header: Header = True,
+    time_unit: TimeUnitOpt = TimeUnit.s,
+    encoding: Encoding = "utf-8",
     on_error: Annotated[
         OnError,
         typer.Option(

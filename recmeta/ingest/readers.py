@@ -207,12 +207,18 @@ def read_raw(spec: LogSpec, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFra
         engine="python" if len(sep) > 1 and sep != WHITESPACE else "c",
     )
     try:
-        if spec.header and not spec.names:  # pandas would rename a repeated name 'user.1'
-            _check_header(path, pd.read_csv(path, header=None, nrows=1, **text))
+        names = list(spec.names) if spec.names else None
+        if (spec.header and not names) or (names and not spec.header):
+            head = pd.read_csv(path, header=None, nrows=1, **text)
+            if names:  # as many names as the first line has fields: a log without times has 3
+                fields = head.shape[1]
+                names = names[:fields] + [f"column_{i + 1}" for i in range(len(names), fields)]
+            else:  # pandas would rename a repeated name 'user.1'
+                _check_header(path, head)
         reader = pd.read_csv(
             path,
             header=0 if spec.header else None,
-            names=list(spec.names) if spec.names else None,
+            names=names,
             chunksize=chunk_rows,
             **text,
         )
@@ -344,6 +350,12 @@ def resolve_columns(spec: LogSpec, columns: list[str]) -> dict[str, str | None]:
             continue
         out[role] = next((plain[_plain(a)] for a in ALIASES[role] if _plain(a) in plain), None)
     for role in ("user", "item"):
+        if out[role] is None and spec.header and len(columns) > 1 and all(map(_numeric, columns)):
+            raise DataError(
+                f"{spec.path}:1: the first line looks like data, not column names "
+                f"({shown_columns(columns)}); pass --no-header to read the columns as user, item, "
+                "value, timestamp"
+            )
         if out[role] is None:
             raise DataError(
                 f"{spec.path}:1: no {role} column; the file has {shown_columns(columns)}. "
@@ -383,6 +395,14 @@ def _delimiter_hint(spec: LogSpec, columns: list[str]) -> str:
             shown = "\\t" if sep == "\t" else sep
             return f" (one column: the file looks {name}-separated; pass --sep '{shown}')"
     return ""
+
+
+def _numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def validate(raw: pd.DataFrame, cols: dict[str, str | None], spec: LogSpec) -> Chunk:

@@ -109,3 +109,20 @@ def test_evaluate_a_log_with_its_own_column_names(tmp_path):
     )
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["config"]["dataset"]["implicit"] is True
+
+
+def test_evaluate_reads_a_headerless_semicolon_log_as_ingest_does(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(2)
+    rows = "\n".join(f"{rng.integers(0, 60)};{rng.integers(0, 30)};1" for _ in range(3000))
+    path = write(tmp_path / "plays.txt", rows + "\n")
+    common = ["evaluate", "--log", str(path), "-m", "popular", "--shots", "3", "--seeds", "0"]
+    res = runner.invoke(app, [*common, "--out", str(tmp_path / "r")])
+    assert res.exit_code == 1 and "pass --no-header" in res.output
+    args = [*common, "--no-header", "--sep", ";", "--implicit", "--out", str(tmp_path / "r"), "--json"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["config"]["dataset"]["users"] == 60
+    res = runner.invoke(app, ["evaluate", "--no-header", "--seeds", "0"])  # no --log: nothing to read
+    assert res.exit_code != 0 and "--no-header" in res.output

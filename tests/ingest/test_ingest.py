@@ -106,6 +106,7 @@ BAD = [
     ("negative time", GOOD + "u3,i3,4,-5\n", "5: column 'timestamp': impossible timestamp"),
     ("year 1 as a date", GOOD + "u3,i3,4,\uff11\n", "5: column 'timestamp': impossible timestamp"),
     ("repeated column", "user,user,item,rating\nu1,u2,i1,5\n", "1: the header names 'user' twice"),
+    ("no header", "196,242,3,881250949\n186,302,3,891717742\n", "1: the first line looks like data"),
     ("value past float32", GOOD + "u3,i3,1e300,881250999\n", "5: column 'rating': '1e300' is beyond ±1e+12"),
     ("empty user id", GOOD + ",i3,4,881250999\n", "5: column 'user': empty user id"),
     ("empty item id", GOOD + "u4, ,4,881250999\n", "5: column 'item': empty item id"),
