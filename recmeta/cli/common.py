@@ -9,7 +9,7 @@ import json
 import sys
 import time
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -130,6 +130,23 @@ Header = Annotated[
 ]
 TimeUnitOpt = Annotated[TimeUnit, typer.Option("--time-unit", help="Unit of numeric timestamps.")]
 Encoding = Annotated[str, typer.Option(help="Text encoding.")]
+LAYOUT = (
+    "user_col",
+    "item_col",
+    "value_col",
+    "time_col",
+    "implicit",
+    "explicit",
+    "sep",
+    "header",
+    "time_unit",
+    "encoding",
+)  # the options above, which ingest and evaluate --log pass on as a LogSpec's fields
+
+
+def layout_spec(ctx: typer.Context) -> dict[str, Any]:
+    """The layout options of a command (LAYOUT) as LogSpec fields."""
+    return {k: v.value if isinstance(v, Enum) else v for k, v in ctx.params.items() if k in LAYOUT}
 
 
 class SplitKind(str, Enum):

@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 
 from recmeta.cli.common import (
+    LAYOUT,
     Encoding,
     Explicit,
     Header,
@@ -26,6 +27,7 @@ from recmeta.cli.common import (
     check_applies,
     engine,
     fail_cleanly,
+    layout_spec,
     model_list,
     out,
     print_json,
@@ -124,21 +126,8 @@ def evaluate(
 
     cold = ("shots", "split", "n", "min_interactions", "max_time")
     check_applies(ctx, "--continual", continual, ("periods", "first_stage", "last_stage", "replay"), cold)
-    log_only = ("fmt", "implicit", "explicit", "user_col", "item_col", "value_col", "time_col", "sep")
-    log_only += ("header", "time_unit", "encoding")
-    check_applies(ctx, "--log", log_path is not None, log_only, ())  # the store's log is read as ingested
-    spec = dict(
-        implicit=implicit,
-        explicit=explicit,
-        user_col=user_col,
-        item_col=item_col,
-        value_col=value_col,
-        time_col=time_col,
-        sep=sep,
-        header=header,
-        time_unit=time_unit.value,
-        encoding=encoding,
-    )
+    check_applies(ctx, "--log", log_path is not None, ("fmt", *LAYOUT), ())  # the store's rows are ingested
+    spec = layout_spec(ctx)
     params = {m: {"epochs": epochs} for m in META_LEARNERS} if epochs else {}
     if continual:
         _evaluate_continual(

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from recmeta.cli.common import (
+    LAYOUT,
     Encoding,
     Explicit,
     Header,
@@ -28,6 +29,7 @@ from recmeta.cli.common import (
     engine,
     fail_cleanly,
     ingest_app,
+    layout_spec,
     out,
     print_json,
     rows_progress,
@@ -96,23 +98,10 @@ def ingest_interactions(
     from recmeta.ingest.movielens import FORMATS
     from recmeta.ingest.pipeline import ingest_file, ingest_path
 
-    layout = ("user_col", "item_col", "value_col", "time_col", "implicit", "explicit", "sep", "header")
-    fixed = (*layout, "time_unit", "encoding", "on_error", "rejects")  # a MovieLens folder's own
+    fixed = (*LAYOUT, "on_error", "rejects")  # a MovieLens folder has a layout of its own
     check_applies(ctx, f"--format {fmt.value}", fmt.value in FORMATS, (), fixed)
     check_applies(ctx, "--on-error skip", on_error is OnError.skip, ("rejects",), ())
-
-    spec = dict(
-        user_col=user_col,
-        item_col=item_col,
-        value_col=value_col,
-        time_col=time_col,
-        implicit=implicit,
-        explicit=explicit,
-        encoding=encoding,
-        time_unit=time_unit.value,
-        sep=sep,
-        header=header,
-    )
+    spec = layout_spec(ctx)
     eng = engine()
     with rows_progress(f"ingesting {path.name}") as bar:
         task = bar.add_task("ingest", total=None)
