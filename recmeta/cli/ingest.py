@@ -120,7 +120,7 @@ def _set_completed(bar, task, n: int) -> None:
 
 
 def _ingest_metadata(
-    path: Path, for_items: bool, id_col: str, title_col, genres_col, year_col, sep, as_json: bool
+    path: Path, for_items: bool, id_col: str | None, title_col, genres_col, year_col, sep, as_json: bool
 ) -> None:
     from recmeta.ingest.pipeline import ingest_file, ingest_metadata, read_metadata
     from recmeta.store.models import Item, User
@@ -143,27 +143,24 @@ def _ingest_metadata(
 @fail_cleanly
 def ingest_items(
     path: Annotated[Path, typer.Argument(help="CSV/TSV/Parquet with one row per item.")],
-    id_col: Annotated[str, typer.Option(help="Item id column.")] = "item",
-    title_col: Annotated[str | None, typer.Option(help="Title column.")] = "title",
-    genres_col: Annotated[str | None, typer.Option(help="Genres column, '|'-separated.")] = "genres",
-    year_col: Annotated[str | None, typer.Option(help="Year column.")] = "year",
+    id_col: Annotated[str | None, typer.Option(help="Item id column (default: item, item_id, ...).")] = None,
+    title_col: Annotated[str | None, typer.Option(help="Title column (default: title, name, ...).")] = None,
+    genres_col: Annotated[
+        str | None, typer.Option(help="Genres column, '|'-separated (default: genres, category, ...).")
+    ] = None,
+    year_col: Annotated[str | None, typer.Option(help="Year column (default: year, release_year).")] = None,
     sep: Annotated[str | None, typer.Option(help="Field separator.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Load item metadata (title, genres, year; other columns become features)."""
-    from recmeta.ingest.readers import LogSpec, read_raw
-
-    header = list(next(read_raw(LogSpec(path=path, sep=sep), chunk_rows=1)).columns)
-    lower = {c.lower() for c in header}
-    pick = lambda c: c if c and c.lower() in lower else None  # noqa: E731
-    _ingest_metadata(path, True, id_col, pick(title_col), pick(genres_col), pick(year_col), sep, as_json)
+    _ingest_metadata(path, True, id_col, title_col, genres_col, year_col, sep, as_json)
 
 
 @ingest_app.command("users")
 @fail_cleanly
 def ingest_users(
     path: Annotated[Path, typer.Argument(help="CSV/TSV/Parquet with one row per user.")],
-    id_col: Annotated[str, typer.Option(help="User id column.")] = "user",
+    id_col: Annotated[str | None, typer.Option(help="User id column (default: user, user_id, ...).")] = None,
     sep: Annotated[str | None, typer.Option(help="Field separator.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:

@@ -25,6 +25,7 @@ from recmeta.ingest.readers import (
     check_encoding,
     check_file,
     default_sep,
+    find_column,
     is_count_column,
     is_parquet,
     read_raw,
@@ -350,31 +351,27 @@ def ingest_metadata(
 def read_metadata(
     path: Path,
     *,
-    id_col: str,
+    id_col: str | None = None,
     title_col: str | None = None,
     genres_col: str | None = None,
     year_col: str | None = None,
     sep: str | None = None,
     for_items: bool = True,
 ) -> list[dict]:
-    """Rows of an item or user metadata file; columns not named go into `features`."""
+    """Rows of an item or user metadata file; columns not named go into `features`. A column
+    not named is found by its usual names (item_id, title, genres, year, ...), as a log's are."""
     spec = LogSpec(path=path, sep=sep)
+    role = "item" if for_items else "user"
     records: list[dict] = []
     for raw in read_raw(spec):
-        lower = {c.lower(): c for c in raw.columns}
-        cid = lower.get(id_col.lower())
+        columns = list(raw.columns)
+        cid = find_column(columns, role, id_col, str(path))
         if cid is None:
             raise DataError(
-                f"{path}:1: no id column {id_col!r}; the file has {shown_columns(raw.columns)}. "
-                "Pass --id-col NAME"
+                f"{path}:1: no {role} id column; the file has {shown_columns(columns)}. Pass --id-col NAME"
             )
-        named = {
-            k: lower.get(v.lower()) if v else None
-            for k, v in (("title", title_col), ("genres", genres_col), ("year", year_col))
-        }
-        for k, v in (("title", title_col), ("genres", genres_col), ("year", year_col)):
-            if v and named[k] is None:
-                raise DataError(f"{path}:1: no column {v!r}; the file has {shown_columns(raw.columns)}")
+        given = (("title", title_col), ("genres", genres_col), ("year", year_col)) if for_items else ()
+        named = {k: find_column(columns, k, v, str(path)) for k, v in given}
         rest = [c for c in raw.columns if c != cid and c not in named.values()]
         if len(rest) > MAX_FEATURES:
             raise DataError(

@@ -84,6 +84,9 @@ ALIASES = {
     ),
     "value": ("value", "rating", "score", "stars", *COUNT_COLUMNS),
     "time": ("timestamp", "time", "ts", "datetime", "date", "event_time", "created_at"),
+    "title": ("title", "name", "item_name", "movie_title", "product_name"),
+    "genres": ("genres", "genre", "categories", "category"),
+    "year": ("year", "release_year"),
 }
 
 
@@ -332,23 +335,11 @@ def resolve_columns(spec: LogSpec, columns: list[str]) -> dict[str, str | None]:
     """Map the roles user/item/value/time onto the file's column names. A name matches
     an alias, or a name given, whatever its case, spaces, hyphens and underscores
     (`artistID`, `Artist ID` and `artist_id` alike)."""
-    lower = {c.lower(): c for c in columns}
-    plain: dict[str, str] = {}
-    for c in columns:
-        plain.setdefault(_plain(c), c)  # the first of two columns that read the same
     given = {"user": spec.user_col, "item": spec.item_col, "value": spec.value_col, "time": spec.time_col}
-    out: dict[str, str | None] = {}
-    for role, name in given.items():
-        if name is not None:
-            found = name if name in columns else lower.get(name.lower()) or plain.get(_plain(name))
-            if found is None:
-                raise DataError(
-                    f"{spec.path}:1: no column {name!r} for the {role}; the file has "
-                    f"{shown_columns(columns)}{_delimiter_hint(spec, columns)}"
-                )
-            out[role] = found
-            continue
-        out[role] = next((plain[_plain(a)] for a in ALIASES[role] if _plain(a) in plain), None)
+    out = {
+        role: find_column(columns, role, name, f"{spec.path}", _delimiter_hint(spec, columns))
+        for role, name in given.items()
+    }
     for role in ("user", "item"):
         if out[role] is None and spec.header and len(columns) > 1 and all(map(_numeric, columns)):
             raise DataError(
@@ -368,6 +359,23 @@ def resolve_columns(spec: LogSpec, columns: list[str]) -> dict[str, str | None]:
             "Pass --value-col NAME, or --implicit for a click or count log"
         )
     return out  # no value column and nothing else in the file: a click log (see ingest_log)
+
+
+def find_column(columns: list[str], role: str, name: str | None, where: str, hint: str = "") -> str | None:
+    """The column for `role`: the one named `name` (an error when there is none), else the first
+    of the role's usual names (ALIASES) the file has, else None. Names match whatever their
+    case, spaces, hyphens and underscores."""
+    plain: dict[str, str] = {}
+    for c in columns:
+        plain.setdefault(_plain(c), c)  # the first of two columns that read the same
+    if name is None:
+        return next((plain[_plain(a)] for a in ALIASES[role] if _plain(a) in plain), None)
+    found = name if name in columns else plain.get(_plain(name))
+    if found is None:
+        raise DataError(
+            f"{where}:1: no column {name!r} for the {role}; the file has {shown_columns(columns)}{hint}"
+        )
+    return found
 
 
 def shown_columns(columns, most: int = 12, width: int = 40) -> str:

@@ -233,6 +233,21 @@ def test_items_and_users_metadata(sqlite_url, tmp_path):
     assert us.loc["a", "features"] == {"age": 30.0, "city": "Oslo"}
 
 
+def test_metadata_columns_are_found_by_their_usual_names(tmp_path):
+    """As a log's: `Item ID`, `name`, `category` without naming them; a name given must exist."""
+    from recmeta.ingest.pipeline import read_metadata
+
+    path = write(tmp_path / "items.csv", "Item ID,name,category,Release-Year,price\nx,X,a,1999,2\n")
+    (rec,) = read_metadata(path)
+    assert rec == {"external_id": "x", "title": "X", "genres": "a", "year": 1999, "features": {"price": 2.0}}
+    (rec,) = read_metadata(write(tmp_path / "users.csv", "userId,age\nu1,30\n"), for_items=False)
+    assert rec == {"external_id": "u1", "features": {"age": 30.0}}
+    with pytest.raises(DataError, match="no column 'nope' for the item; the file has"):
+        read_metadata(path, id_col="nope")
+    with pytest.raises(DataError, match="no item id column; the file has"):
+        read_metadata(write(tmp_path / "t.csv", "title,price\nX,2\n"))
+
+
 @pytest.mark.parametrize("year", ["19x9", "1e400", "99999999999"])
 def test_bad_year_in_item_metadata(tmp_path, year):
     from recmeta.ingest.pipeline import read_metadata
