@@ -242,6 +242,38 @@ class Recmeta:
         with session_scope(self.engine) as session:
             return repo.describe_models(session, active_only=active_only)
 
+    def activate(self, model_id: int) -> dict[str, Any]:
+        """Serve checkpoint `model_id` for its name from now on (roll back to an earlier one, or
+        forward again); a running server switches at its next check. Its file must load."""
+        from recmeta.checkpoint import read_manifest
+
+        with session_scope(self.engine) as session:
+            model = repo.activate_model(session, int(model_id))
+            if model.kind != "router":
+                read_manifest(Path(model.path))  # a missing or damaged file: nothing changes
+            return {"id": model.id, "name": model.name, "path": model.path}
+
+    def prune(self, keep: int = 1, *, dry_run: bool = False) -> dict[str, Any]:
+        """Delete the inactive checkpoints of each name beyond the `keep` newest inactive ones
+        (kept for `activate`), registry rows and files; active checkpoints are never touched.
+        With `dry_run`, only say what would go."""
+        if keep < 0:
+            raise DataError("--keep must be 0 or more")
+        with session_scope(self.engine) as session:
+            stale = repo.stale_models(session, keep)
+            gone = [{"id": m.id, "name": m.name, "path": m.path} for m in stale]
+            ids = {m.id for m in stale}
+            still = {m.path for m in repo.list_models(session) if m.id not in ids}  # shared files stay
+            if not dry_run:
+                for m in stale:
+                    session.delete(m)
+        files = [Path(g["path"]) for g in gone if g["path"] not in still and Path(g["path"]).is_file()]
+        freed = sum(f.stat().st_size for f in files)
+        if not dry_run:
+            for f in files:  # after the rows are gone: a crash here leaves files, never a row
+                f.unlink(missing_ok=True)  # pointing at nothing
+        return {"removed": gone, "files": len(files), "bytes": freed, "dry_run": dry_run}
+
     def health(self) -> dict[str, Any]:
         """Whether the store answers and which models are loaded (name -> registry id)."""
         with session_scope(self.engine) as session:

@@ -48,6 +48,8 @@ def recommend(
     model: Annotated[
         str,
         typer.Option(
+            "--model",
+            "-m",
             help="auto (route by history length), maml, protonet, metalstm, ensemble, als, itemknn, "
             "popular, ease or episodic."
         ),
@@ -192,6 +194,8 @@ def similar(
     model: Annotated[
         str,
         typer.Option(
+            "--model",
+            "-m",
             help="auto, a meta-learner (its item embeddings), itemknn (co-liked items), ease or "
             "episodic (their item-item weights)."
         ),

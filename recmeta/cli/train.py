@@ -14,6 +14,7 @@ from recmeta.cli.common import (
     FEW_USERS,
     State,
     app,
+    check_applies,
     engine,
     err,
     fail_cleanly,
@@ -198,13 +199,52 @@ def _print_routing() -> None:
 
 @app.command()
 @fail_cleanly
-def models(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:
-    """List registered checkpoints, newest first (active ones marked *)."""
-    from recmeta.store import session_scope
-    from recmeta.store.repository import describe_models
+def models(
+    ctx: typer.Context,
+    activate: Annotated[
+        int | None,
+        typer.Option(
+            help="Serve checkpoint ID for its name from now on (roll back, or forward again); "
+            "a running server switches by itself.",
+            metavar="ID",
+        ),
+    ] = None,
+    prune: Annotated[
+        bool,
+        typer.Option(help="Delete old inactive checkpoints (files and registry rows); active ones stay."),
+    ] = False,
+    keep: Annotated[
+        int,
+        typer.Option(help="With --prune: older checkpoints of each name to keep.", min=0),
+    ] = 1,
+    dry_run: Annotated[bool, typer.Option(help="With --prune: say what would go, delete nothing.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """List registered checkpoints, newest first (active ones marked *); roll back with
+    --activate, free disk with --prune."""
+    from recmeta.api import Recmeta
 
-    with session_scope(engine()) as session:
-        rows = describe_models(session)
+    check_applies(ctx, "--prune", prune, ("keep", "dry_run"), ("activate",))
+    rm = Recmeta(engine())
+    if activate is not None:
+        done = rm.activate(activate)
+        if as_json:
+            print_json(done)
+        else:
+            out.print(escape(f"#{done['id']} is now the active {done['name']} ({done['path']})"))
+        return
+    if prune:
+        done = rm.prune(keep, dry_run=dry_run)
+        if as_json:
+            print_json(done)
+            return
+        verb = "would delete" if dry_run else "deleted"
+        out.print(
+            f"{verb} {len(done['removed']):,} inactive checkpoint(s), {done['files']:,} file(s), "
+            f"{done['bytes'] / 2**20:,.1f} MiB; kept the active ones and {keep} older of each name"
+        )
+        return
+    rows = rm.models()
     if as_json:
         print_json(rows)
         return

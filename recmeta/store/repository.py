@@ -15,6 +15,7 @@ import numpy as np
 from sqlalchemy import Connection, func, select, update
 from sqlalchemy.orm import Session
 
+from recmeta.errors import CheckpointError
 from recmeta.store.models import IngestBatch, Interaction, Item, Model, User
 
 if TYPE_CHECKING:
@@ -298,6 +299,29 @@ def register_model(session: Session, *, activate: bool = True, **fields: Any) ->
     session.add(model)
     session.flush()
     return model
+
+
+def activate_model(session: Session, model_id: int) -> Model:
+    """Make checkpoint `model_id` the active one of its name (a rollback, or a roll forward)."""
+    model = session.get(Model, model_id)
+    if model is None:
+        raise CheckpointError(f"no checkpoint #{model_id}; `recmeta models` lists them")
+    session.execute(update(Model).where(Model.name == model.name).values(active=False))
+    model.active = True
+    session.flush()
+    return model
+
+
+def stale_models(session: Session, keep: int) -> list[Model]:
+    """The inactive checkpoints of each name beyond the `keep` newest inactive ones."""
+    seen: dict[str, int] = {}
+    stale = []
+    for m in list_models(session):
+        if not m.active:
+            seen[m.name] = seen.get(m.name, 0) + 1
+            if seen[m.name] > keep:
+                stale.append(m)
+    return stale
 
 
 def list_models(session: Session, *, active_only: bool = False) -> list[Model]:
