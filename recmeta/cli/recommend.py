@@ -51,7 +51,7 @@ def recommend(
             "--model",
             "-m",
             help="auto (route by history length), maml, protonet, metalstm, ensemble, als, itemknn, "
-            "popular, ease or episodic."
+            "popular, ease or episodic.",
         ),
     ] = "auto",
     explain: Annotated[bool, typer.Option(help="Say why each item is there.")] = False,
@@ -197,7 +197,7 @@ def similar(
             "--model",
             "-m",
             help="auto, a meta-learner (its item embeddings), itemknn (co-liked items), ease or "
-            "episodic (their item-item weights)."
+            "episodic (their item-item weights).",
         ),
     ] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
