@@ -308,7 +308,12 @@ def _numeric_text(col: pd.Series) -> pd.Series:
     if pd.api.types.is_datetime64_any_dtype(col):
         ts = col.dt.tz_localize("UTC") if col.dt.tz is None else col.dt.tz_convert("UTC")
         return unix_seconds(ts).astype("Int64").astype(str).where(col.notna(), "")
-    return col.astype(str).where(col.notna(), "")
+    text = col.astype(str)
+    if pd.api.types.is_float_dtype(col):  # ids that pandas stored as floats (an int column with
+        values = col.to_numpy(np.float64)  # a gap) read 1, as a CSV writes them, not 1.0
+        whole = np.isfinite(values) & (values == np.round(values)) & (np.abs(values) < 2**53)
+        text[whole] = values[whole].astype(np.int64).astype(str)
+    return text.where(col.notna(), "")
 
 
 def to_float(text: pd.Series) -> pd.Series:

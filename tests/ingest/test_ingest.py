@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import select
 
 from recmeta.errors import DataError
 from recmeta.ingest.pipeline import ingest_file, ingest_log, ingest_path
@@ -82,6 +83,20 @@ def test_parquet(db_url, tmp_path):
     assert report.inserted == 3
     with session_scope(engine) as s:
         assert stats(s)["time_min"] == 1_577_836_800
+
+
+def test_parquet_ids_stored_as_floats_read_as_a_csv_writes_them(sqlite_url, tmp_path):
+    """pandas stores an int column with a gap as float64: item 7.0 is the CSV's item 7."""
+    from recmeta.store.models import Item
+
+    engine = make_engine(sqlite_url)
+    write(tmp_path / "a.csv", "user,item,rating\n1,7,4\n")
+    run(engine, LogSpec(path=tmp_path / "a.csv"))
+    frame = pd.DataFrame({"user": [2.0, 3.0], "item": [7.0, 2.5], "rating": [5.0, 3.0]})
+    frame.to_parquet(tmp_path / "b.parquet")
+    run(engine, LogSpec(path=tmp_path / "b.parquet"))
+    with session_scope(engine) as s:
+        assert sorted(s.scalars(select(Item.external_id))) == ["2.5", "7"]
 
 
 def test_implicit_log_without_values_or_times(sqlite_url, tmp_path):
