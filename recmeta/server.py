@@ -21,6 +21,7 @@ import gc
 import hmac
 import json
 import logging
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -319,6 +320,8 @@ def number(value: Any, k: int) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise DataError(f"interaction {k}: value must be a number")
+    if not math.isfinite(value):  # JSON's 1e999 reads as inf
+        raise DataError(f"interaction {k}: value must be a finite number")
     return float(value)
 
 

@@ -180,6 +180,8 @@ def test_a_body_that_is_not_json_is_a_422(client):
     assert status == 422 and "not JSON" in out["error"]
     status, out = client.call("POST", "/recommend", raw=b'{"interactions": [{"item": "3", "value": NaN}]}')
     assert status == 422 and "finite" in out["error"]
+    status, out = client.call("POST", "/recommend", raw=b'{"interactions": [{"item": "3", "value": 1e999}]}')
+    assert status == 422 and out["error"] == "interaction 1: value must be a finite number"
     deep = b"[" * 100_000 + b"]" * 100_000  # 200 kB, under the size limit: the parser's recursion
     status, out = client.call("POST", "/recommend", raw=deep)
     assert status == 422 and "too deep" in out["error"]
