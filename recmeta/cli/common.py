@@ -23,6 +23,7 @@ app = typer.Typer(
     "Typical run: ingest a log, train, evaluate, recommend.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
 )
 ingest_app = typer.Typer(
     help="Load interaction logs and item/user metadata into the store.", no_args_is_help=True

@@ -118,8 +118,10 @@ def evaluate(
     ),
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Cold-start evaluation under PROTOCOL.md: every model on the same users, splits, seeds.
-    With --continual, the continual protocol: what keeping a model current costs and forgets."""
+    """Cold-start evaluation under PROTOCOL.md (or the continual protocol with --continual).
+
+    Every model on the same users, splits and seeds. With --continual: what keeping a model
+    current costs and forgets."""
 
     from recmeta.evaluate import EvalConfig
     from recmeta.learners import META_LEARNERS

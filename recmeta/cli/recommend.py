@@ -86,8 +86,9 @@ def recommend(
         bool, typer.Option("--json", help="Print as JSON (with --users-file: the counts and the file).")
     ] = False,
 ) -> None:
-    """Recommend for a user in the store, for a new person from a few interactions, or for a
-    file of users. Items the user already has are never recommended.
+    """Recommend for a stored user, a new person's first interactions, or a file of users.
+
+    Items the user already has are never recommended.
 
     Examples: recmeta recommend --user 1;  recmeta recommend --with 50:5 181:5 172:4 --explain
     """
@@ -202,8 +203,10 @@ def similar(
     ] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
-    """Items like this one: nearest by a meta-learner's item embeddings, or by the item-item
-    weights of item kNN or EASE."""
+    """Items like this one, by a model's item embeddings or item-item weights.
+
+    Nearest by a meta-learner's item embeddings, or by the item-item weights of item kNN or
+    EASE."""
     from recmeta.api import Recmeta
     from recmeta.threads import set_threads
 

@@ -211,17 +211,23 @@ def models(
     ] = None,
     prune: Annotated[
         bool,
-        typer.Option(help="Delete old inactive checkpoints (files and registry rows); active ones stay."),
+        typer.Option(
+            "--prune", help="Delete old inactive checkpoints (files and registry rows); active ones stay."
+        ),
     ] = False,
     keep: Annotated[
         int,
         typer.Option(help="With --prune: older checkpoints of each name to keep.", min=0),
     ] = 1,
-    dry_run: Annotated[bool, typer.Option(help="With --prune: say what would go, delete nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="With --prune: say what would go, delete nothing.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
-    """List registered checkpoints, newest first (active ones marked *); roll back with
-    --activate, free disk with --prune."""
+    """List registered checkpoints (active ones marked *); roll back, or free disk.
+
+    Newest first. --activate ID serves an earlier checkpoint again; --prune deletes old
+    inactive ones."""
     from recmeta.api import Recmeta
 
     check_applies(ctx, "--prune", prune, ("keep", "dry_run"), ("activate",))
