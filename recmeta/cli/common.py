@@ -112,10 +112,12 @@ UserCol = Annotated[str | None, typer.Option(help="User id column.")]
 ItemCol = Annotated[str | None, typer.Option(help="Item id column.")]
 ValueCol = Annotated[str | None, typer.Option(help="Rating or count column.")]
 TimeCol = Annotated[str | None, typer.Option(help="Timestamp column (unix or ISO date).")]
-Implicit = Annotated[bool, typer.Option(help="A click/count log: every row is positive.")]
+Implicit = Annotated[bool, typer.Option("--implicit", help="A click/count log: every row is positive.")]
 Explicit = Annotated[
     bool,
-    typer.Option(help="The value column holds ratings, even when its name or values look like counts."),
+    typer.Option(
+        "--explicit", help="The value column holds ratings, even when its name or values look like counts."
+    ),
 ]
 
 

@@ -54,7 +54,7 @@ def recommend(
             "popular, ease or episodic.",
         ),
     ] = "auto",
-    explain: Annotated[bool, typer.Option(help="Say why each item is there.")] = False,
+    explain: Annotated[bool, typer.Option("--explain", help="Say why each item is there.")] = False,
     remember: Annotated[
         str | None, typer.Option(help="Store the --with interactions as this new user.")
     ] = None,

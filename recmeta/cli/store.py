@@ -54,7 +54,7 @@ def data_synth(
     users: Annotated[int, typer.Option(help="Number of users.", min=1)] = 1000,
     items: Annotated[int, typer.Option(help="Number of items.", min=1)] = 400,
     groups: Annotated[int, typer.Option(help="Planted taste groups.", min=1)] = 5,
-    implicit: Annotated[bool, typer.Option(help="Counts instead of ratings.")] = False,
+    implicit: Annotated[bool, typer.Option("--implicit", help="Counts instead of ratings.")] = False,
     seed: Annotated[int, typer.Option(help="Random seed.", min=0)] = 0,
     drift: Annotated[
         float,
