@@ -26,9 +26,6 @@ def read_item_list(path: Path) -> frozenset[str]:
     return frozenset(line.strip() for line in text.splitlines() if line.strip())
 
 
-USER_COLUMNS = ("user", "user_id", "userid")
-
-
 def iter_users_file(path: Path, block: int = 65_536) -> Iterator[str]:
     """User ids, one at a time, from a text file (one per line) or a CSV/Parquet with a
     `user` column, read in blocks: memory does not grow with the file."""
@@ -44,7 +41,7 @@ def iter_users_file(path: Path, block: int = 65_536) -> Iterator[str]:
             raise DataError(f"{path}: not a Parquet file ({exc})") from None
         col = _user_column(path, source.schema_arrow.names)
         for part in source.iter_batches(batch_size=block, columns=[col]):
-            yield from (str(u) for u in part.column(0).to_pylist())
+            yield from (_id_text(u) for u in part.column(0).to_pylist() if u is not None)
         return
     if suffix in (".csv", ".tsv"):
         import pandas as pd
@@ -52,7 +49,7 @@ def iter_users_file(path: Path, block: int = 65_536) -> Iterator[str]:
         reader = pd.read_csv(path, dtype=str, sep="\t" if suffix == ".tsv" else ",", chunksize=block)
         for k, frame in enumerate(reader):
             col = _user_column(path, list(frame.columns)) if k == 0 else col
-            yield from frame[col].astype(str)
+            yield from frame[col].dropna().astype(str)
         return
     try:
         with open(path, encoding="utf-8") as fh:
@@ -64,12 +61,20 @@ def iter_users_file(path: Path, block: int = 65_536) -> Iterator[str]:
 
 
 def _user_column(path: Path, columns: list[str]) -> str:
-    col = next((c for c in columns if c.lower() in USER_COLUMNS), None)
-    if col is None:
-        from recmeta.ingest.readers import shown_columns  # pandas: only on this error
+    """The user column, found by the usual names as ingest finds a log's (user_id, userID, ...)."""
+    from recmeta.ingest.readers import find_column, shown_columns
 
+    col = find_column(columns, "user", None, str(path))
+    if col is None:
         raise DataError(f"{path}:1: no user column; the file has {shown_columns(columns)}")
     return col
+
+
+def _id_text(value: object) -> str:
+    """A user id from Parquet as ingest stores it: 7, not 7.0, for an id column of floats."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    return str(value)
 
 
 OUT_SUFFIXES = (".parquet", ".pq", ".csv", ".jsonl", ".ndjson")

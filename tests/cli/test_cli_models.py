@@ -486,6 +486,10 @@ def test_batch_from_the_cli_streams_files_and_a_failure_leaves_no_output(store, 
         "unknown_example": "nobody",
         "out": str(tmp_path / "r.jsonl"),
     }
+    floats = tmp_path / "floats.parquet"  # an id column of floats (a gap made pandas store 7 as 7.0)
+    pd.DataFrame({"userID": [7.0, None, 8.0], "x": [1, 2, 3]}).to_parquet(floats)
+    res = cli(db, "recommend", "--users-file", str(floats), "--out", str(tmp_path / "f.csv"), "--json")
+    assert json.loads(res.stdout)["users"] == 2, res.output
     broken = tmp_path / "users.txt"
     broken.write_bytes(b"7\n8\n" * 5000 + bytes(range(128, 256)))  # bad text after 10,000 good ids (20 kB)
     res = cli(db, "recommend", "--users-file", str(broken), "--out", str(tmp_path / "r.csv"))
