@@ -199,6 +199,14 @@ def create_app(rm: Recmeta, settings: Settings) -> FastAPI:
         result = await work(rm.recommendations, user=user, n=n, model=model, explain=explain)
         return json_response(result.as_dict())
 
+    @app.get("/similar/{item}", openapi_extra={"parameters": QUERY_DOCS[:2]})
+    async def similar(item: str, request: Request) -> Response:
+        """Items like `item` (a product page's "more like this"), as `recmeta similar`.
+        Query: n (1-1000, default 10), model (auto)."""
+        await require_for_reads(request)
+        n, model, _ = recommend_query(request.query_params, ("n", "model"))
+        return json_response((await work(rm.similar_items, item, n=n, model=model)).as_dict())
+
     @app.post("/recommend", dependencies=[Depends(require_for_reads)])
     async def recommend_history(request: Request) -> Response:
         """Top `n` for someone known only by `interactions` ([{item, value?}]); nothing is
@@ -275,11 +283,12 @@ QUERY_DOCS = [
 TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off", "")
 
 
-def recommend_query(params) -> tuple[int, str, bool]:
-    """n, model and explain from a query string, each checked."""
-    unknown = set(params) - {"n", "model", "explain"}
+def recommend_query(params, names: tuple[str, ...] = ("n", "model", "explain")) -> tuple[int, str, bool]:
+    """n, model and explain from a query string, each checked; parameters beyond `names` are
+    an error."""
+    unknown = set(params) - set(names)
     if unknown:
-        raise DataError(f"unknown query parameter(s) {sorted(unknown)}; give n, model, explain")
+        raise DataError(f"unknown query parameter(s) {sorted(unknown)}; give {', '.join(names)}")
     raw = params.get("n", "10")
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_N:
         raise DataError(f"n={clipped(raw)}: give a whole number from 1 to {MAX_N}")

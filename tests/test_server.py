@@ -120,6 +120,17 @@ def test_health_and_models(client):
     assert status == 200 and {m["name"] for m in models} == set(health["models"])
 
 
+def test_similar_items_equal_the_cli(client, store):
+    db, _ = store
+    status, body = client.get("/similar/3?n=4&model=itemknn")
+    cli = json.loads(invoke("--db", db, "similar", "3", "-n", "4", "-m", "itemknn", "--json"))
+    assert status == 200 and [it["item"] for it in body["items"]] == [it["item"] for it in cli["items"]]
+    assert len(body["items"]) == 4 and "3" not in [it["item"] for it in body["items"]]
+    assert client.get("/similar/no-such-item")[0] == 404
+    status, out = client.get("/similar/3?explain=true")
+    assert status == 422 and out["error"] == "unknown query parameter(s) ['explain']; give n, model"
+
+
 def test_recommend_for_a_user_equals_the_cli(client, store):
     db, _ = store
     status, body = client.get("/recommend/7?n=5&explain=true")
