@@ -267,7 +267,13 @@ class Recmeta:
             if not dry_run:
                 for m in stale:
                     session.delete(m)
-        files = [Path(g["path"]) for g in gone if g["path"] not in still and Path(g["path"]).is_file()]
+        files = [
+            Path(g["path"])
+            for g in gone
+            if g["path"] not in still
+            and Path(g["path"]).suffix in (".safetensors", ".json")  # what train writes, nothing else
+            and Path(g["path"]).is_file()
+        ]
         freed = sum(f.stat().st_size for f in files)
         if not dry_run:
             for f in files:  # after the rows are gone: a crash here leaves files, never a row
