@@ -176,14 +176,7 @@ def evaluate(
             result = evaluate_store(engine(), cfg, tick)
     paths = write_all(result, out_dir)
     if as_json:
-        print_json(
-            {
-                "config": result.config,
-                "seconds": result.seconds,
-                "summary": result.summary.to_dict("records"),
-                "files": {k: str(v) for k, v in paths.items()},
-            }
-        )
+        _print_json(result, result.summary.to_dict("records"), paths)
         return
     out.print(table(result, f"ndcg@{n}"))
     if "mae" in set(result.summary.metric):
@@ -224,17 +217,22 @@ def _evaluate_continual(
             result = continual_store(engine(), cfg, tick)
     paths = write_all(result, out_dir)
     if as_json:
-        print_json(
-            {
-                "config": result.config,
-                "seconds": result.seconds,
-                "summary": result.summary,
-                "files": {k: str(v) for k, v in paths.items()},
-            }
-        )
+        _print_json(result, result.summary, paths)
         return
     for t in tables(result):
         out.print(t)
     out.print(
         escape(f"{result.seconds:.0f} s; report {paths['json']}, plots {paths['heatmap']} {paths['next']}")
+    )
+
+
+def _print_json(result, summary, paths: dict) -> None:
+    """A run's configuration, seconds, summary and files, for a script."""
+    print_json(
+        {
+            "config": result.config,
+            "seconds": result.seconds,
+            "summary": summary,
+            "files": {k: str(v) for k, v in paths.items()},
+        }
     )
