@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from recmeta.errors import DataError
-from recmeta.learners import META_LEARNERS, REGISTRY, create
+from recmeta.learners import META_LEARNERS, REGISTRY, create, parameters
 
 
 def read_config(path: Path) -> dict[str, dict[str, Any]]:
@@ -46,6 +46,12 @@ def read_config(path: Path) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for kind in REGISTRY:
         params = {**(shared if kind in META_LEARNERS and kind != "ensemble" else {}), **raw.get(kind, {})}
+        known = parameters(kind)
+        unknown = sorted(set(params) - known) if known is not None else []
+        if unknown:
+            raise DataError(
+                f"{path}: [{kind}]: unknown parameter(s) {unknown}; {kind} takes {', '.join(sorted(known))}"
+            )
         if params:
             try:
                 create(kind, **params)

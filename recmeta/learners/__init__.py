@@ -7,6 +7,7 @@ from recmeta.learners.base import Recommender
 from recmeta.learners.baselines import ALS, EASE, Episodic, ItemKNN, Popular
 from recmeta.learners.ensemble import MEMBERS, Ensemble
 from recmeta.learners.maml import MAML
+from recmeta.learners.meta import DEFAULTS
 from recmeta.learners.metalstm import MetaLSTM
 from recmeta.learners.protonet import ProtoNet
 
@@ -43,3 +44,17 @@ def meta_fits(kinds: Sequence[str]) -> list[str]:
     ensemble among them that are not named (it fits those itself)."""
     named = [k for k in kinds if k in MEMBERS]
     return named + ([m for m in MEMBERS if m not in named] if Ensemble.kind in kinds else [])
+
+
+def parameters(kind: str) -> set[str] | None:
+    """The hyperparameters a model of `kind` takes (what `--config` may set for it); None for
+    the ensemble, which hands what it is given on to its members."""
+    import inspect
+
+    cls = REGISTRY[kind]
+    if kind == Ensemble.kind:
+        return None
+    if kind in META_LEARNERS:
+        return set(DEFAULTS) | set(cls.defaults)
+    taken = inspect.signature(cls.__init__).parameters.values()
+    return {p.name for p in taken if p.name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD}

@@ -329,7 +329,8 @@ def test_train_config_file(tmp_path):
     assert configs["als"]["factors"] == 4
     for text, says in (
         ("[mamal]\ndim = 8\n", "unknown section"),
-        ("[maml]\ninner_stepz = 2\n", "inner_stepz"),
+        ("[maml]\ninner_stepz = 2\n", "[maml]: unknown parameter(s) ['inner_stepz']; maml takes "),
+        ("[als]\nfactor = 2\n", "[als]: unknown parameter(s) ['factor']; als takes alpha, factors, "),
         ("dim = [", "not a TOML"),
         ("all = 3\n", "`all = ...` stands outside a table"),
         # every value is checked where it enters, with the section in the message (rich
