@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tempfile
 import threading
 import time
@@ -90,20 +91,32 @@ class Recmeta:
             self._service, self._serving = service, now
             return True
 
-    def ingest(self, frame: pd.DataFrame, **spec: Any) -> dict[str, Any]:
+    def ingest(self, frame: pd.DataFrame | str | Path, **spec: Any) -> dict[str, Any]:
         """Load interactions from a DataFrame (user, item[, value][, timestamp] columns, named
         as `recmeta ingest` recognises them or with user_col=..., item_col=...; implicit=True
-        for clicks). All or nothing, as `recmeta ingest`; returns the ingest report."""
+        for clicks) or from a file or MovieLens folder, as `recmeta ingest interactions` reads
+        it (fmt=..., sep=..., header=...). All or nothing; returns the ingest report."""
         import pandas as pd
 
         from recmeta.ingest.pipeline import ingest_file, ingest_path
 
+        if isinstance(frame, (str, Path)):
+            fmt = spec.pop("fmt", "auto")
+            (report, *more) = ingest_file(self.engine, lambda s: ingest_path(s, Path(frame), fmt, **spec))
+            self._service = None
+            return report.as_dict() if not more else {"reports": [r.as_dict() for r in (report, *more)]}
         if not isinstance(frame, pd.DataFrame) or frame.empty:
-            raise DataError("ingest takes a DataFrame with at least one row")
+            raise DataError("ingest takes a DataFrame with at least one row, or a file's path")
         with tempfile.TemporaryDirectory(prefix="recmeta-api-") as tmp:
             path = Path(tmp) / "frame.parquet"
             frame.to_parquet(path, index=False)
-            (report,) = ingest_file(self.engine, lambda s: ingest_path(s, path, **spec))
+            try:
+                (report,) = ingest_file(self.engine, lambda s: ingest_path(s, path, **spec))
+            except DataError as exc:  # "frame.parquet:3:" is the frame's third row
+                said = re.sub(
+                    rf"{re.escape(str(path))}:(\d+):", lambda m: f"frame.iloc[{int(m[1]) - 1}]:", str(exc)
+                )
+                raise DataError(said.replace(str(path), "the frame")) from None
         self._service = None  # the catalogue may have grown
         return report.as_dict()
 
@@ -247,6 +260,10 @@ class Recmeta:
         forward again); a running server switches at its next check. Its file must load."""
         from recmeta.checkpoint import read_manifest
 
+        if isinstance(model_id, bool) or not str(model_id).strip().isdigit():
+            raise DataError(
+                f"a checkpoint id is a whole number (`recmeta models` lists them), not {model_id!r}"
+            )
         with session_scope(self.engine) as session:
             model = repo.activate_model(session, int(model_id))
             if model.kind != "router":

@@ -37,3 +37,20 @@ def test_the_readme_example_runs(tmp_path, monkeypatch):
     with pytest.raises(DataError):
         rm.recommend()
     assert rm.recommend(user="7", n=3, exclude=[top.item[0]]).item.tolist()[0] != top.item[0]
+
+
+def test_ingest_takes_a_frame_or_a_path_and_says_which_row_is_bad(tmp_path):
+    import pandas as pd
+
+    from recmeta.api import Recmeta
+
+    rm = Recmeta(str(tmp_path / "a.db"), models_dir=tmp_path / "m")
+    bad = pd.DataFrame({"user": ["a", None], "item": ["x", "y"], "rating": [5, 4]})
+    with pytest.raises(DataError, match=r"^frame\.iloc\[1\]: column 'user': empty user id"):
+        rm.ingest(bad)
+    log = tmp_path / "log.tsv"
+    log.write_text("a\tx\t5\nb\tx\t4\n")  # no header
+    assert rm.ingest(log, header=False)["inserted"] == 2
+    assert rm.ingest(str(log), header=False)["duplicates"] == 2
+    with pytest.raises(DataError, match="checkpoint id is a whole number"):
+        rm.activate("latest")

@@ -415,7 +415,7 @@ class RecommendationService:
     @staticmethod
     def _top(scores: np.ndarray, n: int) -> tuple[np.ndarray, list[str]]:
         if n < 1:
-            raise DataError("-n must be at least 1")
+            raise DataError("n must be at least 1")
         available = int(np.isfinite(scores).sum())
         notes = []
         if n > available:
