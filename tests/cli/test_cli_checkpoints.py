@@ -16,8 +16,8 @@ def cli(db, *args):
     return runner.invoke(app, ["--db", db, *args])
 
 
-def test_activate_rolls_back_and_prune_deletes_only_old_inactive_checkpoints(tmp_path):
-    db = str(tmp_path / "r.db")
+def test_activate_rolls_back_and_prune_deletes_only_old_inactive_checkpoints(db_url, tmp_path):
+    db = db_url
     syn = tmp_path / "syn"
     assert cli(db, "data", "synth", "--out", str(syn), "--users", "80", "--items", "40").exit_code == 0
     assert cli(db, "ingest", "interactions", str(syn / "interactions.csv")).exit_code == 0
