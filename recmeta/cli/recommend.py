@@ -182,8 +182,10 @@ def _stdin_pairs() -> list:
         raise DataError(
             f'--with -: standard input is not JSON ({exc}); give a list like ["50:5", "181"]'
         ) from None
-    if not isinstance(pairs, list):
-        raise DataError('--with -: standard input must be a JSON list like ["50:5", "181"]')
+    if not isinstance(pairs, list) or any(
+        isinstance(p, bool) or not isinstance(p, (str, int)) for p in pairs
+    ):
+        raise DataError('--with -: standard input must be a JSON list of strings like ["50:5", "181"]')
     return pairs
 
 
