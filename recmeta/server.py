@@ -62,7 +62,6 @@ class Settings:
     """How a server runs; `from_env` reads them in each worker process."""
 
     db: str | None = None
-    models_dir: str = "models"
     token: str | None = None
     token_for_reads: bool = False
     reload_every: float = 2.0  # seconds between checks for new checkpoints
@@ -73,7 +72,6 @@ class Settings:
         env = {
             "RECMETA_THREADS": str(self.threads),
             "RECMETA_REQUEST_THREADS": str(self.request_threads),
-            "RECMETA_MODELS_DIR": self.models_dir,
             "RECMETA_TOKEN_FOR_READS": "1" if self.token_for_reads else "",
             "RECMETA_RELOAD_EVERY": str(self.reload_every),
         }
@@ -87,7 +85,6 @@ class Settings:
     def from_env(cls) -> Settings:
         return cls(
             db=os.environ.get("RECMETA_DB"),
-            models_dir=os.environ.get("RECMETA_MODELS_DIR", "models"),
             token=os.environ.get("RECMETA_TOKEN") or None,
             token_for_reads=bool(os.environ.get("RECMETA_TOKEN_FOR_READS")),
             reload_every=env_number("RECMETA_RELOAD_EVERY", 2.0, 0, whole=False),
@@ -347,7 +344,7 @@ def app_from_env() -> FastAPI:
     settings = Settings.from_env()
     set_threads(settings.threads)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")  # as uvicorn's
-    return create_app(Recmeta(settings.db, settings.models_dir, check_every=None), settings)
+    return create_app(Recmeta(settings.db, check_every=None), settings)
 
 
 def serve(
@@ -356,7 +353,7 @@ def serve(
     """Run uvicorn with `workers` processes, each holding its own warm models."""
     import uvicorn
 
-    Recmeta(settings.db, settings.models_dir)  # a store that cannot be opened fails here, once
+    Recmeta(settings.db)  # a store that cannot be opened fails here, once
     os.environ.update(settings.to_env())
     uvicorn.run(
         "recmeta.server:app_from_env",

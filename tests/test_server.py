@@ -59,10 +59,10 @@ class Client:
 
 
 @contextmanager
-def server(db: str, models: Path, *args: str) -> Iterator[Client]:
+def server(db: str, *args: str) -> Iterator[Client]:
     port = free_port()
     cmd = [sys.executable, "-m", "recmeta.cli", "--db", db, "serve", "--port", str(port)]
-    cmd += ["--models-dir", str(models), "--reload-every", "0.3", *args]
+    cmd += ["--reload-every", "0.3", *args]
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ | {"CI": ""}
     )
@@ -108,7 +108,7 @@ def store(tmp_path_factory) -> tuple[str, Path]:
 
 @pytest.fixture(scope="module")
 def client(store) -> Iterator[Client]:
-    with server(*store, "--token", TOKEN) as c:
+    with server(store[0], "--token", TOKEN) as c:
         yield c
 
 
@@ -240,7 +240,7 @@ def test_a_store_without_models_answers_503_until_one_is_trained(tmp_path):
     db = str(tmp_path / "e.db")
     invoke("data", "synth", "--out", str(tmp_path / "s"), "--users", "60", "--items", "30")
     invoke("--db", db, "ingest", "interactions", str(tmp_path / "s" / "interactions.csv"))
-    with server(db, tmp_path / "m", "--token", TOKEN, "--token-for-reads") as c:
+    with server(db, "--token", TOKEN, "--token-for-reads") as c:
         status, health = c.get("/health")  # health stays open
         assert status == 200 and health["status"] == "no models"
         assert c.get("/recommend/3")[0] == 401
@@ -320,7 +320,7 @@ def test_serving_a_postgresql_store(pg_url, tmp_path):
         "--models-dir",
         str(tmp_path / "m"),
     )
-    with server(pg_url, tmp_path / "m", "--token", TOKEN) as c:
+    with server(pg_url, "--token", TOKEN) as c:
         status, before = c.get("/recommend/3?n=30&model=itemknn")
         assert status == 200 and before["interactions"] > 0
         item = before["items"][0]["item"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -38,9 +37,6 @@ def serve(
     reload_every: Annotated[
         float, typer.Option(min=0.1, help="Seconds between checks for newly trained models.")
     ] = 2.0,
-    models_dir: Annotated[Path, typer.Option(help="Where `recmeta train` wrote the checkpoints.")] = Path(
-        "models"
-    ),
     request_threads: Annotated[
         int,
         typer.Option(
@@ -54,9 +50,10 @@ def serve(
     """Serve recommendations over HTTP (JSON) from the active models, warm between requests.
 
     GET /recommend/{user}?n=10&model=auto&explain=false, POST /recommend {"interactions":
-    [{"item": ..., "value": ...}]} for someone not in the store, POST /interactions (events,
-    counted at once), GET /health, GET /models; interactive docs at /docs. Newly trained models
-    are picked up within --reload-every seconds, without dropping requests.
+    [{"item": ..., "value": ...}]} for someone not in the store, GET /similar/{item}, POST
+    /interactions (events, counted at once), GET /health, GET /models; interactive docs at
+    /docs. Newly trained models are picked up within --reload-every seconds, without dropping
+    requests.
     """
     from recmeta.server import Settings
     from recmeta.server import serve as run_server
@@ -65,7 +62,6 @@ def serve(
         raise typer.BadParameter("--token-for-reads needs --token (or RECMETA_TOKEN)")
     settings = Settings(
         db=State.db,
-        models_dir=str(models_dir),
         token=token,
         token_for_reads=token_for_reads,
         reload_every=reload_every,
