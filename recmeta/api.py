@@ -22,7 +22,7 @@ import re
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -191,6 +191,15 @@ class Recmeta:
         """`recommendations` as a frame: rank, item, title, score (and reasons with
         explain=True); `attrs` hold the route, the model and any notes."""
         return _frame(self.recommendations(user, items, n, **options))
+
+    def user_ids(self) -> Iterator[str]:
+        """Every user id in the store, streamed (for `recommend_users_to` over everyone)."""
+        return repo.iter_user_ids(self.engine)
+
+    def user_count(self) -> int:
+        """How many users the store holds."""
+        with session_scope(self.engine) as session:
+            return repo.entity_counts(session)[0]
 
     def recommend_users_to(
         self,

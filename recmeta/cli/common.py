@@ -86,17 +86,38 @@ def print_json(obj) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 
 
-def rows_progress(description: str, unit: str = "rows"):
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+@contextlib.contextmanager
+def rows_progress(description: str, unit: str = "rows", total: int | None = None, every: float = 10.0):
+    """A running count of `unit` on a terminal. Yields `count(k)` (k more done) and
+    `count(done=n)` (n done in all); into a file or a pipe, a plain line every `every` seconds
+    and one at the end instead."""
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    return Progress(
-        SpinnerColumn(),
-        TextColumn(description),
-        TextColumn("{task.completed:,} " + unit),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-    )
+    started = last = time.perf_counter()
+    bar_or_spin = (BarColumn(),) if total else (SpinnerColumn(),)
+    columns = (*bar_or_spin, TextColumn(description), TextColumn("{task.completed:,} " + unit))
+    with Progress(
+        *columns, TimeElapsedColumn(), console=err, transient=True, disable=not err.is_terminal
+    ) as bar:
+        task = bar.add_task(description, total=total)
+
+        def count(k: int = 0, *, done: int | None = None) -> None:
+            nonlocal last
+            if done is None:
+                bar.update(task, advance=k)
+            else:
+                bar.update(task, completed=done)
+            now = time.perf_counter()
+            if now - last >= every:
+                last = now
+                of = f" of {total:,}" if total else ""
+                plain_progress(
+                    f"{description}: {bar.tasks[0].completed:,.0f}{of} {unit} ({now - started:.0f} s)"
+                )
+
+        yield count
+        if time.perf_counter() - started >= every:
+            plain_progress(f"{description}: {bar.tasks[0].completed:,.0f} {unit}, done")
 
 
 class LogFormat(str, Enum):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Annotated
 
@@ -103,9 +102,8 @@ def ingest_interactions(
     check_applies(ctx, "--on-error skip", on_error is OnError.skip, ("rejects",), ())
     spec = layout_spec(ctx)
     eng = engine()
-    with rows_progress(f"ingesting {path.name}") as bar:
-        task = bar.add_task("ingest", total=None)
-        tick = functools.partial(_set_completed, bar, task)
+    with rows_progress(f"ingesting {path.name}") as count:
+        tick = lambda n: count(done=n)  # noqa: E731
         reports = ingest_file(
             eng,
             lambda s: ingest_path(
@@ -113,10 +111,6 @@ def ingest_interactions(
             ),
         )
     _report_table(reports, as_json)
-
-
-def _set_completed(bar, task, n: int) -> None:
-    bar.update(task, completed=n)
 
 
 def _ingest_metadata(

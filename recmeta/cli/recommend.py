@@ -61,6 +61,9 @@ def recommend(
     users_file: Annotated[
         Path | None, typer.Option(help="Many users: ids one per line, or CSV/Parquet.")
     ] = None,
+    all_users: Annotated[
+        bool, typer.Option("--all-users", help="Every user in the store, as --users-file takes a file's.")
+    ] = False,
     out_path: Annotated[
         Path | None, typer.Option("--out", help="With --users-file: .parquet, .csv or .jsonl.")
     ] = None,
@@ -86,7 +89,7 @@ def recommend(
         bool, typer.Option("--json", help="Print as JSON (with --users-file: the counts and the file).")
     ] = False,
 ) -> None:
-    """Recommend for a stored user, a new person's first interactions, or a file of users.
+    """Recommend for a stored user, a new person's first interactions, or many users at once.
 
     Items the user already has are never recommended.
 
@@ -96,7 +99,10 @@ def recommend(
     from recmeta.recommend import check_out_path, iter_users_file, parse_pairs, read_item_list
 
     one = ("user", "with_items", "explain", "remember")  # what one list takes
-    check_applies(ctx, "--users-file", users_file is not None, ("out_path", "workers"), one)
+    if all_users and users_file is not None:
+        raise typer.BadParameter("give --users-file FILE or --all-users, not both")
+    many = "--all-users" if all_users else "--users-file"
+    check_applies(ctx, many, users_file is not None or all_users, ("out_path", "workers"), one)
     check_applies(ctx, "--with", bool(with_items), ("remember",), ("user",))
     banned = frozenset(exclude or ()) | (read_item_list(exclude_file) if exclude_file else frozenset())
     allowed = read_item_list(candidates) if candidates else None
@@ -104,19 +110,18 @@ def recommend(
     if more and not with_items:
         raise typer.BadParameter(f"unexpected {more[0]!r}; interactions follow --with")
     with_items = [*(with_items or []), *(more or [])]
-    if State.threads is None and users_file is None:  # one request: small matrices, one thread
+    if State.threads is None and users_file is None and not all_users:  # one request: one thread
         from recmeta.threads import set_threads
 
         set_threads(1)
     rm = Recmeta(engine())
-    if users_file is not None:
+    if users_file is not None or all_users:
         if out_path is None:
-            raise typer.BadParameter("--users-file needs --out FILE (.parquet, .csv or .jsonl)")
+            raise typer.BadParameter(f"{many} needs --out FILE (.parquet, .csv or .jsonl)")
         check_out_path(out_path)
-        with rows_progress("recommending", "users") as bar:
-            task = bar.add_task("users", total=None)
+        with rows_progress("recommending", "users", rm.user_count() if all_users else None) as count:
             done = rm.recommend_users_to(
-                iter_users_file(users_file),
+                rm.user_ids() if all_users else iter_users_file(users_file),
                 out_path,
                 n=n,
                 model=model,
@@ -124,7 +129,7 @@ def recommend(
                 candidates=allowed,
                 workers=workers,
                 threads=State.threads,
-                progress=lambda k: bar.advance(task, k),
+                progress=count,
             )
         if as_json:
             print_json({**done, "out": str(out_path)})

@@ -83,9 +83,8 @@ def data_synth(
             raise typer.BadParameter(f"unknown size {size!r}; choose {', '.join(PRESETS)}")
         shape = PRESETS[size]
     cfg = SynthConfig(**shape, groups=groups, implicit=implicit, seed=seed, drift=drift)
-    with rows_progress("writing the log") as bar:
-        task = bar.add_task("rows", total=None)
-        paths = write_synth(cfg, out_dir, progress=lambda k: bar.advance(task, k))
+    with rows_progress("writing the log") as count:
+        paths = write_synth(cfg, out_dir, progress=count)
     for kind, p in paths.items():
         out.print(f"{kind}: {escape(str(p))}")
 

@@ -360,6 +360,21 @@ _ONE_USER = (
 )
 
 
+def iter_user_ids(engine: Any, block: int = 65_536) -> Iterator[str]:
+    """Every user id in the store, in blocks of `block` (keyset paging: memory stays flat and
+    no transaction stays open while the caller works on a block)."""
+    last = 0
+    while True:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(User.id, User.external_id).where(User.id > last).order_by(User.id).limit(block)
+            ).all()
+        if not rows:
+            return
+        last = rows[-1][0]
+        yield from (r[1] for r in rows)
+
+
 def user_interactions(session: Session | Connection, external_id: str) -> list[tuple[str, float, int]] | None:
     """One user's rows (item external id, value, timestamp) in time order, or None for an
     unknown user. One plain query on the driver's cursor: a server asks this per request,

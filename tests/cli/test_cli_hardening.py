@@ -594,3 +594,15 @@ def test_messages_cut_a_huge_value_short(tmp_path):
 def test_options_the_chosen_mode_ignores_are_refused(tmp_path, args, message):
     res = runner.invoke(app, ["--db", str(tmp_path / "x.db"), *args])
     assert res.exit_code == 1 and message in res.output  # one line, before anything is read
+
+
+def test_rows_progress_prints_plain_lines_into_a_file(capsys):
+    """Long row-by-row work (ingest, --users-file, synth) says how far it is in a log file too."""
+    from recmeta.cli.common import rows_progress
+
+    with rows_progress("recommending", "users", total=3, every=0) as count:
+        count(2)
+        count(done=3)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("recommending: 2 of 3 users (") and lines[1].startswith("recommending: 3 of 3")
+    assert lines[-1] == "recommending: 3 users, done"

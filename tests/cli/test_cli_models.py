@@ -486,6 +486,11 @@ def test_batch_from_the_cli_streams_files_and_a_failure_leaves_no_output(store, 
         "unknown_example": "nobody",
         "out": str(tmp_path / "r.jsonl"),
     }
+    res = cli(db, "recommend", "--all-users", "--out", str(tmp_path / "all.csv"), "-n", "2", "--json")
+    users = json.loads(cli(db, "stats", "--json").stdout)["users"]
+    assert json.loads(res.stdout)["users"] == users and len(pd.read_csv(tmp_path / "all.csv")) == 2 * users
+    res = cli(db, "recommend", "--all-users", "--users-file", str(ids), "--out", str(tmp_path / "a.csv"))
+    assert res.exit_code != 0 and "not both" in res.output
     floats = tmp_path / "floats.parquet"  # an id column of floats (a gap made pandas store 7 as 7.0)
     pd.DataFrame({"userID": [7.0, None, 8.0], "x": [1, 2, 3]}).to_parquet(floats)
     res = cli(db, "recommend", "--users-file", str(floats), "--out", str(tmp_path / "f.csv"), "--json")
