@@ -281,7 +281,8 @@ class Recmeta:
 
     def prune(self, keep: int = 1, *, dry_run: bool = False) -> dict[str, Any]:
         """Delete the inactive checkpoints of each name beyond the `keep` newest inactive ones
-        (kept for `activate`), registry rows and files; active checkpoints are never touched.
+        (kept for `activate`), registry rows and files (and a run's learning curves once none of
+        its checkpoints is left); active checkpoints are never touched.
         With `dry_run`, only say what would go."""
         if keep < 0:
             raise DataError("--keep must be 0 or more")
@@ -301,6 +302,10 @@ class Recmeta:
             and Path(g["path"]).is_file()
         ]
         freed = sum(f.stat().st_size for f in files)
+        curves = {f.parent / f"curves-{f.stem.split('-', 1)[-1]}.png" for f in files}  # a run's PNG
+        curves = {c for c in curves if c.is_file() and not any(c.stem[7:] in p for p in still)}
+        files += sorted(curves)
+        freed += sum(c.stat().st_size for c in curves)
         if not dry_run:
             for f in files:  # after the rows are gone: a crash here leaves files, never a row
                 f.unlink(missing_ok=True)  # pointing at nothing

@@ -29,7 +29,7 @@ from recmeta.store import make_engine, session_scope
 from recmeta.store import repository as repo
 from recmeta.tasks import positive_threshold, split_users
 from recmeta.threads import set_threads
-from recmeta.training import Group, Reservoir, fit_detailed
+from recmeta.training import Group, Outcome, Reservoir, fit_detailed
 from recmeta.training.budget import TRAIN_BUDGET, Budget
 from recmeta.training.continual import grow, item_index, offer_rows, replay_users, update
 from recmeta.training.distributed import Workers
@@ -66,6 +66,7 @@ class Trained:
     new_rows: int = 0
     steps: int = 0
     validation_users: dict[str, int] = field(default_factory=dict)  # users behind each K
+    history: list[dict[str, float]] = field(default_factory=list)  # a meta-learner's epochs
 
 
 @dataclass
@@ -212,9 +213,8 @@ def _train(
             continue
         tables = run.validate({k: fitted[k] for k in pending})
         for k, (seconds, d) in pending.items():
-            steps = _steps(d.outcome)
             results.append(
-                run.save(fitted[k], seconds, reservoir, d.optimizer, steps=steps, validation=tables[k])
+                run.save(fitted[k], seconds, reservoir, d.optimizer, outcome=d.outcome, validation=tables[k])
             )
         pending = {}
     if not group.root:
@@ -310,7 +310,7 @@ def continue_training(
         if kind in cfg.models:
             offer_rows(reservoir, snapshot.restrict(new, split.train_users))
             lineage = {"parent": (registry[kind].id, mark), "new_rows": int(new.values.nnz)}
-            results.append(run.save(model, seconds, reservoir, optimizer, steps=outcome.steps, **lineage))
+            results.append(run.save(model, seconds, reservoir, optimizer, outcome=outcome, **lineage))
     if Ensemble.kind in cfg.models:
         results.append(refit(Ensemble.kind, reservoir))
     results.sort(key=lambda t: cfg.models.index(t.kind))  # as asked for, not as fitted
@@ -319,10 +319,6 @@ def continue_training(
 
 
 # ---------------------------------------------------------------------- parts
-
-
-def _steps(outcome) -> int:
-    return outcome.steps if outcome is not None else 0
 
 
 def _load(path: str) -> checkpoint.Loaded:
@@ -381,12 +377,13 @@ class Run:
         *,
         parent: tuple[int, int] | None = None,
         new_rows: int = 0,
-        steps: int = 0,
+        outcome: Outcome | None = None,
         validation: dict[str, float] | None = None,
     ) -> Trained:
         """Validate (unless `validation` holds its table), checkpoint (with its lineage and
         replay memory) and register one model."""
         data, kind = self.split.data, model.kind
+        steps = outcome.steps if outcome is not None else 0
         val = validation if validation is not None else self.validate({kind: model})[kind]
         path = (self.cfg.models_dir / f"{kind}-{self.stamp}.safetensors").resolve()
         lineage = {}
@@ -430,7 +427,9 @@ class Run:
                 },
             )
         users = validation_users(self.split.validation)
-        return Trained(kind, model, path, seconds, val, parent[0] if parent else None, new_rows, steps, users)
+        history = list(outcome.history) if outcome is not None else []
+        parent_id = parent[0] if parent else None
+        return Trained(kind, model, path, seconds, val, parent_id, new_rows, steps, users, history)
 
     def validate(self, models: dict[str, Recommender]) -> dict[str, dict[str, float]]:
         """Each model's validation table (ndcg@10 by support size); models with the same

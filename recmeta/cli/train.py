@@ -133,6 +133,7 @@ def train(
         message = "nothing new in the store since the active checkpoints; nothing changed"
         print_json({"changed": False, "message": message}) if as_json else out.print(message)
         return
+    curves = _plot_curves(results) if results else None  # written for --json too
     if as_json:
         print_json(
             [
@@ -144,6 +145,7 @@ def train(
                     "parent_id": r.parent,
                     "new_rows": r.new_rows,
                     "steps": r.steps,
+                    "history": r.history,
                     "config": {
                         k: v for k, v in r.model.params.items() if k not in ("shapes", "member_configs")
                     },
@@ -177,12 +179,23 @@ def train(
         out.print(f"continued from the active checkpoints with {rows:,} new interaction(s)")
     if results:
         out.print(f"checkpoints in {escape(str(results[0].path.parent))}; `recmeta models` lists them")
+        if curves is not None:
+            out.print(f"learning curves: {escape(str(curves))}")
         _print_routing()
     if results and not any(r.validation for r in results):
         err.print(
             f"[yellow]note:[/yellow] no validation users (none has {VAL_MIN_ROWS}+ interactions): "
             "the models ran every epoch and routing sends everyone to the first meta-learner"
         )
+
+
+def _plot_curves(results) -> Path | None:
+    """The meta-learners' epochs as a PNG beside the run's checkpoints (curves-STAMP.png)."""
+    from recmeta.training.curves import plot_curves
+
+    first = results[0]
+    stamp = first.path.stem.removeprefix(f"{first.kind}-")
+    return plot_curves({r.kind: r.history for r in results}, first.path.parent / f"curves-{stamp}.png")
 
 
 def _print_routing() -> None:

@@ -22,6 +22,7 @@ def test_activate_rolls_back_and_prune_deletes_only_old_inactive_checkpoints(db_
     assert cli(db, "data", "synth", "--out", str(syn), "--users", "80", "--items", "40").exit_code == 0
     assert cli(db, "ingest", "interactions", str(syn / "interactions.csv")).exit_code == 0
     train = ["train", "-m", "popular", "-m", "itemknn", "--models-dir", str(tmp_path / "models")]
+    train += ["-m", "maml", "--epochs", "1"]  # a meta-learner: the run draws its learning curves
     for _ in range(3):
         res = cli(db, *train)
         assert res.exit_code == 0, res.output
@@ -43,13 +44,19 @@ def test_activate_rolls_back_and_prune_deletes_only_old_inactive_checkpoints(db_
 
     res = cli(db, "models", "--prune", "--keep", "1", "--json")
     done = json.loads(res.stdout)
-    assert done["files"] == len(done["removed"]) == 3 and done["bytes"] > 0  # popular, itemknn, router
+    assert done["files"] == len(done["removed"]) == 4 and done["bytes"] > 0  # popular, itemknn, maml, router
     assert not any(Path(r["path"]).exists() for r in done["removed"])
     left = json.loads(cli(db, "models", "--json").stdout)
     by_id = {r["id"]: r for r in left}
     assert by_id[pops[2]["id"]]["active"] and pops[0]["id"] in by_id and pops[1]["id"] not in by_id
-    assert len(left) == 6 and all(Path(r["path"]).is_file() for r in left)
+    assert len(left) == 8 and all(Path(r["path"]).is_file() for r in left)
     assert cli(db, "recommend", "--user", "1", "--json").exit_code == 0
+
+    curves = sorted((tmp_path / "models").glob("curves-*.png"))
+    assert len(curves) == 3  # each run's; none went, each run still has a checkpoint
+    done = json.loads(cli(db, "models", "--prune", "--keep", "0", "--json").stdout)
+    assert [c.exists() for c in curves] == [True, False, True]  # the second run is all gone;
+    # the first run's popular is active again
 
     res = cli(db, "models", "--keep", "0")
     assert res.exit_code == 1 and "--keep does nothing without --prune" in res.output

@@ -39,8 +39,14 @@ def cli(db, *args, input=None):
 
 
 def test_train_registers_every_model(store):
-    db, _, trained = store
+    db, root, trained = store
     assert {t["model"] for t in trained} == set(REGISTRY)  # ease and episodic included
+    by_kind = {t["model"]: t for t in trained}
+    assert [row["epoch"] for row in by_kind["maml"]["history"]] == [1, 2] and not by_kind["als"]["history"]
+    (curves,) = (root / "models").glob("curves-*.png")  # the learning curves beside the checkpoints
+    assert curves.stat().st_size > 10_000 and by_kind["maml"]["path"].endswith(
+        curves.stem[7:] + ".safetensors"
+    )
     assert all("K5" in t["validation_ndcg@10"] for t in trained)
     listed = json.loads(cli(db, "models", "--json").stdout)
     assert {m["name"] for m in listed if m["active"]} >= {"maml", "router", "als"}
