@@ -294,18 +294,8 @@ class Recmeta:
             if not dry_run:
                 for m in stale:
                     session.delete(m)
-        files = [
-            Path(g["path"])
-            for g in gone
-            if g["path"] not in still
-            and Path(g["path"]).suffix in (".safetensors", ".json")  # what train writes, nothing else
-            and Path(g["path"]).is_file()
-        ]
+        files = _stale_files([g["path"] for g in gone], still)
         freed = sum(f.stat().st_size for f in files)
-        curves = {f.parent / f"curves-{f.stem.split('-', 1)[-1]}.png" for f in files}  # a run's PNG
-        curves = {c for c in curves if c.is_file() and not any(c.stem[7:] in p for p in still)}
-        files += sorted(curves)
-        freed += sum(c.stat().st_size for c in curves)
         if not dry_run:
             for f in files:  # after the rows are gone: a crash here leaves files, never a row
                 f.unlink(missing_ok=True)  # pointing at nothing
@@ -384,6 +374,21 @@ def _start_worker(url: str, threads: int) -> None:
 
 def _worker_score(users: list[str], args: tuple):
     return _score(_WORKER["service"], users, args)
+
+
+def _stale_files(gone: list[str], still: set[str]) -> list[Path]:
+    """The files of pruned checkpoints that no remaining row uses, only of the kinds train
+    writes, and the learning curves (curves-STAMP.png) of runs with no checkpoint left."""
+    files = [
+        Path(p)
+        for p in gone
+        if p not in still and Path(p).suffix in (".safetensors", ".json") and Path(p).is_file()
+    ]
+    stamps = {f.parent / f"curves-{f.stem.split('-', 1)[-1]}.png" for f in files}
+    curves = sorted(
+        c for c in stamps if c.is_file() and not any(c.stem.removeprefix("curves-") in p for p in still)
+    )
+    return files + curves
 
 
 def _frame(result: Recommendations) -> pd.DataFrame:
