@@ -163,7 +163,7 @@ def main() -> None:
     port = free_port()
     serve_opts = ["--workers", str(args.workers), "--reload-every", "1"]
     server = subprocess.Popen(
-        [*RECMETA, "--db", db, "serve", "--port", str(port), "--models-dir", str(models), *serve_opts],
+        [*RECMETA, "--db", db, "serve", "--port", str(port), *serve_opts],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
