@@ -26,6 +26,10 @@ class UnknownItemError(RecmetaError):
     """An item id that the store does not hold."""
 
 
+class UnknownCheckpointError(RecmetaError):
+    """A registry id that names no checkpoint."""
+
+
 class CheckpointError(RecmetaError):
     """A checkpoint that is missing, corrupt or does not match the store or the code."""
 

@@ -39,6 +39,7 @@ from recmeta.errors import (
     DataError,
     RecmetaError,
     StoreError,
+    UnknownCheckpointError,
     UnknownItemError,
     UnknownUserError,
     env_number,
@@ -48,6 +49,7 @@ from recmeta.ingest.ids import clipped
 log = logging.getLogger("recmeta.serve")
 
 STATUS = {
+    UnknownCheckpointError: 404,
     UnknownUserError: 404,
     UnknownItemError: 404,
     DataError: 422,
@@ -264,6 +266,12 @@ def create_app(rm: Recmeta, settings: Settings) -> FastAPI:
     async def models(active: bool = False) -> Response:
         """Registered checkpoints, newest first (as `recmeta models --json`)."""
         return json_response(await work(rm.models, active_only=active))
+
+    @app.post("/models/{model_id}/activate", dependencies=[Depends(require_token)])
+    async def activate(model_id: str) -> Response:
+        """Serve registered checkpoint `model_id` for its name (a rollback), as `recmeta models
+        --activate`; this server and its siblings switch at their next check."""
+        return json_response(await work(rm.activate, model_id))
 
     return app
 

@@ -281,6 +281,16 @@ def test_a_new_checkpoint_is_picked_up_under_load_without_a_failed_request(clien
         for w in workers:
             w.join()
     assert failures == []
+    # a rollback over HTTP: the token, then the old checkpoint serves again
+    assert client.post(f"/models/{old}/activate")[0] == 401
+    assert client.post("/models/99999/activate", token=TOKEN)[0] == 404
+    assert client.post("/models/latest/activate", token=TOKEN)[0] == 422
+    status, out = client.post(f"/models/{old}/activate", token=TOKEN)
+    assert status == 200 and out["id"] == old and out["name"] == "popular"
+    deadline = time.monotonic() + 30
+    while client.get("/health")[1]["models"]["popular"] != old:
+        assert time.monotonic() < deadline, "the rollback was not picked up"
+        time.sleep(0.2)
     # the partial train re-routed with every active model, not with popularity alone
     router = next(m for m in client.get("/models?active=true")[1] if m["name"] == "router")
     assert {"maml", "protonet", "metalstm", "als", "popular"} <= set(router["config"]["validation"])

@@ -15,7 +15,7 @@ import numpy as np
 from sqlalchemy import Connection, func, select, update
 from sqlalchemy.orm import Session
 
-from recmeta.errors import CheckpointError
+from recmeta.errors import UnknownCheckpointError
 from recmeta.store.models import IngestBatch, Interaction, Item, Model, User
 
 if TYPE_CHECKING:
@@ -305,7 +305,7 @@ def activate_model(session: Session, model_id: int) -> Model:
     """Make checkpoint `model_id` the active one of its name (a rollback, or a roll forward)."""
     model = session.get(Model, model_id)
     if model is None:
-        raise CheckpointError(f"no checkpoint #{model_id}; `recmeta models` lists them")
+        raise UnknownCheckpointError(f"no checkpoint #{model_id}; `recmeta models` lists them")
     session.execute(update(Model).where(Model.name == model.name).values(active=False))
     model.active = True
     session.flush()
