@@ -185,14 +185,15 @@ def write_synth(cfg: SynthConfig, out: Path, progress=None) -> dict[str, Path]:
     memory stays flat; `progress(rows)` is called per block."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {"interactions": out / "interactions.csv", "items": out / "items.csv", "users": out / "users.csv"}
+    named = {"value": "count"} if cfg.implicit else {}  # a count column: ingest reads it implicit
     if cfg.users * cfg.mean_interactions <= STREAM_ROWS or cfg.drift > 0:
         log, items, users = synth(cfg)
-        log.to_csv(paths["interactions"], index=False)
+        log.rename(columns=named).to_csv(paths["interactions"], index=False)
     else:
         blocks, items, users = synth_blocks(cfg)
         with open(paths["interactions"], "w") as fh:
             for k, block in enumerate(blocks):
-                block.to_csv(fh, index=False, header=k == 0)
+                block.rename(columns=named).to_csv(fh, index=False, header=k == 0)
                 if progress:
                     progress(len(block))
     items.to_csv(paths["items"], index=False)

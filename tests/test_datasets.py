@@ -94,3 +94,22 @@ def test_a_large_synthetic_log_is_written_in_blocks(tmp_path, monkeypatch):
     assert log.groupby("user").timestamp.apply(lambda t: t.is_monotonic_increasing).all()
     assert set(log.value) <= {1, 2, 3, 4, 5} and log.value.std() > 0.5
     assert len(pd.read_csv(paths["items"])) == 500 and len(pd.read_csv(paths["users"])) == 3000
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_synthetic_implicit_log_ingests_as_implicit_untold(tmp_path, monkeypatch, stream):
+    """`data synth --implicit` names its counts as a count column, so `recmeta ingest` needs
+    no --implicit (a 'value' column of 1-10 read as ratings, most of them negatives)."""
+    from recmeta import datasets
+    from recmeta.ingest.pipeline import ingest_file, ingest_path
+    from recmeta.store import make_engine, session_scope
+    from recmeta.store.repository import stats
+
+    if stream:
+        monkeypatch.setattr(datasets, "STREAM_ROWS", 100)
+    paths = datasets.write_synth(datasets.SynthConfig(users=60, items=30, implicit=True), tmp_path)
+    assert paths["interactions"].read_text().splitlines()[0] == "user,item,count,timestamp"
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    ingest_file(engine, lambda s: ingest_path(s, paths["interactions"]))
+    with session_scope(engine) as s:
+        assert stats(s)["implicit"]
