@@ -65,14 +65,14 @@ def recommend(
         bool, typer.Option("--all-users", help="Every user in the store, as --users-file takes a file's.")
     ] = False,
     out_path: Annotated[
-        Path | None, typer.Option("--out", help="With --users-file: .parquet, .csv or .jsonl.")
+        Path | None, typer.Option("--out", help="With --users-file or --all-users: .parquet, .csv or .jsonl.")
     ] = None,
     workers: Annotated[
         int,
         typer.Option(
             min=1,
-            help="With --users-file: score chunks of users in this many processes (the file is "
-            "the same as one process writes).",
+            help="With --users-file or --all-users: score chunks of users in this many processes "
+            "(the file is the same as one process writes).",
         ),
     ] = 1,
     exclude: Annotated[
@@ -86,7 +86,7 @@ def recommend(
         Path | None, typer.Option(help="Rank only these items: a file of item ids, one per line.")
     ] = None,
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print as JSON (with --users-file: the counts and the file).")
+        bool, typer.Option("--json", help="Print as JSON (for many users: the counts and the file).")
     ] = False,
 ) -> None:
     """Recommend for a stored user, a new person's first interactions, or many users at once.
