@@ -19,7 +19,15 @@ from sqlalchemy import Engine
 
 from recmeta import checkpoint, snapshot
 from recmeta.errors import CheckpointError, DataError, check_whole
-from recmeta.learners import BASELINES, META_LEARNERS, REGISTRY, Recommender, create, fit_order, meta_fits
+from recmeta.learners import (
+    BASELINES,
+    META_LEARNERS,
+    Recommender,
+    check_kinds,
+    create,
+    fit_order,
+    meta_fits,
+)
 from recmeta.learners.baselines import ALS
 from recmeta.learners.ensemble import Ensemble
 from recmeta.learners.meta import MetaLearner
@@ -118,9 +126,7 @@ def _share(group: Group, budget: Budget, kind: str) -> float | None:
 
 
 def _check_models(cfg: TrainConfig) -> None:
-    unknown = [m for m in cfg.models if m not in REGISTRY]
-    if unknown:
-        raise DataError(f"unknown model(s) {unknown}; choose from {', '.join(REGISTRY)} or all")
+    check_kinds(cfg.models)
     if cfg.replay is not None and cfg.replay < 0:
         raise DataError(f"--replay must be 0 or more, not {cfg.replay}")
     check_whole("--seed", cfg.seed, 0)

@@ -3,6 +3,7 @@ four baselines."""
 
 from collections.abc import Mapping, Sequence
 
+from recmeta.errors import DataError
 from recmeta.learners.base import Recommender
 from recmeta.learners.baselines import ALS, EASE, Episodic, ItemKNN, Popular
 from recmeta.learners.ensemble import MEMBERS, Ensemble
@@ -58,3 +59,10 @@ def parameters(kind: str) -> set[str] | None:
         return set(DEFAULTS) | set(cls.defaults)
     taken = inspect.signature(cls.__init__).parameters.values()
     return {p.name for p in taken if p.name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD}
+
+
+def check_kinds(kinds: Sequence[str]) -> None:
+    """Every model `kinds` names is one recmeta has (what train and evaluate fit)."""
+    unknown = [k for k in kinds if k not in REGISTRY]
+    if unknown:
+        raise DataError(f"unknown model(s) {unknown}; choose from {', '.join(REGISTRY)} or all")

@@ -209,6 +209,8 @@ def test_recommend_and_train_arguments_are_checked_before_any_work(tmp_path):
             "does not exist",
         ),
         (["train", "--models-dir", str(a_file)], "is a file"),
+        (["train", "-m", "nosuch"], "unknown model(s) ['nosuch']; choose from maml"),
+        (["evaluate", "-m", "nosuch"], "unknown model(s) ['nosuch']; choose from maml"),  # was exit 2
     ]
     for args, says in cases:
         res = runner.invoke(app, ["--db", db, *args])
