@@ -26,6 +26,7 @@ from recmeta.cli.common import (
     app,
     check_applies,
     engine,
+    err,
     fail_cleanly,
     layout_spec,
     model_list,
@@ -184,6 +185,12 @@ def evaluate(
     out.print(
         escape(f"{result.seconds:.0f} s; report {paths['json']}, plots {paths['ndcg']} {paths['recall']}")
     )
+    empty = sorted(set(cfg.shots) - {int(k) for k in result.summary.shots})
+    if empty:
+        err.print(
+            f"[yellow]note:[/yellow] no user has a positive row left after K = {', '.join(map(str, empty))} "
+            f"support rows (users with at least {min_interactions} rows are evaluated): no column for it"
+        )
 
 
 def _evaluate_continual(

@@ -126,3 +126,15 @@ def test_evaluate_reads_a_headerless_semicolon_log_as_ingest_does(tmp_path):
     assert json.loads(res.stdout)["config"]["dataset"]["users"] == 60
     res = runner.invoke(app, ["evaluate", "--no-header", "--seeds", "0"])  # no --log: nothing to read
     assert res.exit_code != 0 and "--no-header" in res.output
+
+
+def test_evaluate_says_when_a_support_size_leaves_no_user(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    rows = "\n".join(f"u{rng.integers(0, 40)},i{rng.integers(0, 30)}" for _ in range(2000))
+    path = write(tmp_path / "clicks.csv", "user,item\n" + rows + "\n")
+    args = ["evaluate", "--log", str(path), "-m", "popular", "--seeds", "0", "--shots", "1", "--shots", "500"]
+    res = runner.invoke(app, [*args, "--out", str(tmp_path / "r")])
+    assert res.exit_code == 0, res.output
+    assert "no user has a positive row left after K = 500 support rows" in res.output
