@@ -62,6 +62,9 @@ class TrainConfig:
     workers: int = 1  # data-parallel meta-training processes on this machine
     threads: int | None = None  # per worker; None: the machine's cores shared among the workers
 
+    def __post_init__(self) -> None:  # a model named twice is trained once
+        self.models = tuple(dict.fromkeys(self.models))
+
 
 @dataclass
 class Trained:

@@ -40,6 +40,11 @@ class EvalConfig:
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     max_time: float | None = TRAIN_BUDGET  # seconds of fitting per seed, spent as `train` spends them
 
+    def __post_init__(self) -> None:  # a name, size or seed given twice is evaluated once
+        self.models, self.shots, self.seeds = (
+            tuple(dict.fromkeys(v)) for v in (self.models, self.shots, self.seeds)
+        )
+
 
 @dataclass
 class EvalResult:

@@ -608,3 +608,12 @@ def test_rows_progress_prints_plain_lines_into_a_file(capsys):
     lines = capsys.readouterr().err.splitlines()
     assert lines[0].startswith("recommending: 2 of 3 users (") and lines[1].startswith("recommending: 3 of 3")
     assert lines[-1] == "recommending: 3 users, done"
+
+
+def test_a_model_size_or_seed_given_twice_is_run_once():
+    from recmeta.evaluate import EvalConfig
+    from recmeta.train import TrainConfig
+
+    cfg = EvalConfig(models=("popular", "maml", "popular"), shots=(3, 1, 3), seeds=(0, 0))
+    assert (cfg.models, cfg.shots, cfg.seeds) == (("popular", "maml"), (3, 1), (0,))
+    assert TrainConfig(models=("als", "als", "maml")).models == ("als", "maml")
