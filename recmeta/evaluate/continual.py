@@ -40,6 +40,9 @@ class ContinualConfig:
     threshold: float | None = None
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:  # a model or seed given twice is run once
+        self.models, self.seeds = tuple(dict.fromkeys(self.models)), tuple(dict.fromkeys(self.seeds))
+
     @property
     def last(self) -> int:
         return self.periods - 2 if self.last_stage is None else self.last_stage

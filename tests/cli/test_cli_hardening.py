@@ -617,3 +617,6 @@ def test_a_model_size_or_seed_given_twice_is_run_once():
     cfg = EvalConfig(models=("popular", "maml", "popular"), shots=(3, 1, 3), seeds=(0, 0))
     assert (cfg.models, cfg.shots, cfg.seeds) == (("popular", "maml"), (3, 1), (0,))
     assert TrainConfig(models=("als", "als", "maml")).models == ("als", "maml")
+    from recmeta.evaluate.continual import ContinualConfig
+
+    assert ContinualConfig(models=("maml", "maml"), seeds=(1, 1)).seeds == (1,)
