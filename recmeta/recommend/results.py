@@ -76,6 +76,8 @@ class Filters:
         added after the model was trained): those cannot be recommended."""
         if self.candidates is None:
             return []
+        if not self.candidates:
+            return ["the candidate list is empty: there is nothing to recommend from"]
         unknown = sorted(self.candidates.difference(ids))
         if not unknown:
             return []

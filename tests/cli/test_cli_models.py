@@ -420,6 +420,9 @@ def test_exclude_and_candidates_filter_the_list(store, tmp_path):
     res = cli(db, "recommend", "--user", "7", "-n", "2", "--candidates", str(allowed))
     assert res.exit_code == 0 and "1 candidate item(s) are not in the model's catalogue" in res.output
     assert "'no-such-item'" in res.output and "route:" in res.stdout.splitlines()[0]
+    allowed.write_text("")
+    res = cli(db, "recommend", "--user", "7", "--candidates", str(allowed))
+    assert res.exit_code == 0 and "the candidate list is empty" in res.output
 
 
 @pytest.mark.parametrize("model", ["auto", "maml", "ensemble", "itemknn"])
