@@ -235,6 +235,7 @@ def models(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="With --prune: say what would go, delete nothing.")
     ] = False,
+    active: Annotated[bool, typer.Option("--active", help="Only the checkpoints that serve now.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """List registered checkpoints (active ones marked *); roll back, or free disk.
@@ -243,7 +244,8 @@ def models(
     inactive ones."""
     from recmeta.api import Recmeta
 
-    check_applies(ctx, "--prune", prune, ("keep", "dry_run"), ("activate",))
+    check_applies(ctx, "--prune", prune, ("keep", "dry_run"), ("activate", "active"))
+    check_applies(ctx, "--activate", activate is not None, (), ("active",))
     rm = Recmeta(engine())
     if activate is not None:
         done = rm.activate(activate)
@@ -263,7 +265,7 @@ def models(
             f"{done['bytes'] / 2**20:,.1f} MiB; kept the active ones and {keep} older of each name"
         )
         return
-    rows = rm.models()
+    rows = rm.models(active_only=active)
     if as_json:
         print_json(rows)
         return

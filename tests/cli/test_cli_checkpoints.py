@@ -58,5 +58,9 @@ def test_activate_rolls_back_and_prune_deletes_only_old_inactive_checkpoints(db_
     assert [c.exists() for c in curves] == [True, False, True]  # the second run is all gone;
     # the first run's popular is active again
 
+    active = json.loads(cli(db, "models", "--active", "--json").stdout)
+    assert {r["name"] for r in active} == {"popular", "itemknn", "maml", "router"} and all(
+        r["active"] for r in active
+    )
     res = cli(db, "models", "--keep", "0")
     assert res.exit_code == 1 and "--keep does nothing without --prune" in res.output
