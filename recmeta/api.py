@@ -384,11 +384,11 @@ def _stale_files(gone: list[str], still: set[str]) -> list[Path]:
         for p in gone
         if p not in still and Path(p).suffix in (".safetensors", ".json") and Path(p).is_file()
     ]
-    stamps = {f.parent / f"curves-{f.stem.split('-', 1)[-1]}.png" for f in files}
-    curves = sorted(
-        c for c in stamps if c.is_file() and not any(c.stem.removeprefix("curves-") in p for p in still)
-    )
-    return files + curves
+    from recmeta.training.curves import curves_path
+
+    runs = {curves_path(f) for f in files}
+    kept = {curves_path(Path(p)) for p in still}  # a run with a checkpoint left keeps its curves
+    return files + sorted(c for c in runs - kept if c.is_file())
 
 
 def _frame(result: Recommendations) -> pd.DataFrame:

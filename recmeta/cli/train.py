@@ -191,11 +191,9 @@ def train(
 
 def _plot_curves(results) -> Path | None:
     """The meta-learners' epochs as a PNG beside the run's checkpoints (curves-STAMP.png)."""
-    from recmeta.training.curves import plot_curves
+    from recmeta.training.curves import curves_path, plot_curves
 
-    first = results[0]
-    stamp = first.path.stem.removeprefix(f"{first.kind}-")
-    return plot_curves({r.kind: r.history for r in results}, first.path.parent / f"curves-{stamp}.png")
+    return plot_curves({r.kind: r.history for r in results}, curves_path(results[0].path))
 
 
 def _print_routing() -> None:

@@ -211,13 +211,11 @@ def read_raw(spec: LogSpec, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFra
     )
     try:
         names = list(spec.names) if spec.names else None
-        if (spec.header and not names) or (names and not spec.header):
-            head = pd.read_csv(path, header=None, nrows=1, **text)
-            if names:  # as many names as the first line has fields: a log without times has 3
-                fields = head.shape[1]
-                names = names[:fields] + [f"column_{i + 1}" for i in range(len(names), fields)]
-            else:  # pandas would rename a repeated name 'user.1'
-                _check_header(path, head)
+        if spec.header and not names:  # pandas would rename a repeated name 'user.1'
+            _check_header(path, pd.read_csv(path, header=None, nrows=1, **text))
+        elif names and not spec.header:  # as many names as the first line has fields (3: no times)
+            fields = pd.read_csv(path, header=None, nrows=1, **text).shape[1]
+            names = names[:fields] + [f"column_{i + 1}" for i in range(len(names), fields)]
         reader = pd.read_csv(
             path,
             header=0 if spec.header else None,
@@ -285,12 +283,7 @@ def _read_parquet(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
             for c in batch.columns
         ]
         frame = pa.Table.from_arrays(columns, names=batch.schema.names).to_pandas()
-        text = pd.DataFrame(
-            {
-                str(c): frame[c].map(_as_text) if frame[c].dtype == object else _numeric_text(frame[c])
-                for c in frame.columns
-            }
-        )
+        text = pd.DataFrame({str(c): column_text(frame[c]) for c in frame.columns})
         text.index = pd.RangeIndex(first, first + len(text))
         yield text
         first += len(text)
@@ -302,6 +295,12 @@ def _as_text(v) -> str:
     if isinstance(v, pd.Timestamp):
         return v.isoformat()
     return str(v)
+
+
+def column_text(col: pd.Series) -> pd.Series:
+    """A Parquet column as the text a CSV would hold ('' where missing): ids and values that
+    pandas stored as floats read 7, not 7.0; datetimes as unix seconds."""
+    return col.map(_as_text) if col.dtype == object else _numeric_text(col)
 
 
 def _numeric_text(col: pd.Series) -> pd.Series:

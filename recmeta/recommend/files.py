@@ -39,9 +39,11 @@ def iter_users_file(path: Path, block: int = 65_536) -> Iterator[str]:
             source = pq.ParquetFile(path)
         except Exception as exc:  # pyarrow raises several kinds for a file that is not Parquet
             raise DataError(f"{path}: not a Parquet file ({exc})") from None
+        from recmeta.ingest.readers import column_text
+
         col = _user_column(path, source.schema_arrow.names)
         for part in source.iter_batches(batch_size=block, columns=[col]):
-            yield from (_id_text(u) for u in part.column(0).to_pylist() if u is not None)
+            yield from (u for u in column_text(part.column(0).to_pandas()) if u)  # as ingest reads ids
         return
     if suffix in (".csv", ".tsv"):
         import pandas as pd
@@ -68,13 +70,6 @@ def _user_column(path: Path, columns: list[str]) -> str:
     if col is None:
         raise DataError(f"{path}:1: no user column; the file has {shown_columns(columns)}")
     return col
-
-
-def _id_text(value: object) -> str:
-    """A user id from Parquet as ingest stores it: 7, not 7.0, for an id column of floats."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return str(int(value))
-    return str(value)
 
 
 OUT_SUFFIXES = (".parquet", ".pq", ".csv", ".jsonl", ".ndjson")

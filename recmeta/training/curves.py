@@ -7,6 +7,13 @@ import math
 from pathlib import Path
 
 
+def curves_path(checkpoint: Path) -> Path:
+    """Where the run that wrote `checkpoint` (KIND-STAMP.safetensors) draws its curves:
+    curves-STAMP.png beside it."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.parent / f"curves-{checkpoint.stem.split('-', 1)[-1]}.png"
+
+
 def plot_curves(histories: dict[str, list[dict[str, float]]], path: Path) -> Path | None:
     """Two panels against the epoch: validation ndcg@10 (the kept epoch marked) and the
     training loss. Written atomically; None when no learner ran an epoch."""
