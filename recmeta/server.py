@@ -45,6 +45,7 @@ from recmeta.errors import (
     env_number,
 )
 from recmeta.ingest.ids import clipped
+from recmeta.store import make_engine
 
 log = logging.getLogger("recmeta.serve")
 
@@ -361,7 +362,7 @@ def serve(
     """Run uvicorn with `workers` processes, each holding its own warm models."""
     import uvicorn
 
-    Recmeta(settings.db)  # a store that cannot be opened fails here, once
+    make_engine(settings.db, create=False)  # a store that cannot be opened fails here, once
     os.environ.update(settings.to_env())
     uvicorn.run(
         "recmeta.server:app_from_env",

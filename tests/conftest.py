@@ -74,3 +74,30 @@ def synth_dir(tmp_path_factory) -> Path:
 def write(path: Path, text_: str) -> Path:
     path.write_text(text_)
     return path
+
+
+def empty_store(path: Path | str) -> str:
+    """A store at `path` with the schema and nothing in it (`recmeta ingest` makes one; the
+    other commands refuse a SQLite file that is not there)."""
+    from recmeta.store import make_engine
+
+    make_engine(str(path)).dispose()
+    return str(path)
+
+
+def stored_interactions(db: str) -> int:
+    """How many interactions the store at `db` holds: 0 where a SQLite file is not there (a
+    failed first ingest removes the one it made)."""
+    from recmeta.store import make_engine, resolve_url, session_scope
+    from recmeta.store.engine import sqlite_path
+    from recmeta.store.repository import stats
+
+    path = sqlite_path(resolve_url(db))
+    if path is not None and not path.exists():
+        return 0
+    engine = make_engine(db)
+    try:
+        with session_scope(engine) as session:
+            return stats(session)["interactions"]
+    finally:
+        engine.dispose()

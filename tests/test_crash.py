@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import empty_store
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -86,8 +88,7 @@ def test_kill_9_during_a_postgresql_copy_writes_nothing(tmp_path, pg_url):
 def test_kill_9_during_an_ingest_writes_all_or_nothing(tmp_path):
     n = 400_000
     log = big_log(tmp_path, n)
-    db = str(tmp_path / "x.db")
-    stats(db)
+    db = empty_store(tmp_path / "x.db")
     wal = Path(db + "-wal")
     proc = start(db, "ingest", "interactions", str(log))
     kill_when(proc, lambda: wal.exists() and wal.stat().st_size > 2_000_000)  # rows are being written

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from recmeta.cli import app
 from recmeta.threads import set_threads
+from tests.conftest import empty_store
 
 
 def test_set_threads_sets_torch_and_blas(monkeypatch):
@@ -28,5 +29,7 @@ def test_set_threads_sets_torch_and_blas(monkeypatch):
 def test_threads_option_is_checked(tmp_path):
     res = CliRunner().invoke(app, ["--threads", "0", "--db", str(tmp_path / "x.db"), "stats"])
     assert res.exit_code == 2 and "threads" in res.output.lower()
-    res = CliRunner().invoke(app, ["--threads", "1", "--db", str(tmp_path / "x.db"), "stats", "--json"])
+    res = CliRunner().invoke(
+        app, ["--threads", "1", "--db", empty_store(tmp_path / "x.db"), "stats", "--json"]
+    )
     assert res.exit_code == 0, res.output

@@ -76,10 +76,11 @@ def fail_cleanly(fn):
     return wrapper
 
 
-def engine():
+def engine(create: bool = False):
+    """The store's engine; a SQLite file that does not exist is an error unless `create`."""
     from recmeta.store import make_engine
 
-    return make_engine(State.db)
+    return make_engine(State.db, create=create)
 
 
 def print_json(obj) -> None:
@@ -125,6 +126,7 @@ class LogFormat(str, Enum):
     csv = "csv"
     tsv = "tsv"
     parquet = "parquet"
+    jsonl = "jsonl"
     movielens_100k = "movielens-100k"
     movielens = "movielens"
 

@@ -71,7 +71,9 @@ def evaluate(
     fmt: Annotated[
         LogFormat,
         typer.Option(
-            "--format", "-f", help="Layout of --log: auto, csv, tsv, parquet, movielens-100k or movielens."
+            "--format",
+            "-f",
+            help="Layout of --log: auto (by extension), csv, tsv, parquet, jsonl, movielens-100k, movielens.",
         ),
     ] = LogFormat.auto,
     implicit: Implicit = False,

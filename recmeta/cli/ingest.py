@@ -19,6 +19,7 @@ from recmeta.cli.common import (
     LogFormat,
     OnError,
     Sep,
+    State,
     TimeCol,
     TimeUnit,
     TimeUnitOpt,
@@ -66,11 +67,13 @@ def _report_table(reports, as_json: bool) -> None:
 @fail_cleanly
 def ingest_interactions(
     ctx: typer.Context,
-    path: Annotated[Path, typer.Argument(help="A CSV/TSV/Parquet log, or a MovieLens folder.")],
+    path: Annotated[Path, typer.Argument(help="A CSV/TSV/Parquet/JSON Lines log, or a MovieLens folder.")],
     fmt: Annotated[
         LogFormat,
         typer.Option(
-            "--format", "-f", help="File layout: auto, csv, tsv, parquet, movielens-100k or movielens."
+            "--format",
+            "-f",
+            help="File layout: auto (by extension), csv, tsv, parquet, jsonl, movielens-100k or movielens.",
         ),
     ] = LogFormat.auto,
     user_col: UserCol = None,
@@ -96,16 +99,16 @@ def ingest_interactions(
     """Load an interaction log (user, item, value, time). Re-ingesting adds nothing twice."""
     from recmeta.ingest.movielens import FORMATS
     from recmeta.ingest.pipeline import ingest_file, ingest_path
+    from recmeta.store import new_store_undone
 
     fixed = (*LAYOUT, "on_error", "rejects")  # a MovieLens folder has a layout of its own
     check_applies(ctx, f"--format {fmt.value}", fmt.value in FORMATS, (), fixed)
     check_applies(ctx, "--on-error skip", on_error is OnError.skip, ("rejects",), ())
     spec = layout_spec(ctx)
-    eng = engine()
-    with rows_progress(f"ingesting {path.name}") as count:
+    with new_store_undone(State.db), rows_progress(f"ingesting {path.name}") as count:
         tick = lambda n: count(done=n)  # noqa: E731
         reports = ingest_file(
-            eng,
+            engine(create=True),
             lambda s: ingest_path(
                 s, path, fmt.value, on_error=on_error.value, rejects_path=rejects, progress=tick, **spec
             ),
@@ -117,6 +120,7 @@ def _ingest_metadata(
     path: Path, for_items: bool, id_col: str | None, title_col, genres_col, year_col, sep, as_json: bool
 ) -> None:
     from recmeta.ingest.pipeline import ingest_file, ingest_metadata, read_metadata
+    from recmeta.store import new_store_undone
     from recmeta.store.models import Item, User
 
     records = read_metadata(
@@ -129,14 +133,15 @@ def _ingest_metadata(
         for_items=for_items,
     )
     entity = Item if for_items else User
-    report = ingest_file(engine(), lambda s: ingest_metadata(s, entity, records, str(path)))
+    with new_store_undone(State.db):
+        report = ingest_file(engine(create=True), lambda s: ingest_metadata(s, entity, records, str(path)))
     _report_table([report], as_json)
 
 
 @ingest_app.command("items")
 @fail_cleanly
 def ingest_items(
-    path: Annotated[Path, typer.Argument(help="CSV/TSV/Parquet with one row per item.")],
+    path: Annotated[Path, typer.Argument(help="CSV/TSV/Parquet/JSON Lines with one row per item.")],
     id_col: Annotated[str | None, typer.Option(help="Item id column (default: item, item_id, ...).")] = None,
     title_col: Annotated[str | None, typer.Option(help="Title column (default: title, name, ...).")] = None,
     genres_col: Annotated[
@@ -153,7 +158,7 @@ def ingest_items(
 @ingest_app.command("users")
 @fail_cleanly
 def ingest_users(
-    path: Annotated[Path, typer.Argument(help="CSV/TSV/Parquet with one row per user.")],
+    path: Annotated[Path, typer.Argument(help="CSV/TSV/Parquet/JSON Lines with one row per user.")],
     id_col: Annotated[str | None, typer.Option(help="User id column (default: user, user_id, ...).")] = None,
     sep: Annotated[str | None, typer.Option(help="Field separator.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,

@@ -42,7 +42,7 @@ def db_current() -> None:
     from recmeta.store import make_engine
     from recmeta.store.migrate import current_revision, head_revision
 
-    eng = make_engine(State.db, migrate=False)
+    eng = make_engine(State.db, migrate=False, create=False)
     out.print(f"revision {current_revision(eng)} (newest: {head_revision()})")
 
 

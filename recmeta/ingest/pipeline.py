@@ -25,9 +25,9 @@ from recmeta.ingest.readers import (
     check_encoding,
     check_file,
     default_sep,
+    file_kind,
     find_column,
     is_count_column,
-    is_parquet,
     read_raw,
     resolve_columns,
     shown_columns,
@@ -123,7 +123,7 @@ def ingest_log(
     rejects_path = Path(rejects_path or default_rejects_path(path))
     if on_error == "skip":
         check_writable(rejects_path)
-    sniffed = None if spec.sep or is_parquet(path) else sniff_sep(path, spec.encoding)
+    sniffed = None if spec.sep or file_kind(path, spec.fmt) != "text" else sniff_sep(path, spec.encoding)
     spec = replace(spec, sep=spec.sep or sniffed)
     with repo.first_load(session):
         report = _ingest_chunks(
@@ -441,6 +441,9 @@ def ingest_movielens(
     return reports
 
 
+FILE_FORMATS = ("auto", "csv", "tsv", "parquet", "jsonl")
+
+
 def ingest_path(
     session: Session,
     path: Path,
@@ -452,16 +455,22 @@ def ingest_path(
     **spec: Any,
 ) -> list[IngestReport]:
     """Ingest a log in any supported layout: a MovieLens folder (`fmt` movielens-100k or
-    movielens) or a CSV/TSV/Parquet file described by `spec` (LogSpec's fields).
+    movielens) or a CSV/TSV/Parquet/JSON Lines file described by `spec` (LogSpec's fields).
 
     A headerless file without `names` gets the columns user, item, value, timestamp.
     """
     if fmt in movielens.FORMATS:
         return ingest_movielens(session, Path(path), fmt, progress)
-    if fmt not in ("auto", "csv", "tsv", "parquet"):
+    if fmt not in FILE_FORMATS:
         raise DataError(
-            f"unknown format {fmt!r}; choose auto, csv, tsv, parquet or {', '.join(movielens.FORMATS)}"
+            f"unknown format {fmt!r}; choose {', '.join(FILE_FORMATS)} or {', '.join(movielens.FORMATS)}"
         )
+    if file_kind(Path(path), fmt) != "text":
+        layout = (("--sep", spec.get("sep")), ("--no-header", not spec.get("header", True)))
+        given = [option for option, value in layout if value]
+        if given:
+            verb = "applies" if len(given) == 1 else "apply"
+            raise DataError(f"{' and '.join(given)} {verb} to CSV/TSV logs, not to {Path(path).name}")
     spec["sep"] = spec.get("sep") or {"tsv": "\t", "csv": ","}.get(fmt)
     if not spec.get("header", True) and not spec.get("names"):
         spec["names"] = tuple(
@@ -470,7 +479,7 @@ def ingest_path(
         )
     if spec.get("implicit") and spec.get("explicit"):
         raise DataError("--implicit and --explicit contradict each other; give one")
-    log_spec = LogSpec(path=Path(path), **spec)
+    log_spec = LogSpec(path=Path(path), fmt=fmt, **spec)
     return [ingest_log(session, log_spec, on_error=on_error, rejects_path=rejects_path, progress=progress)]
 
 

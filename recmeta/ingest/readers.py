@@ -9,6 +9,7 @@ from __future__ import annotations
 import bz2
 import codecs
 import gzip
+import json
 import lzma
 import re
 import zlib
@@ -38,6 +39,7 @@ COUNT_COLUMNS = (
     "clicks",
     "views",
     "quantity",
+    "qty",
     "purchases",
     "purchase_count",
     "interactions",
@@ -81,9 +83,29 @@ ALIASES = {
         "business_id",
         "video_id",
         "sku",
+        "product",
+        "movie",
+        "track",
+        "song",
+        "artist",
+        "book",
+        "article",
+        "video",
+        "business",
+        "parent_asin",
     ),
-    "value": ("value", "rating", "score", "stars", *COUNT_COLUMNS),
-    "time": ("timestamp", "time", "ts", "datetime", "date", "event_time", "created_at"),
+    "value": ("value", "rating", "score", "stars", "overall", *COUNT_COLUMNS),
+    "time": (
+        "timestamp",
+        "time",
+        "ts",
+        "datetime",
+        "date",
+        "event_time",
+        "created_at",
+        "unix_review_time",
+        "date_added",
+    ),
     "title": ("title", "name", "item_name", "movie_title", "product_name"),
     "genres": ("genres", "genre", "categories", "category"),
     "year": ("year", "release_year"),
@@ -106,6 +128,7 @@ class LogSpec:
     names: tuple[str, ...] | None = None  # column names for a headerless file
     encoding: str = "utf-8"
     time_unit: str = "s"  # numeric timestamps: 's' or 'ms'
+    fmt: str = "auto"  # csv, tsv, parquet or jsonl; auto: by extension (`file_kind`)
 
 
 @dataclass
@@ -169,6 +192,22 @@ def is_parquet(path: Path) -> bool:
     return path.suffix.lower() in (".parquet", ".pq")
 
 
+JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")
+EXAMPLE_OBJECT = '{"user": 7, "item": 42, "rating": 4}'
+JSON_TYPES = {list: "array", str: "string", int: "number", float: "number", bool: "true/false"}
+
+
+def file_kind(path: Path, fmt: str = "auto") -> str:
+    """'parquet', 'json' (JSON Lines, or an array of objects) or 'text' (CSV/TSV): what
+    `fmt` says, else the extension (a compressed file by the one before .gz/.bz2/.xz)."""
+    if fmt != "auto":
+        return {"parquet": "parquet", "jsonl": "json"}.get(fmt, "text")
+    if is_parquet(path):
+        return "parquet"
+    name = path.with_suffix("") if path.suffix.lower() in COMPRESSED else path
+    return "json" if name.suffix.lower() in JSON_SUFFIXES else "text"
+
+
 def check_file(path: Path) -> None:
     """A readable file, or a message that says what it is instead."""
     if path.is_dir():
@@ -196,8 +235,12 @@ def read_raw(spec: LogSpec, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFra
     path = Path(spec.path)
     check_file(path)
     check_encoding(spec.encoding)
-    if is_parquet(path):
+    kind = file_kind(path, spec.fmt)
+    if kind == "parquet":
         yield from _read_parquet(path, chunk_rows)
+        return
+    if kind == "json":
+        yield from _read_json(path, spec.encoding, chunk_rows)
         return
     sep = spec.sep or sniff_sep(path, spec.encoding)
     first = 2 if spec.header else 1
@@ -287,6 +330,89 @@ def _read_parquet(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
         text.index = pd.RangeIndex(first, first + len(text))
         yield text
         first += len(text)
+
+
+def _read_json(path: Path, encoding: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """JSON Lines (one object per line; blank lines skipped), or one array of objects, as
+    text frames indexed by line (by record, for an array). The columns are the keys of the
+    first chunk's objects; a key an object lacks reads as missing."""
+    opener = COMPRESSED.get(path.suffix.lower(), open)
+    try:
+        with opener(path, "rt", encoding=encoding) as f:
+            records = _json_records(path, f)
+            columns: list[str] | None = None
+            while True:
+                batch = [r for _, r in zip(range(chunk_rows), records, strict=False)]
+                if not batch:
+                    return
+                if columns is None:
+                    columns = list(dict.fromkeys(k for _, obj in batch for k in obj))
+                index = pd.Index([n for n, _ in batch])
+                yield pd.DataFrame(
+                    {c: [_json_text(obj.get(c)) for _, obj in batch] for c in columns}, index=index, dtype=str
+                )
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not {encoding} text ({exc.reason}); pass --encoding") from exc
+    except (EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
+        raise DataError(
+            f"{path}: cannot be read to its end ({exc}); a compressed file that is damaged or cut short?"
+        ) from exc
+
+
+def _json_records(path: Path, f) -> Iterator[tuple[int, dict]]:
+    """(line, object) of a JSON Lines file, or (position, object) of a JSON array."""
+    first = True
+    for n, line in enumerate(f, 1):
+        text = line.strip().lstrip("\ufeff") if first else line.strip()
+        if not text:
+            continue
+        if first and text.startswith("["):  # the whole file is one array: read it whole
+            yield from _json_array(path, n, text + f.read())
+            return
+        first = False
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(
+                f"{path}:{n}: not JSON ({exc.msg}, column {exc.colno}); a JSON Lines log holds one "
+                f"object per line, such as {EXAMPLE_OBJECT}"
+            ) from None
+        yield n, _json_object(path, n, obj)
+
+
+def _json_array(path: Path, line: int, text: str) -> Iterator[tuple[int, dict]]:
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as exc:
+        where = f"line {line + exc.lineno - 1}, column {exc.colno}"
+        raise DataError(f"{path}: not a JSON array of objects ({exc.msg}, {where})") from None
+    if not isinstance(items, list):
+        raise DataError(f"{path}: not a JSON array of objects")
+    for k, obj in enumerate(items, 1):
+        yield k, _json_object(path, k, obj)
+
+
+def _json_object(path: Path, n: int, obj) -> dict:
+    if not isinstance(obj, dict):
+        raise DataError(
+            f"{path}:{n}: a JSON {JSON_TYPES.get(type(obj), 'value')}, not an object; each "
+            f"interaction is one object, such as {EXAMPLE_OBJECT}"
+        )
+    return obj
+
+
+def _json_text(v) -> str:
+    """A JSON value as the text a CSV would hold: 7.0 as 7, null as missing, lists and
+    objects as their JSON."""
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float) and v.is_integer() and abs(v) < 2**53:
+        return str(int(v))
+    if isinstance(v, (dict, list)):
+        return json.dumps(v, ensure_ascii=False)
+    return str(v)
 
 
 def _as_text(v) -> str:

@@ -32,6 +32,39 @@ def resolve_url(url: str | None = None) -> str:
     return url
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (None for another database or an in-memory one)."""
+    if not url.startswith("sqlite:///") or url.startswith("sqlite:///file:"):
+        return None
+    path = url[len("sqlite:///") :].split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def _check_exists(url: str) -> None:
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        raise StoreError(
+            f"no store at {str(path)!r}: nothing has been ingested there. Load a log first "
+            "(`recmeta ingest interactions LOG`), or point --db / $RECMETA_DB at your store"
+        )
+
+
+@contextmanager
+def new_store_undone(url: str | None = None) -> Iterator[None]:
+    """Around a first write to a SQLite store: when the file did not exist before and the
+    block fails, the file it made (and SQLite's side files) is removed, so that a failed
+    first ingest leaves nothing behind."""
+    path = sqlite_path(resolve_url(url))
+    fresh = path is not None and not path.exists()
+    try:
+        yield
+    except BaseException:
+        if fresh:
+            for side in ("", "-wal", "-shm", "-journal"):
+                Path(f"{path}{side}").unlink(missing_ok=True)
+        raise
+
+
 def _read_only_url(url: str) -> str | None:
     """For a SQLite file this process may not write (or whose folder it may not write, where
     WAL keeps its side files), a read-only URL; None when it can write."""
@@ -69,9 +102,13 @@ def _sqlite_pragmas(busy_ms: int):
     return connect
 
 
-def make_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
-    """An engine for `url`; an empty database is brought to the newest schema first."""
+def make_engine(url: str | None = None, *, migrate: bool = True, create: bool = True) -> Engine:
+    """An engine for `url`; an empty database is brought to the newest schema first. With
+    `create` False, a SQLite file that does not exist is an error rather than a new, empty
+    store (a command that only reads would otherwise make one at a mistyped path)."""
     url = resolve_url(url)
+    if not create:
+        _check_exists(url)
     url = _read_only_url(url) or url
     try:
         engine = create_engine(url)

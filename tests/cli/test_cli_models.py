@@ -11,6 +11,7 @@ from recmeta.cli import app
 from recmeta.learners import REGISTRY
 from recmeta.store import make_engine, session_scope
 from recmeta.store.repository import active_models, register_model, stats, user_interactions
+from tests.conftest import empty_store
 
 runner = CliRunner()
 
@@ -210,6 +211,7 @@ def test_n_larger_than_the_catalogue(store):
 
 
 def test_empty_store(tmp_path):
+    empty_store(tmp_path / "e.db")
     res = cli(str(tmp_path / "e.db"), "recommend", "--user", "1")
     assert res.exit_code == 1 and "no items" in res.stderr
     res = cli(str(tmp_path / "e.db"), "train")

@@ -138,3 +138,32 @@ def test_evaluate_says_when_a_support_size_leaves_no_user(tmp_path):
     res = runner.invoke(app, [*args, "--out", str(tmp_path / "r")])
     assert res.exit_code == 0, res.output
     assert "no user has a positive row left after K = 500 support rows" in res.output
+
+
+def test_commands_that_read_a_store_refuse_a_sqlite_file_that_is_not_there(tmp_path):
+    db = tmp_path / "typo.db"
+    for args in (["stats"], ["train"], ["recommend", "--user", "1"], ["models"], ["db", "current"]):
+        res = invoke(str(db), *args)
+        assert res.exit_code == 1, (args, res.output)
+        assert "no store at" in res.stderr and "recmeta ingest interactions" in res.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing made at the mistyped path
+
+
+def test_a_failed_first_ingest_leaves_no_store_behind(tmp_path):
+    bad = write(tmp_path / "bad.csv", "user,item,rating\na,x,5\nb,y,oops\n")
+    db = tmp_path / "new.db"
+    res = invoke(str(db), "ingest", "interactions", str(bad))
+    assert res.exit_code == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv"]
+    good = write(tmp_path / "good.csv", "user,item,rating\na,x,5\n")
+    assert invoke(str(db), "ingest", "interactions", str(good)).exit_code == 0
+    assert invoke(str(db), "ingest", "interactions", str(bad)).exit_code == 1
+    assert db.exists()  # a failed ingest into a store that was there keeps it, as it was
+    assert json.loads(invoke(str(db), "stats", "--json").stdout)["interactions"] == 1
+
+
+def test_a_json_lines_log_ingests_from_the_cli(tmp_path):
+    path = write(tmp_path / "events.jsonl", '{"user": "u1", "item": "i1", "ts": 1700000000}\n')
+    res = invoke(str(tmp_path / "j.db"), "ingest", "interactions", str(path), "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)[0]["inserted"] == 1

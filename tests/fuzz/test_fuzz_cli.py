@@ -4,7 +4,6 @@ ingest writes nothing, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import json
 import os
 
 import pyarrow as pa
@@ -15,6 +14,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from recmeta.cli import app
+from tests.conftest import stored_interactions
 
 runner = CliRunner()
 FUZZ = settings(
@@ -36,9 +36,7 @@ header = st.one_of(
 
 
 def interactions(db: str) -> int:
-    res = runner.invoke(app, ["--db", db, "stats", "--json"])
-    assert res.exit_code == 0, res.output
-    return json.loads(res.stdout)["interactions"]
+    return stored_interactions(db)
 
 
 def check(res, db: str, before: int) -> None:

@@ -499,3 +499,87 @@ def test_compressed_logs_are_sniffed_through_their_compression(tmp_path, name, s
     path.write_bytes(opener.compress(body.encode()))
     engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
     assert run(engine, LogSpec(path=path)).inserted == 203
+
+
+AMAZON_REVIEWS = [  # as the Amazon review dumps publish them: one JSON object a line
+    {
+        "reviewerID": "A1",
+        "asin": "B01",
+        "overall": 5.0,
+        "unixReviewTime": 1400000000,
+        "style": {"Size:": "M"},
+    },
+    {"reviewerID": "A2", "asin": "B01", "overall": 3.0, "unixReviewTime": 1400000100, "image": ["x.jpg"]},
+    {"reviewerID": "A1", "asin": "B02", "overall": 4.0, "unixReviewTime": 1400000200, "vote": "2"},
+]
+
+
+@pytest.mark.parametrize("name", ["reviews.jsonl", "reviews.json", "reviews.ndjson.gz", "array.json"])
+def test_json_lines_and_json_arrays_ingest_with_their_own_column_names(db_url, tmp_path, name):
+    import gzip
+    import json
+
+    if name.startswith("array"):
+        text = json.dumps(AMAZON_REVIEWS, indent=1)
+    else:  # a blank line anywhere is skipped; line numbers stay the file's
+        text = (
+            "\n".join(json.dumps(r) for r in AMAZON_REVIEWS[:2])
+            + "\n\n"
+            + json.dumps(AMAZON_REVIEWS[2])
+            + "\n"
+        )
+    path = tmp_path / name
+    if name.endswith(".gz"):
+        with gzip.open(path, "wt") as f:
+            f.write(text)
+    else:
+        path.write_text(text)
+    engine = make_engine(db_url)
+    (report,) = ingest_file(engine, lambda s: ingest_path(s, path))
+    assert (report.inserted, report.users_created, report.items_created) == (3, 2, 2)
+    with session_scope(engine) as s:
+        st_ = stats(s)
+    assert (st_["value_min"], st_["value_max"], st_["time_min"]) == (3.0, 5.0, 1_400_000_000)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('{"user": 1, "item": 2, "rating": 4}\n{"user": 1, item: 3}\n', "log.jsonl:2: not JSON"),
+        ('{"user": 1, "item": 2, "rating": 4}\n[1, 2]\n', "log.jsonl:2: a JSON array, not an object"),
+        ('"user,item,rating"\n', "log.jsonl:1: a JSON string, not an object"),
+        (
+            '{"user": 1, "item": 2, "rating": 4}\n\n{"user": 2, "item": 2, "rating": "x"}\n',
+            "log.jsonl:3: column",
+        ),
+        ('{"user": 1, "item": 2, "rating": 4}\n{"item": 2, "rating": 4}\n', "log.jsonl:2:"),
+    ],
+)
+def test_bad_json_lines_name_their_line_and_write_nothing(sqlite_url, tmp_path, body, message):
+    engine = make_engine(sqlite_url)
+    path = write(tmp_path / "log.jsonl", body)
+    with pytest.raises(DataError, match=re.escape(message)):
+        ingest_file(engine, lambda s: ingest_path(s, path))
+    assert counts(engine) == (0, 0, 0)
+
+
+def test_layout_options_of_text_logs_are_refused_for_json_and_parquet(tmp_path):
+    path = write(tmp_path / "log.jsonl", '{"user": 1, "item": 2, "rating": 4}\n')
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    with pytest.raises(DataError, match="--sep applies to CSV/TSV logs, not to log.jsonl"):
+        ingest_file(engine, lambda s: ingest_path(s, path, sep=";"))
+    txt = write(tmp_path / "log.txt", '{"user": 1, "item": 2, "rating": 4}\n')
+    (report,) = ingest_file(engine, lambda s: ingest_path(s, txt, "jsonl"))  # --format jsonl
+    assert report.inserted == 1
+
+
+@pytest.mark.parametrize(
+    ("header", "implicit"),
+    [("customer,product,qty", True), ("reviewerID,asin,overall", False)],
+)
+def test_shop_and_review_column_names_are_recognised(sqlite_url, tmp_path, header, implicit):
+    engine = make_engine(sqlite_url)
+    path = write(tmp_path / "log.csv", f"{header}\nc1,p1,2\nc2,p1,1\n")
+    run(engine, LogSpec(path=path))
+    with session_scope(engine) as s:
+        assert stats(s)["implicit"] is implicit

@@ -18,6 +18,7 @@ from recmeta.learners import create
 from recmeta.threads import set_threads
 from recmeta.training import Group, Trainer
 from recmeta.training.distributed import Workers
+from tests.conftest import empty_store
 from tests.learners.conftest import split_views, synth_data
 
 STEPS = 6
@@ -126,6 +127,6 @@ def test_torchrun_workers_train_and_rank_0_reports(tmp_path):
 
 def test_continue_runs_in_one_process(tmp_path):
     res = runner.invoke(
-        app, ["--db", f"sqlite:///{tmp_path / 'r.db'}", "train", "--continue", "--workers", "2"]
+        app, ["--db", f"sqlite:///{empty_store(tmp_path / 'r.db')}", "train", "--continue", "--workers", "2"]
     )
     assert res.exit_code != 0 and "--continue runs in one process" in res.output
