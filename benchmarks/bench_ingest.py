@@ -1,6 +1,8 @@
 """Ingest throughput into SQLite and PostgreSQL, peak memory by file size, snapshot time.
 
-    python benchmarks/bench_ingest.py [--rows 1000000] [--big 5000000] [--pg URL]
+    python benchmarks/bench_ingest.py [--rows 1000000] [--big 5000000] [--pg URL] [--jsonl]
+
+--jsonl also ingests the --rows log written as JSON Lines (one object a line), the same rows.
 
 Each measurement runs in a fresh child process, so peak RSS is that ingest's own.
 """
@@ -50,11 +52,21 @@ def reset_pg(url: str) -> None:
     eng.dispose()
 
 
+def as_json_lines(csv: Path, path: Path) -> Path:
+    """The CSV log's rows as JSON Lines objects with the same keys, written line by line."""
+    with open(csv) as src, open(path, "w") as dst:
+        keys = src.readline().strip().split(",")
+        for line in src:
+            dst.write(json.dumps(dict(zip(keys, map(int, line.split(",")), strict=True))) + "\n")
+    return path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--big", type=int, default=5_000_000)
     ap.add_argument("--pg", default=None, help="PostgreSQL URL (its public schema is emptied)")
+    ap.add_argument("--jsonl", action="store_true", help="also the --rows log as JSON Lines")
     args = ap.parse_args()
     results = {"machine": machine()}
     with tempfile.TemporaryDirectory() as tmp:
@@ -68,6 +80,17 @@ def main() -> None:
             snap, speak = run_child(SNAPSHOT.format(url=url))
             results[f"snapshot_{rows}"] = {**snap, "peak_mib": speak}
             print(json.dumps(results[f"snapshot_{rows}"]), flush=True)
+            if rows == args.rows and args.jsonl:
+                jsonl = as_json_lines(log, tmp / f"log{rows}.jsonl")
+                url = f"sqlite:///{tmp / f'j{rows}.db'}"
+                res, peak = run_child(INGEST.format(url=url, path=str(jsonl)))
+                results[f"sqlite_jsonl_{rows}"] = {
+                    **res,
+                    "rows_per_s": res["rows"] / res["seconds"],
+                    "peak_mib": peak,
+                }
+                print(json.dumps(results[f"sqlite_jsonl_{rows}"]), flush=True)
+                jsonl.unlink()
             if rows == args.rows and args.pg:
                 reset_pg(args.pg)
                 res, peak = run_child(INGEST.format(url=args.pg, path=str(log)))
