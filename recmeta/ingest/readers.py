@@ -334,7 +334,7 @@ def _read_parquet(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
 
 def _read_json(path: Path, encoding: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
     """JSON Lines (one object per line; blank lines skipped), or one array of objects, as
-    text frames indexed by line (by record, for an array). The columns are the keys of the
+    text frames indexed by line (where each object starts, in an array). The columns are the keys of the
     first chunk's objects; a key an object lacks reads as missing."""
     opener = COMPRESSED.get(path.suffix.lower(), open)
     try:
@@ -360,14 +360,15 @@ def _read_json(path: Path, encoding: str, chunk_rows: int) -> Iterator[pd.DataFr
 
 
 def _json_records(path: Path, f) -> Iterator[tuple[int, dict]]:
-    """(line, object) of a JSON Lines file, or (position, object) of a JSON array."""
+    """(line, object) of a JSON Lines file, or of a JSON array's objects (the line each
+    starts on)."""
     first = True
     for n, line in enumerate(f, 1):
         text = line.strip().lstrip("\ufeff") if first else line.strip()
         if not text:
             continue
-        if first and text.startswith("["):  # the whole file is one array: read it whole
-            yield from _json_array(path, n, text + f.read())
+        if first and text.startswith("["):  # the whole file is one array
+            yield from _json_array(path, f, n, line.lstrip().lstrip("\ufeff"))
             return
         first = False
         try:
@@ -380,16 +381,61 @@ def _json_records(path: Path, f) -> Iterator[tuple[int, dict]]:
         yield n, _json_object(path, n, obj)
 
 
-def _json_array(path: Path, line: int, text: str) -> Iterator[tuple[int, dict]]:
-    try:
-        items = json.loads(text)
-    except json.JSONDecodeError as exc:
-        where = f"line {line + exc.lineno - 1}, column {exc.colno}"
-        raise DataError(f"{path}: not a JSON array of objects ({exc.msg}, {where})") from None
-    if not isinstance(items, list):
-        raise DataError(f"{path}: not a JSON array of objects")
-    for k, obj in enumerate(items, 1):
-        yield k, _json_object(path, k, obj)
+JSON_BLOCK = 1 << 20  # characters of a JSON array read at a time
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _json_array(path: Path, f, line: int, text: str) -> Iterator[tuple[int, dict]]:
+    """The objects of a JSON array that starts `text` (the file's first line, from '['),
+    decoded one at a time from blocks of the file: memory holds a block, not the file."""
+    decoder = json.JSONDecoder()
+    buf, pos, count = text, 1, 0
+
+    def more() -> bool:
+        nonlocal buf, pos
+        block = f.read(JSON_BLOCK)
+        if block:
+            buf, pos = buf[pos:] + block, 0
+        return bool(block)
+
+    def skip_space() -> None:
+        nonlocal pos, line
+        while True:
+            end = _SPACE.match(buf, pos).end()
+            line += buf.count("\n", pos, end)
+            pos = end
+            if pos < len(buf) or not more():
+                return
+
+    def fail(what: str) -> DataError:
+        return DataError(f"{path}:{line}: not a JSON array of objects ({what})")
+
+    while True:
+        skip_space()
+        if pos == len(buf):
+            raise fail("the file ends before the array's closing ']'")
+        if buf[pos] == "]" and count == 0:
+            return
+        while True:  # an object may run past the block: read on until it decodes or the file ends
+            try:
+                obj, end = decoder.raw_decode(buf, pos)
+                break
+            except json.JSONDecodeError as exc:
+                if not more():
+                    line += buf.count("\n", pos, exc.pos)
+                    raise fail(f"{exc.msg}, column {exc.pos - buf.rfind(chr(10), 0, exc.pos)}") from None
+        count += 1
+        yield line, _json_object(path, line, obj)
+        line += buf.count("\n", pos, end)
+        pos = end
+        skip_space()
+        if pos < len(buf) and buf[pos] == "]":
+            return
+        if pos == len(buf):
+            raise fail("the file ends before the array's closing ']'")
+        if buf[pos] != ",":
+            raise fail(f"expected ',' or ']' after an object, found {buf[pos]!r}")
+        pos += 1
 
 
 def _json_object(path: Path, n: int, obj) -> dict:

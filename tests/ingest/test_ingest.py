@@ -583,3 +583,43 @@ def test_shop_and_review_column_names_are_recognised(sqlite_url, tmp_path, heade
     run(engine, LogSpec(path=path))
     with session_scope(engine) as s:
         assert stats(s)["implicit"] is implicit
+
+
+@pytest.mark.parametrize("block", [1, 7, 1 << 20])
+def test_a_json_array_is_read_a_block_at_a_time_with_each_objects_line(tmp_path, monkeypatch, block):
+    import json
+
+    from recmeta.ingest import readers
+
+    monkeypatch.setattr(readers, "JSON_BLOCK", block)  # objects and spaces cut at every place
+    rows = [{"user": f"u{k % 7}", "item": k % 5, "rating": 1 + k % 5, "note": "a,\n]}"} for k in range(40)]
+    path = tmp_path / "log.json"
+    path.write_text(json.dumps(rows, indent=1))
+    frames = list(readers.read_raw(LogSpec(path=path), chunk_rows=16))
+    assert [len(f) for f in frames] == [16, 16, 8]
+    assert list(frames[0].index[:3]) == [2, 8, 14]  # the line each object starts on
+    assert frames[-1]["note"].iloc[-1] == "a,\n]}" and frames[-1]["user"].iloc[-1] == "u4"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('[{"user": 1, "item": 2, "rating": 4},\n {"user": 1, item: 3}]', "log.json:2: not a JSON array"),
+        (
+            '[{"user": 1, "item": 2, "rating": 4}\n {"user": 2}]',
+            "log.json:2: not a JSON array of objects (expected",
+        ),
+        ('[{"user": 1, "item": 2, "rating": 4},\n', "the file ends before the array's closing ']'"),
+        ('[{"user": 1, "item": 2, "rating": 4},\n 5]', "log.json:2: a JSON number, not an object"),
+        (
+            '[{"user": 1, "item": 2, "rating": 4},\n\n {"user": 1, "item": 2, "rating": "x"}]',
+            "log.json:3: column",
+        ),
+    ],
+)
+def test_bad_json_arrays_name_their_line_and_write_nothing(sqlite_url, tmp_path, body, message):
+    engine = make_engine(sqlite_url)
+    path = write(tmp_path / "log.json", body)
+    with pytest.raises(DataError, match=re.escape(message)):
+        ingest_file(engine, lambda s: ingest_path(s, path))
+    assert counts(engine) == (0, 0, 0)
