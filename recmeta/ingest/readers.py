@@ -448,14 +448,17 @@ def _json_object(path: Path, n: int, obj) -> dict:
 
 
 def _json_text(v) -> str:
-    """A JSON value as the text a CSV would hold: 7.0 as 7, null as missing, lists and
-    objects as their JSON."""
+    """A JSON value as the text a CSV would hold: 7.0 as 7, null as missing, a list of plain
+    values joined by '|' (genres ["Drama", "Comedy"] as Drama|Comedy, as MovieLens writes
+    them), other lists and objects as their JSON."""
     if v is None:
         return ""
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, float) and v.is_integer() and abs(v) < 2**53:
         return str(int(v))
+    if isinstance(v, list) and not any(isinstance(x, (dict, list)) for x in v):
+        return "|".join(_json_text(x) for x in v if x is not None)
     if isinstance(v, (dict, list)):
         return json.dumps(v, ensure_ascii=False)
     return str(v)

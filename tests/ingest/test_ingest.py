@@ -257,6 +257,18 @@ def test_metadata_columns_are_found_by_their_usual_names(tmp_path):
     assert rec == {"external_id": "x", "title": "X", "genres": "a", "year": 1999, "features": {"price": 2.0}}
     (rec,) = read_metadata(write(tmp_path / "users.csv", "userId,age\nu1,30\n"), for_items=False)
     assert rec == {"external_id": "u1", "features": {"age": 30.0}}
+    jsonl = write(
+        tmp_path / "items.jsonl",
+        '{"asin": "x", "title": "X", "categories": ["a", "b"], "year": 1999.0, "details": {"k": 1}}\n',
+    )
+    (rec,) = read_metadata(jsonl)  # a list of genres as MovieLens writes them; an object as JSON
+    assert rec == {
+        "external_id": "x",
+        "title": "X",
+        "genres": "a|b",
+        "year": 1999,
+        "features": {"details": '{"k": 1}'},
+    }
     with pytest.raises(DataError, match="no column 'nope' for the item; the file has"):
         read_metadata(path, id_col="nope")
     with pytest.raises(DataError, match="no item id column; the file has"):
