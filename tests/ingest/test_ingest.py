@@ -601,9 +601,9 @@ def test_shop_and_review_column_names_are_recognised(sqlite_url, tmp_path, heade
 def test_a_json_array_is_read_a_block_at_a_time_with_each_objects_line(tmp_path, monkeypatch, block):
     import json
 
-    from recmeta.ingest import readers
+    from recmeta.ingest import json_log, readers
 
-    monkeypatch.setattr(readers, "JSON_BLOCK", block)  # objects and spaces cut at every place
+    monkeypatch.setattr(json_log, "JSON_BLOCK", block)  # objects and spaces cut at every place
     rows = [{"user": f"u{k % 7}", "item": k % 5, "rating": 1 + k % 5, "note": "a,\n]}"} for k in range(40)]
     path = tmp_path / "log.json"
     path.write_text(json.dumps(rows, indent=1))
