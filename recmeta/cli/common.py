@@ -136,6 +136,15 @@ ItemCol = Annotated[str | None, typer.Option(help="Item id column.")]
 ValueCol = Annotated[str | None, typer.Option(help="Rating or count column.")]
 TimeCol = Annotated[str | None, typer.Option(help="Timestamp column (unix or ISO date).")]
 Implicit = Annotated[bool, typer.Option("--implicit", help="A click/count log: every row is positive.")]
+EventWeights = Annotated[
+    str | None,
+    typer.Option(
+        "--event-weights",
+        help="Weigh a column of event names, e.g. view=1,cart=3,purchase=5: an implicit log whose "
+        "rows count as their event's weight (the column: --value-col, or one named event, action, "
+        "behavior_type, ...).",
+    ),
+]
 Explicit = Annotated[
     bool,
     typer.Option(
@@ -163,6 +172,7 @@ LAYOUT = (
     "time_col",
     "implicit",
     "explicit",
+    "event_weights",
     "sep",
     "header",
     "time_unit",

@@ -11,6 +11,7 @@ from rich.markup import escape
 from recmeta.cli.common import (
     LAYOUT,
     Encoding,
+    EventWeights,
     Explicit,
     Header,
     Implicit,
@@ -78,6 +79,7 @@ def evaluate(
     ] = LogFormat.auto,
     implicit: Implicit = False,
     explicit: Explicit = False,
+    event_weights: EventWeights = None,
     user_col: UserCol = None,
     item_col: ItemCol = None,
     value_col: ValueCol = None,

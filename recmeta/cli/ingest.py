@@ -12,6 +12,7 @@ from rich.table import Table
 from recmeta.cli.common import (
     LAYOUT,
     Encoding,
+    EventWeights,
     Explicit,
     Header,
     Implicit,
@@ -82,6 +83,7 @@ def ingest_interactions(
     time_col: TimeCol = None,
     implicit: Implicit = False,
     explicit: Explicit = False,
+    event_weights: EventWeights = None,
     sep: Sep = None,
     header: Header = True,
     time_unit: TimeUnitOpt = TimeUnit.s,

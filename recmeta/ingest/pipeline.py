@@ -28,6 +28,7 @@ from recmeta.ingest.readers import (
     file_kind,
     find_column,
     is_count_column,
+    parse_event_weights,
     read_raw,
     resolve_columns,
     shown_columns,
@@ -208,6 +209,7 @@ def _ingest_chunks(
     if first is None:
         raise DataError(f"{path}: the file holds no rows")
     cols = resolve_columns(spec, list(first.columns))
+    report.notes.extend(_event_notes(spec, cols, first))
     if cols["value"] is None and not spec.implicit:  # only user, item (and time) columns
         spec = replace(spec, implicit=True)
         report.notes.append("no value column: read as an implicit log, one event per row")
@@ -441,6 +443,27 @@ def ingest_movielens(
     return reports
 
 
+EVENT_NAMES_SHOWN = 5  # event names a note lists
+
+
+def _event_notes(spec: LogSpec, cols: dict[str, str | None], first: pd.DataFrame) -> list[str]:
+    """What ingest says about events: how --event-weights weighs them, or, for a log read as
+    one event a row beside a column of event names, how they could be weighed."""
+    if spec.event_weights:
+        weights = ", ".join(f"{name} {weight:g}" for name, weight in spec.event_weights)
+        return [f"column {cols['value']!r} names events, weighed {weights}: read as an implicit log"]
+    unused = [c for c in first.columns if c not in cols.values()]
+    column = find_column(unused, "event", None, "") if cols["value"] is None and spec.implicit else None
+    if column is None:
+        return []
+    names = first[column].str.strip().value_counts().index[:EVENT_NAMES_SHOWN]
+    example = ",".join(f"{name}=1" for name in names if name and "," not in name and "=" not in name)
+    return [
+        f"column {column!r} names events ({', '.join(map(clipped, names))}): each row counts as one; "
+        f"--event-weights {example} weighs them"
+    ]
+
+
 FILE_FORMATS = ("auto", "csv", "tsv", "parquet", "jsonl")
 
 
@@ -479,6 +502,12 @@ def ingest_path(
         )
     if spec.get("implicit") and spec.get("explicit"):
         raise DataError("--implicit and --explicit contradict each other; give one")
+    spec["event_weights"] = parse_event_weights(spec.get("event_weights"))
+    if spec["event_weights"] and spec.get("explicit"):
+        raise DataError(
+            "--event-weights makes an implicit log (events weighed); it cannot go with --explicit"
+        )
+    spec["implicit"] = spec.get("implicit", False) or bool(spec["event_weights"])
     log_spec = LogSpec(path=Path(path), fmt=fmt, **spec)
     return [ingest_log(session, log_spec, on_error=on_error, rejects_path=rejects_path, progress=progress)]
 

@@ -10,9 +10,10 @@ import bz2
 import codecs
 import gzip
 import lzma
+import math
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,6 +95,16 @@ ALIASES = {
         "parent_asin",
     ),
     "value": ("value", "rating", "score", "stars", "overall", *COUNT_COLUMNS),
+    "event": (  # a column of event names, weighed by --event-weights
+        "event",
+        "event_type",
+        "behavior",
+        "behavior_type",
+        "behaviour",
+        "action",
+        "action_type",
+        "interaction_type",
+    ),
     "time": (
         "timestamp",
         "time",
@@ -128,6 +139,7 @@ class LogSpec:
     encoding: str = "utf-8"
     time_unit: str = "s"  # numeric timestamps: 's' or 'ms'
     fmt: str = "auto"  # csv, tsv, parquet or jsonl; auto: by extension (`file_kind`)
+    event_weights: tuple[tuple[str, float], ...] = ()  # (event name, weight): the value column names events
 
 
 @dataclass
@@ -377,15 +389,52 @@ def unix_seconds(ts: pd.Series) -> pd.Series:
     return (ts - pd.Timestamp(0, tz="UTC").as_unit(ts.dt.unit)) / pd.Timedelta(seconds=1)
 
 
+def parse_event_weights(given: str | Mapping[str, float] | None) -> tuple[tuple[str, float], ...]:
+    """`view=1,cart=3,purchase=5` (or a mapping) as (event, weight) pairs; each weight a
+    positive number within ±MAX_VALUE, each event named once."""
+    if not given:
+        return ()
+    pairs = (
+        list(given.items())
+        if isinstance(given, Mapping)
+        else [p.partition("=")[::2] for p in given.split(",")]
+    )
+    out: dict[str, float] = {}
+    for name, weight in pairs:
+        name = str(name).strip()
+        try:
+            value = float(weight)
+        except (TypeError, ValueError):
+            value = math.nan
+        if not name or not 0 < value <= MAX_VALUE:
+            raise DataError(
+                f"--event-weights: {clipped(f'{name}={weight}')} is not EVENT=WEIGHT with a positive weight; "
+                "give them as view=1,cart=3,purchase=5"
+            )
+        if name in out:
+            raise DataError(f"--event-weights: {clipped(name)} is given twice")
+        out[name] = value
+    return tuple(out.items())
+
+
 def resolve_columns(spec: LogSpec, columns: list[str]) -> dict[str, str | None]:
     """Map the roles user/item/value/time onto the file's column names. A name matches
     an alias, or a name given, whatever its case, spaces, hyphens and underscores
-    (`artistID`, `Artist ID` and `artist_id` alike)."""
+    (`artistID`, `Artist ID` and `artist_id` alike). With event weights, the value column
+    is the one of event names (event, action, behavior_type, ...)."""
     given = {"user": spec.user_col, "item": spec.item_col, "value": spec.value_col, "time": spec.time_col}
+    hint = _delimiter_hint(spec, columns)
     out = {
-        role: find_column(columns, role, name, f"{spec.path}", _delimiter_hint(spec, columns))
+        role: find_column(
+            columns, "event" if role == "value" and spec.event_weights else role, name, f"{spec.path}", hint
+        )
         for role, name in given.items()
     }
+    if spec.event_weights and out["value"] is None:
+        raise DataError(
+            f"{spec.path}:1: no column of event names for --event-weights; the file has "
+            f"{shown_columns(columns)}. Pass --value-col NAME"
+        )
     for role in ("user", "item"):
         if out[role] is None and spec.header and len(columns) > 1 and all(map(_numeric, columns)):
             raise DataError(
@@ -400,9 +449,11 @@ def resolve_columns(spec: LogSpec, columns: list[str]) -> dict[str, str | None]:
             )
     unused = [c for c in columns if c not in out.values()]
     if out["value"] is None and not spec.implicit and unused:
+        events = find_column(unused, "event", None, "")
+        weigh = f", or --event-weights view=1,purchase=5 to weigh the events of {events!r}" if events else ""
         raise DataError(
             f"{spec.path}:1: no value (rating) column; the file has {shown_columns(columns)}. "
-            "Pass --value-col NAME, or --implicit for a click or count log"
+            f"Pass --value-col NAME, or --implicit for a click or count log{weigh}"
         )
     return out  # no value column and nothing else in the file: a click log (see ingest_log)
 
@@ -491,7 +542,17 @@ def validate(raw: pd.DataFrame, cols: dict[str, str | None], spec: LogSpec) -> C
             f"column {cols[role]!r}: {role} id holds a control character",
         )
 
-    if cols["value"] is not None:
+    if cols["value"] is not None and spec.event_weights:
+        vtext = raw[cols["value"]].str.strip()
+        weights = dict(spec.event_weights)
+        value = vtext.map(weights)
+        named = ", ".join(weights)
+        flag(
+            value.isna(),
+            f"column {cols['value']!r}: event {{}} has no weight in --event-weights ({named})",
+            vtext,
+        )
+    elif cols["value"] is not None:
         vtext = raw[cols["value"]].str.strip()
         value = to_float(vtext)
         flag(vtext == "", f"column {cols['value']!r}: missing value")

@@ -167,3 +167,24 @@ def test_a_json_lines_log_ingests_from_the_cli(tmp_path):
     res = invoke(str(tmp_path / "j.db"), "ingest", "interactions", str(path), "--json")
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)[0]["inserted"] == 1
+
+
+def test_event_weights_from_ingest_and_evaluate(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(2)
+    events = rng.choice(["view", "view", "view", "cart", "buy"], 3000)
+    rows = "\n".join(
+        f"{k},u{rng.integers(0, 60)},{e},p{rng.integers(0, 30)}" for k, e in enumerate(events)
+    )  # RetailRocket's layout: time, visitor, event, item
+    path = write(tmp_path / "events.csv", "timestamp,visitorid,event,itemid\n" + rows + "\n")
+    db = str(tmp_path / "e.db")
+    res = invoke(db, "ingest", "interactions", str(path), "--event-weights", "view=1,cart=2,buy=4", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)[0]["inserted"] == 3000
+    assert json.loads(invoke(db, "stats", "--json").stdout)["value_max"] == 4.0
+    args = ["--event-weights", "view=1,cart=2", "-m", "popular", "--seeds", "0", "--out", str(tmp_path / "r")]
+    res = runner.invoke(app, ["evaluate", "--log", str(path), *args])
+    assert res.exit_code == 1 and "event 'buy' has no weight in --event-weights (view, cart)" in res.stderr
+    res = invoke(db, "evaluate", "--event-weights", "view=1")  # a layout option needs --log
+    assert res.exit_code == 1 and "--event-weights" in res.stderr

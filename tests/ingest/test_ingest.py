@@ -635,3 +635,68 @@ def test_bad_json_arrays_name_their_line_and_write_nothing(sqlite_url, tmp_path,
     with pytest.raises(DataError, match=re.escape(message)):
         ingest_file(engine, lambda s: ingest_path(s, path))
     assert counts(engine) == (0, 0, 0)
+
+
+EVENTS = (  # as RetailRocket publishes its events: milliseconds, an event name a row
+    "timestamp,visitorid,event,itemid,transactionid\n"
+    "1433221332117,1,view,10,\n1433221333118,1,addtocart,10,\n1433221334119,1,transaction,10,4\n"
+    "1433221335120,2,view,11,\n"
+)
+
+
+def test_event_weights_weigh_a_column_of_event_names(sqlite_url, tmp_path):
+    engine = make_engine(sqlite_url)
+    path = write(tmp_path / "events.csv", EVENTS)
+    (report,) = ingest_file(
+        engine,
+        lambda s: ingest_path(s, path, event_weights="view=1, addtocart=3,transaction=5", time_unit="ms"),
+    )
+    assert report.inserted == 4 and "weighed view 1, addtocart 3, transaction 5" in report.notes[0]
+    with session_scope(engine) as s:
+        st_ = stats(s)
+    assert st_["implicit"] and (st_["value_min"], st_["value_max"]) == (1.0, 5.0)
+
+
+def test_an_event_without_a_weight_is_a_bad_row(sqlite_url, tmp_path):
+    engine = make_engine(sqlite_url)
+    path = write(tmp_path / "events.csv", EVENTS)
+    with pytest.raises(DataError, match=r"events.csv:4: column 'event': event 'transaction' has no weight"):
+        ingest_file(
+            engine, lambda s: ingest_path(s, path, event_weights={"view": 1, "addtocart": 2}, time_unit="ms")
+        )
+    (report,) = ingest_file(  # skipped into the rejects file: only the events named are kept
+        engine,
+        lambda s: ingest_path(s, path, event_weights="transaction=1", time_unit="ms", on_error="skip"),
+    )
+    assert (report.inserted, report.rejected) == (1, 3)
+
+
+@pytest.mark.parametrize(
+    ("weights", "extra", "message"),
+    [
+        ("view=1,cart", {}, "'cart=' is not EVENT=WEIGHT"),
+        ("view=0", {}, "'view=0' is not EVENT=WEIGHT with a positive weight"),
+        ("view=nan", {}, "is not EVENT=WEIGHT"),
+        ("view=1,view=2", {}, "'view' is given twice"),
+        ("view=1", {"explicit": True}, "cannot go with --explicit"),
+        ("view=1", {"value_col": "nope"}, "no column 'nope'"),
+    ],
+)
+def test_event_weights_that_cannot_work_are_clear_errors(sqlite_url, tmp_path, weights, extra, message):
+    engine = make_engine(sqlite_url)
+    path = write(tmp_path / "events.csv", EVENTS)
+    with pytest.raises(DataError, match=re.escape(message)):
+        ingest_file(engine, lambda s: ingest_path(s, path, event_weights=weights, time_unit="ms", **extra))
+    assert counts(engine) == (0, 0, 0)
+
+
+def test_a_column_of_event_names_is_pointed_out(sqlite_url, tmp_path):
+    engine = make_engine(sqlite_url)
+    path = write(tmp_path / "events.csv", EVENTS)
+    with pytest.raises(
+        DataError, match="or --event-weights view=1,purchase=5 to weigh the events of 'event'"
+    ):
+        ingest_file(engine, lambda s: ingest_path(s, path, time_unit="ms"))
+    (report,) = ingest_file(engine, lambda s: ingest_path(s, path, time_unit="ms", implicit=True))
+    assert "column 'event' names events ('view', " in report.notes[0]
+    assert "--event-weights view=1,addtocart=1,transaction=1 weighs them" in report.notes[0]
