@@ -163,6 +163,13 @@ Header = Annotated[
     bool,
     typer.Option(help="The first line names the columns (--no-header: user, item, value, timestamp)."),
 ]
+Names = Annotated[
+    str | None,
+    typer.Option(
+        help="Column names of a file without a header line, in order, e.g. "
+        "user_id,item_id,category_id,behavior_type,timestamp (implies --no-header).",
+    ),
+]
 TimeUnitOpt = Annotated[TimeUnit, typer.Option("--time-unit", help="Unit of numeric timestamps.")]
 Encoding = Annotated[str, typer.Option(help="Text encoding.")]
 LAYOUT = (
@@ -175,6 +182,7 @@ LAYOUT = (
     "event_weights",
     "sep",
     "header",
+    "names",
     "time_unit",
     "encoding",
 )  # the options above, which ingest and evaluate --log pass on as a LogSpec's fields

@@ -18,6 +18,7 @@ from recmeta.cli.common import (
     Implicit,
     ItemCol,
     LogFormat,
+    Names,
     OnError,
     Sep,
     State,
@@ -86,6 +87,7 @@ def ingest_interactions(
     event_weights: EventWeights = None,
     sep: Sep = None,
     header: Header = True,
+    names: Names = None,
     time_unit: TimeUnitOpt = TimeUnit.s,
     encoding: Encoding = "utf-8",
     on_error: Annotated[

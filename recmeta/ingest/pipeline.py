@@ -464,36 +464,29 @@ def _event_notes(spec: LogSpec, cols: dict[str, str | None], first: pd.DataFrame
     ]
 
 
-FILE_FORMATS = ("auto", "csv", "tsv", "parquet", "jsonl")
-
-
-def ingest_path(
-    session: Session,
-    path: Path,
-    fmt: str = "auto",
-    *,
-    on_error: str = "fail",
-    rejects_path: Path | None = None,
-    progress: Progress | None = None,
-    **spec: Any,
-) -> list[IngestReport]:
-    """Ingest a log in any supported layout: a MovieLens folder (`fmt` movielens-100k or
-    movielens) or a CSV/TSV/Parquet/JSON Lines file described by `spec` (LogSpec's fields).
-
-    A headerless file without `names` gets the columns user, item, value, timestamp.
-    """
-    if fmt in movielens.FORMATS:
-        return ingest_movielens(session, Path(path), fmt, progress)
-    if fmt not in FILE_FORMATS:
-        raise DataError(
-            f"unknown format {fmt!r}; choose {', '.join(FILE_FORMATS)} or {', '.join(movielens.FORMATS)}"
+def file_spec(path: Path, fmt: str, **spec: Any) -> LogSpec:
+    """The LogSpec of a log file from ingest's options, checked against each other: `names`
+    (a list, or text split by commas) names the columns of a file without a header line; a
+    headerless file without them has the columns user, item, value, timestamp."""
+    names = spec.get("names")
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",")]
+    if names:
+        if not all(names) or len(set(names)) < len(names):
+            raise DataError(
+                f"--names {','.join(names)}: give each column a name once, as user,item,rating,time"
+            )
+        spec["names"], spec["header"] = tuple(names), False
+    if file_kind(path, fmt) != "text":
+        layout = (
+            ("--sep", spec.get("sep")),
+            ("--names", names),
+            ("--no-header", not spec.get("header", True) and not names),
         )
-    if file_kind(Path(path), fmt) != "text":
-        layout = (("--sep", spec.get("sep")), ("--no-header", not spec.get("header", True)))
         given = [option for option, value in layout if value]
         if given:
             verb = "applies" if len(given) == 1 else "apply"
-            raise DataError(f"{' and '.join(given)} {verb} to CSV/TSV logs, not to {Path(path).name}")
+            raise DataError(f"{' and '.join(given)} {verb} to CSV/TSV logs, not to {path.name}")
     spec["sep"] = spec.get("sep") or {"tsv": "\t", "csv": ","}.get(fmt)
     if not spec.get("header", True) and not spec.get("names"):
         spec["names"] = tuple(
@@ -508,7 +501,31 @@ def ingest_path(
             "--event-weights makes an implicit log (events weighed); it cannot go with --explicit"
         )
     spec["implicit"] = spec.get("implicit", False) or bool(spec["event_weights"])
-    log_spec = LogSpec(path=Path(path), fmt=fmt, **spec)
+    return LogSpec(path=path, fmt=fmt, **spec)
+
+
+FILE_FORMATS = ("auto", "csv", "tsv", "parquet", "jsonl")
+
+
+def ingest_path(
+    session: Session,
+    path: Path,
+    fmt: str = "auto",
+    *,
+    on_error: str = "fail",
+    rejects_path: Path | None = None,
+    progress: Progress | None = None,
+    **spec: Any,
+) -> list[IngestReport]:
+    """Ingest a log in any supported layout: a MovieLens folder (`fmt` movielens-100k or
+    movielens) or a CSV/TSV/Parquet/JSON Lines file described by `spec` (`file_spec`)."""
+    if fmt in movielens.FORMATS:
+        return ingest_movielens(session, Path(path), fmt, progress)
+    if fmt not in FILE_FORMATS:
+        raise DataError(
+            f"unknown format {fmt!r}; choose {', '.join(FILE_FORMATS)} or {', '.join(movielens.FORMATS)}"
+        )
+    log_spec = file_spec(Path(path), fmt, **spec)
     return [ingest_log(session, log_spec, on_error=on_error, rejects_path=rejects_path, progress=progress)]
 
 

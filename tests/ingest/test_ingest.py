@@ -700,3 +700,34 @@ def test_a_column_of_event_names_is_pointed_out(sqlite_url, tmp_path):
     (report,) = ingest_file(engine, lambda s: ingest_path(s, path, time_unit="ms", implicit=True))
     assert "column 'event' names events ('view', " in report.notes[0]
     assert "--event-weights view=1,addtocart=1,transaction=1 weighs them" in report.notes[0]
+
+
+def test_names_read_a_headerless_log_of_any_column_order(sqlite_url, tmp_path):
+    """Taobao's UserBehavior.csv: no header; user, item, category, behavior, seconds."""
+    engine = make_engine(sqlite_url)
+    path = write(
+        tmp_path / "UserBehavior.csv", "1,10,7,pv,1511544070\n1,11,7,buy,1511544071\n2,10,7,cart,1511544072\n"
+    )
+    names = "user_id,item_id,category_id,behavior_type,timestamp"
+    (report,) = ingest_file(
+        engine, lambda s: ingest_path(s, path, names=names, event_weights="pv=1,cart=3,buy=5")
+    )
+    assert report.inserted == 3 and "column 'behavior_type' names events" in report.notes[0]
+    with session_scope(engine) as s:
+        st_ = stats(s)
+    assert (st_["value_max"], st_["time_min"], st_["users"]) == (5.0, 1511544070, 2)
+
+
+@pytest.mark.parametrize(
+    ("file", "names", "message"),
+    [
+        ("log.csv", "user,,item", "--names user,,item: give each column a name once"),
+        ("log.csv", ["user", "user"], "--names user,user: give each column a name once"),
+        ("log.jsonl", "user,item", "--names applies to CSV/TSV logs, not to log.jsonl"),
+    ],
+)
+def test_names_that_cannot_work_are_clear_errors(tmp_path, file, names, message):
+    path = write(tmp_path / file, "1,2,3\n")
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    with pytest.raises(DataError, match=re.escape(message)):
+        ingest_file(engine, lambda s: ingest_path(s, path, names=names))
