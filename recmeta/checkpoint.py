@@ -21,7 +21,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from recmeta import __version__
-from recmeta.errors import CheckpointError
+from recmeta.errors import CheckpointError, parse_failure
 from recmeta.learners import REGISTRY, Recommender
 from recmeta.learners.meta import OPTIM
 from recmeta.snapshot import Interactions
@@ -125,9 +125,9 @@ def read_manifest(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: has no recmeta manifest; retrain with `recmeta train`")
     try:
         manifest = json.loads(meta["manifest"])
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, RecursionError) as exc:
         raise CheckpointError(
-            f"{path}: its manifest is not JSON ({exc}); retrain with `recmeta train`"
+            f"{path}: its manifest is not JSON ({parse_failure(exc)}); retrain with `recmeta train`"
         ) from None
     if not isinstance(manifest, dict):
         raise CheckpointError(f"{path}: its manifest is not a JSON object; retrain with `recmeta train`")

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from recmeta.errors import DataError
+from recmeta.errors import DataError, parse_failure
 from recmeta.learners import META_LEARNERS, REGISTRY, create, parameters
 
 
@@ -30,8 +30,8 @@ def read_config(path: Path) -> dict[str, dict[str, Any]]:
         raise DataError(f"{path}: no such file")
     try:
         raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not a TOML file ({exc})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise DataError(f"{path}: not a TOML file ({parse_failure(exc)})") from None
     flat = [k for k, v in raw.items() if not isinstance(v, dict)]
     if flat:
         raise DataError(

@@ -74,3 +74,9 @@ def env_number(name: str, default: float, low: float, whole: bool = True) -> flo
         kind = "a whole number" if whole else "a number"
         raise StoreError(f"${name}={raw!r}: give {kind}, {low:g} or more (or unset it)")
     return value
+
+
+def parse_failure(exc: Exception) -> str:
+    """Why a JSON or TOML text did not parse, said plainly: a RecursionError (arrays or
+    objects nested thousands deep, which Python's parsers cannot follow) as such."""
+    return "nested too deeply" if isinstance(exc, RecursionError) else str(exc)

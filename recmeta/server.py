@@ -43,6 +43,7 @@ from recmeta.errors import (
     UnknownItemError,
     UnknownUserError,
     env_number,
+    parse_failure,
 )
 from recmeta.ingest.ids import clipped
 from recmeta.store import make_engine
@@ -315,10 +316,8 @@ async def json_body(request: Request) -> Any:
     raw = b"".join(parts)
     try:
         return json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise DataError(f"the body is not JSON: {exc}") from None
-    except RecursionError:  # arrays or objects nested thousands deep
-        raise DataError("the body nests arrays or objects too deep to read; send flat JSON") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise DataError(f"the body is not JSON: {parse_failure(exc)}") from None
 
 
 MAX_BODY = 8 << 20  # bytes per request: more is a file for `recmeta ingest`

@@ -54,6 +54,7 @@ CASES = {
     "als factors as float64": ("als", lambda t: {**t, "item_factors": t["item_factors"].double()}, None),
     "knn indices out of range": ("itemknn", lambda t: {**t, "indices": t["indices"] + 10_000}, None),
     "manifest not JSON": ("maml", None, lambda m: "{not json"),
+    "manifest nested past the recursion limit": ("maml", None, lambda m: "[" * 100_000 + "]" * 100_000),
     "manifest a list": ("maml", None, lambda m: json.dumps([m])),
     "manifest without item_ids": (
         "maml",

@@ -195,7 +195,7 @@ def test_a_body_that_is_not_json_is_a_422(client):
     assert status == 422 and out["error"] == "interaction 1: value must be a finite number"
     deep = b"[" * 100_000 + b"]" * 100_000  # 200 kB, under the size limit: the parser's recursion
     status, out = client.call("POST", "/recommend", raw=deep)
-    assert status == 422 and "too deep" in out["error"]
+    assert status == 422 and "nested too deeply" in out["error"]
 
 
 def test_writes_need_the_token_and_reads_do_not(client):

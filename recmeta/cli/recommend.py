@@ -179,13 +179,13 @@ def _score(value: float) -> str:
 
 def _stdin_pairs() -> list:
     """`--with -`: a JSON list of "ITEM[:VALUE]" strings on standard input."""
-    from recmeta.errors import DataError
+    from recmeta.errors import DataError, parse_failure
 
     try:
         pairs = json.load(sys.stdin)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise DataError(
-            f'--with -: standard input is not JSON ({exc}); give a list like ["50:5", "181"]'
+            f'--with -: standard input is not JSON ({parse_failure(exc)}); give a list like ["50:5", "181"]'
         ) from None
     if not isinstance(pairs, list) or any(
         isinstance(p, bool) or not isinstance(p, (str, int)) for p in pairs

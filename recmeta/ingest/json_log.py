@@ -12,10 +12,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from recmeta.errors import DataError
+from recmeta.errors import DataError, parse_failure
 
 EXAMPLE_OBJECT = '{"user": 7, "item": 42, "rating": 4}'
 JSON_TYPES = {list: "array", str: "string", int: "number", float: "number", bool: "true/false"}
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON")  # Python's json reads NaN and Infinity; JSON has neither
+
+
+DECODER = json.JSONDecoder(parse_constant=_no_constant)
 
 
 def read_json(path: Path, opener, encoding: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
@@ -58,12 +65,14 @@ def _json_records(path: Path, f) -> Iterator[tuple[int, dict]]:
             return
         first = False
         try:
-            obj = json.loads(text)
+            obj = DECODER.decode(text)
         except json.JSONDecodeError as exc:
             raise DataError(
                 f"{path}:{n}: not JSON ({exc.msg}, column {exc.colno}); a JSON Lines log holds one "
                 f"object per line, such as {EXAMPLE_OBJECT}"
             ) from None
+        except (ValueError, RecursionError) as exc:
+            raise DataError(f"{path}:{n}: not JSON ({parse_failure(exc)})") from None
         yield n, _json_object(path, n, obj)
 
 
@@ -74,7 +83,6 @@ _SPACE = re.compile(r"[ \t\n\r]*")
 def _json_array(path: Path, f, line: int, text: str) -> Iterator[tuple[int, dict]]:
     """The objects of a JSON array that starts `text` (the file's first line, from '['),
     decoded one at a time from blocks of the file: memory holds a block, not the file."""
-    decoder = json.JSONDecoder()
     buf, pos, count = text, 1, 0
 
     def more() -> bool:
@@ -104,12 +112,14 @@ def _json_array(path: Path, f, line: int, text: str) -> Iterator[tuple[int, dict
             return
         while True:  # an object may run past the block: read on until it decodes or the file ends
             try:
-                obj, end = decoder.raw_decode(buf, pos)
+                obj, end = DECODER.raw_decode(buf, pos)
                 break
             except json.JSONDecodeError as exc:
                 if not more():
                     line += buf.count("\n", pos, exc.pos)
                     raise fail(f"{exc.msg}, column {exc.pos - buf.rfind(chr(10), 0, exc.pos)}") from None
+            except (ValueError, RecursionError) as exc:
+                raise fail(parse_failure(exc)) from None
         count += 1
         yield line, _json_object(path, line, obj)
         line += buf.count("\n", pos, end)

@@ -335,6 +335,7 @@ def test_train_config_file(tmp_path):
         ("[maml]\ninner_stepz = 2\n", "[maml]: unknown parameter(s) ['inner_stepz']; maml takes "),
         ("[als]\nfactor = 2\n", "[als]: unknown parameter(s) ['factor']; als takes alpha, factors, "),
         ("dim = [", "not a TOML"),
+        ("dim = " + "[" * 100_000 + "]" * 100_000, "not a TOML file (nested too deeply)"),
         ("all = 3\n", "`all = ...` stands outside a table"),
         # every value is checked where it enters, with the section in the message (rich
         # markup would take "[maml]" for a style tag and drop it)

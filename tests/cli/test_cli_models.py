@@ -392,7 +392,9 @@ def test_with_values_off_the_scale_are_refused(store, value, says):
     assert res.exit_code == 1 and says in res.output and "Traceback" not in res.output
 
 
-@pytest.mark.parametrize("stdin", ["{not json", '{"a": 1}', "\xff\xfe", "[1, null]", '[["3", 5]]'])
+@pytest.mark.parametrize(
+    "stdin", ["{not json", '{"a": 1}', "\xff\xfe", "[1, null]", '[["3", 5]]', "[" * 100_000 + "]" * 100_000]
+)
 def test_with_stdin_that_is_not_a_json_list_is_a_clear_error(store, stdin):
     db, _, _ = store
     res = cli(db, "recommend", "--with", "-", input=stdin)

@@ -560,6 +560,8 @@ def test_json_lines_and_json_arrays_ingest_with_their_own_column_names(db_url, t
         ('{"user": 1, "item": 2, "rating": 4}\n{"user": 1, item: 3}\n', "log.jsonl:2: not JSON"),
         ('{"user": 1, "item": 2, "rating": 4}\n[1, 2]\n', "log.jsonl:2: a JSON array, not an object"),
         ('"user,item,rating"\n', "log.jsonl:1: a JSON string, not an object"),
+        ('{"user": 1, "item": 2, "rating": NaN}\n', "log.jsonl:1: not JSON (NaN is not JSON)"),
+        ('{"a": ' * 100_000 + "1" + "}" * 100_000, "log.jsonl:1: not JSON (nested too deeply)"),
         (
             '{"user": 1, "item": 2, "rating": 4}\n\n{"user": 2, "item": 2, "rating": "x"}\n',
             "log.jsonl:3: column",
@@ -623,6 +625,14 @@ def test_a_json_array_is_read_a_block_at_a_time_with_each_objects_line(tmp_path,
         ),
         ('[{"user": 1, "item": 2, "rating": 4},\n', "the file ends before the array's closing ']'"),
         ('[{"user": 1, "item": 2, "rating": 4},\n 5]', "log.json:2: a JSON number, not an object"),
+        (
+            "[" + '{"a": ' * 100_000 + "1" + "}" * 100_000 + "]",
+            "log.json:1: not a JSON array of objects (nested",
+        ),
+        (
+            '[{"user": 1, "item": 2, "rating": -Infinity}]',
+            "log.json:1: not a JSON array of objects (-Infinity is not",
+        ),
         (
             '[{"user": 1, "item": 2, "rating": 4},\n\n {"user": 1, "item": 2, "rating": "x"}]',
             "log.json:3: column",
