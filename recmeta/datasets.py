@@ -21,6 +21,10 @@ GENRES = ("action", "comedy", "drama", "horror", "romance", "scifi", "documentar
 SEGMENTS = ("north", "south", "east", "west", "centre")
 
 
+MAX_SYNTH = 10_000_000  # users, and items, of a synthetic log: more would fill memory and disk
+MAX_GROUPS = 10_000  # planted taste groups
+
+
 @dataclass(frozen=True)
 class SynthConfig:
     users: int = 1000
@@ -36,6 +40,12 @@ class SynthConfig:
         for name in ("users", "items", "groups", "min_interactions", "mean_interactions"):
             check_whole(name, getattr(self, name), 1)
         check_whole("seed", self.seed, 0)
+        for name, most in (("users", MAX_SYNTH), ("items", MAX_SYNTH), ("groups", MAX_GROUPS)):
+            if getattr(self, name) > most:
+                raise DataError(
+                    f"{name}: at most {most:,} in a synthetic log, not {getattr(self, name):,} "
+                    "(--size ml-25m writes a MovieLens-25M-shaped one)"
+                )
         if not 0.0 <= self.drift <= 1.0:
             raise DataError(f"drift is a share of users and items, from 0 to 1, not {self.drift!r}")
 

@@ -113,3 +113,17 @@ def test_a_synthetic_implicit_log_ingests_as_implicit_untold(tmp_path, monkeypat
     ingest_file(engine, lambda s: ingest_path(s, paths["interactions"]))
     with session_scope(engine) as s:
         assert stats(s)["implicit"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("users", 1_000_000_000, "users: at most 10,000,000 in a synthetic log"),
+        ("items", 10_000_001, "items: at most 10,000,000"),
+        ("groups", 100_000_000, "groups: at most 10,000"),
+        ("drift", 1.5, "drift is a share"),
+    ],
+)
+def test_a_synthetic_log_past_what_memory_holds_is_refused_before_any_work(field, value, says):
+    with pytest.raises(DataError, match=says):
+        datasets.SynthConfig(**{field: value})
