@@ -167,7 +167,7 @@ Names = Annotated[
     str | None,
     typer.Option(
         help="Column names of a file without a header line, in order, e.g. "
-        "user_id,item_id,category_id,behavior_type,timestamp (implies --no-header).",
+        "user,item,category,event,time (implies --no-header).",
     ),
 ]
 TimeUnitOpt = Annotated[TimeUnit, typer.Option("--time-unit", help="Unit of numeric timestamps.")]
