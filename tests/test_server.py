@@ -284,6 +284,7 @@ def test_a_new_checkpoint_is_picked_up_under_load_without_a_failed_request(clien
     # a rollback over HTTP: the token, then the old checkpoint serves again
     assert client.post(f"/models/{old}/activate")[0] == 401
     assert client.post("/models/99999/activate", token=TOKEN)[0] == 404
+    assert client.post(f"/models/{'9' * 30}/activate", token=TOKEN)[0] == 404
     assert client.post("/models/latest/activate", token=TOKEN)[0] == 422
     status, out = client.post(f"/models/{old}/activate", token=TOKEN)
     assert status == 200 and out["id"] == old and out["name"] == "popular"

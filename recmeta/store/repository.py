@@ -303,7 +303,7 @@ def register_model(session: Session, *, activate: bool = True, **fields: Any) ->
 
 def activate_model(session: Session, model_id: int) -> Model:
     """Make checkpoint `model_id` the active one of its name (a rollback, or a roll forward)."""
-    model = session.get(Model, model_id)
+    model = session.get(Model, model_id) if 0 < model_id < 2**63 else None  # SQL's 64-bit integers
     if model is None:
         raise UnknownCheckpointError(f"no checkpoint #{model_id}; `recmeta models` lists them")
     session.execute(update(Model).where(Model.name == model.name).values(active=False))

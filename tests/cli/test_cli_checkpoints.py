@@ -34,7 +34,9 @@ def test_activate_rolls_back_and_prune_deletes_only_old_inactive_checkpoints(db_
     assert res.exit_code == 0 and f"#{pops[2]['id']} is now the active popular" in res.output
     served = json.loads(cli(db, "recommend", "--user", "1", "-m", "popular", "--json").stdout)
     assert served["items"]
-    assert cli(db, "models", "--activate", "99999").exit_code == 1
+    for unknown in ("99999", "0", "9" * 30):  # past SQL's 64-bit integers: still "no checkpoint"
+        res = cli(db, "models", "--activate", unknown)
+        assert res.exit_code == 1 and f"no checkpoint #{unknown}" in res.stderr, res.output
 
     res = cli(db, "models", "--prune", "--keep", "1", "--dry-run", "--json")
     plan = json.loads(res.stdout)
