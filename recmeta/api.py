@@ -223,6 +223,9 @@ class Recmeta:
 
         if workers < 1 or chunk < 1:
             raise DataError("workers and chunk must be at least 1")
+        from recmeta.threads import check_parallel
+
+        check_parallel("--workers", workers)
         self._checked_service(model)
         args = (
             n,

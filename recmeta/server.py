@@ -361,6 +361,9 @@ def serve(
     """Run uvicorn with `workers` processes, each holding its own warm models."""
     import uvicorn
 
+    from recmeta.threads import check_parallel
+
+    check_parallel("--workers", workers)
     make_engine(settings.db, create=False)  # a store that cannot be opened fails here, once
     os.environ.update(settings.to_env())
     uvicorn.run(

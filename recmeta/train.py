@@ -36,7 +36,7 @@ from recmeta.snapshot import Interactions
 from recmeta.store import make_engine, session_scope
 from recmeta.store import repository as repo
 from recmeta.tasks import positive_threshold, split_users
-from recmeta.threads import set_threads
+from recmeta.threads import check_parallel, set_threads
 from recmeta.training import Group, Outcome, Reservoir, fit_detailed
 from recmeta.training.budget import TRAIN_BUDGET, Budget
 from recmeta.training.continual import grow, item_index, offer_rows, replay_users, update
@@ -149,6 +149,7 @@ def train(engine: Engine, cfg: TrainConfig, progress: ProgressFactory | None = N
         raise DataError(f"--models-dir {cfg.models_dir}: is a file; give a folder for the checkpoints")
     if cfg.workers < 1:
         raise DataError(f"--workers must be 1 or more, not {cfg.workers}")
+    check_parallel("--workers", cfg.workers)
     group = Group.from_environment()
     if cfg.resume:
         if (group and group.world > 1) or cfg.workers > 1:

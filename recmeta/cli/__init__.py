@@ -57,9 +57,15 @@ def root(
     State.debug = debug
     State.threads = threads
     if threads is not None:
+        from recmeta.errors import DataError
         from recmeta.threads import set_threads
 
-        set_threads(threads)
+        try:
+            set_threads(threads)
+        except DataError as exc:  # before any command runs: a usage error, as min=1 is
+            raise typer.BadParameter(
+                str(exc).removeprefix(f"--threads {threads:,}: "), param_hint="--threads"
+            ) from None
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )

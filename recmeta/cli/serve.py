@@ -41,6 +41,7 @@ def serve(
         int,
         typer.Option(
             min=1,
+            max=256,
             help="Requests each process works on at once (1 is fastest for the math; more helps "
             "when a remote store is slow to answer).",
         ),

@@ -25,6 +25,7 @@ from recmeta.training.budget import TRAIN_BUDGET, Budget
 
 SCORE_CHUNK = 512  # users scored at once
 RATING_METRICS = ("mae", "rmse", "qndcg@3")
+MAX_CUTOFF = 100_000  # N of ndcg@N: the longest list scored (`evaluate --cutoff`)
 ROUTED = "auto"  # the row of what `recmeta recommend --model auto` would serve
 
 
@@ -147,6 +148,9 @@ def check_config(cfg: EvalConfig) -> None:
     check_whole("shots", list(cfg.shots), 0)
     check_whole("seeds", list(cfg.seeds), 0)
     check_whole("min_interactions", cfg.min_interactions, 1)
+    check_whole("n", cfg.n, 1)
+    if cfg.n > MAX_CUTOFF:
+        raise DataError(f"the cutoff N of ndcg@N is at most {MAX_CUTOFF:,}, not {cfg.n:,}")
 
 
 def fitted_config(model: Recommender) -> dict[str, Any]:

@@ -212,12 +212,19 @@ def test_recommend_and_train_arguments_are_checked_before_any_work(tmp_path):
         (["train", "--models-dir", str(a_file)], "is a file"),
         (["train", "-m", "nosuch"], "unknown model(s) ['nosuch']; choose from maml"),
         (["evaluate", "-m", "nosuch"], "unknown model(s) ['nosuch']; choose from maml"),  # was exit 2
+        # a typo's worth of processes or threads would have been started, and held the machine
+        (["train", "-m", "popular", "--workers", "100000"], "--workers 100,000: at most"),
+        (["recommend", "--all-users", "--out", str(tmp_path / "r.csv"), "--workers", "1000"], "at most"),
+        (["serve", "--workers", "100000"], "--workers 100,000: at most"),
+        (["evaluate", "--cutoff", "9" * 20], "the cutoff N of ndcg@N is at most 100,000"),  # was internal
     ]
     for args, says in cases:
         res = runner.invoke(app, ["--db", db, *args])
         assert res.exit_code == 1 and says in res.output, (args, res.output)
     res = runner.invoke(app, ["--db", db, "evaluate", "--split", "bogus"])
     assert res.exit_code == 2 and "temporal" in res.output
+    res = runner.invoke(app, ["--threads", "100000", "--db", db, "stats"])
+    assert res.exit_code == 2 and "at most" in res.output and "Traceback" not in res.output
 
 
 def test_a_second_sqlite_writer_is_told_about_the_first(tmp_path, monkeypatch):
