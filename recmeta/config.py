@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from recmeta.errors import DataError, parse_failure
-from recmeta.learners import META_LEARNERS, REGISTRY, create, parameters
+from recmeta.learners import META_LEARNERS, REGISTRY, check_params
 
 
 def read_config(path: Path) -> dict[str, dict[str, Any]]:
@@ -46,16 +46,7 @@ def read_config(path: Path) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for kind in REGISTRY:
         params = {**(shared if kind in META_LEARNERS and kind != "ensemble" else {}), **raw.get(kind, {})}
-        known = parameters(kind)
-        unknown = sorted(set(params) - known) if known is not None else []
-        if unknown:
-            raise DataError(
-                f"{path}: [{kind}]: unknown parameter(s) {unknown}; {kind} takes {', '.join(sorted(known))}"
-            )
         if params:
-            try:
-                create(kind, **params)
-            except (TypeError, ValueError) as exc:
-                raise DataError(f"{path}: [{kind}]: {exc}") from None
+            check_params({kind: params}, f"{path}: ")
             out[kind] = params
     return out

@@ -14,6 +14,11 @@ class DataError(RecmetaError):
     """Input that cannot be ingested: names its file, line, column and reason."""
 
 
+class ParameterError(DataError, ValueError):
+    """A model parameter outside its range, choices or type: the user's input (a clean
+    error, exit 1), and a ValueError, as Python's own argument checks raise."""
+
+
 class NotFittedError(RecmetaError):
     """A model was used before `fit`."""
 

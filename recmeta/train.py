@@ -23,7 +23,7 @@ from recmeta.learners import (
     BASELINES,
     META_LEARNERS,
     Recommender,
-    check_kinds,
+    check_models,
     create,
     fit_order,
     meta_fits,
@@ -129,7 +129,7 @@ def _share(group: Group, budget: Budget, kind: str) -> float | None:
 
 
 def _check_models(cfg: TrainConfig) -> None:
-    check_kinds(cfg.models)
+    check_models(cfg.models, {kind: _params(kind, cfg) for kind in cfg.models})
     if cfg.replay is not None and cfg.replay < 0:
         raise DataError(f"--replay must be 0 or more, not {cfg.replay}")
     check_whole("--seed", cfg.seed, 0)

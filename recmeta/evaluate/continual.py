@@ -98,6 +98,8 @@ def build_log(
         )
     if periods < 3:
         raise DataError(f"--periods must be 3 or more, not {periods}")
+    if periods > len(times):  # before the cut, whose loop runs once a period
+        raise DataError(f"--periods {periods:,}: more periods than the log's {len(times):,} rows")
     order = np.lexsort((data.item_ids[items], data.user_ids[users], times))
     users, items, values, times = users[order], items[order], values[order], times[order]
     thr = positive_threshold(data, threshold)

@@ -330,7 +330,8 @@ def evaluate_continual(log: Log, cfg: ContinualConfig, progress: Progress | None
     if not 0 <= b <= T <= log.n_periods - 2:
         raise DataError(
             f"stages run from --first-stage {b} to {T}: both must lie in 0..{log.n_periods - 2} "
-            f"for {log.n_periods} periods (the last stage is scored on the period after it)"
+            f"for {log.n_periods} periods (the last stage is scored on the period after it); pass "
+            f"--first-stage and --last-stage within it, or more --periods"
         )
     start = time.perf_counter()
     records = []

@@ -14,7 +14,7 @@ import pandas as pd
 
 from recmeta import snapshot
 from recmeta.errors import DataError, check_whole
-from recmeta.learners import BASELINES, META_LEARNERS, Recommender, check_kinds, create, fit_order
+from recmeta.learners import BASELINES, META_LEARNERS, Recommender, check_models, create, fit_order
 from recmeta.learners.base import unseen_scores
 from recmeta.metrics import graded_ndcg, ranking_metrics, rating_errors, top_n
 from recmeta.routing import means, paired_noise, routing, served_by, validation_ndcgs
@@ -144,7 +144,7 @@ def evaluate(data: Interactions, cfg: EvalConfig, progress: Progress | None = No
 
 def check_config(cfg: EvalConfig) -> None:
     """Every setting of `cfg` that enters the protocol, checked before anything is fitted."""
-    check_kinds(cfg.models)
+    check_models(cfg.models, cfg.params)
     check_whole("shots", list(cfg.shots), 0)
     check_whole("seeds", list(cfg.seeds), 0)
     check_whole("min_interactions", cfg.min_interactions, 1)

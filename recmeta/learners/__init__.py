@@ -2,6 +2,7 @@
 four baselines."""
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from recmeta.errors import DataError
 from recmeta.learners.base import Recommender
@@ -61,8 +62,26 @@ def parameters(kind: str) -> set[str] | None:
     return {p.name for p in taken if p.name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD}
 
 
-def check_kinds(kinds: Sequence[str]) -> None:
-    """Every model `kinds` names is one recmeta has (what train and evaluate fit)."""
+def check_params(params: Mapping[str, Mapping[str, Any]], where: str = "") -> None:
+    """Every model's parameters (`--config`, `--epochs`), checked before any work: names the
+    model takes, values in their ranges; a DataError that begins with `where` and the model."""
+    for kind, given in params.items():
+        known = parameters(kind)
+        unknown = sorted(set(given) - known) if known is not None else []
+        if unknown:
+            raise DataError(
+                f"{where}[{kind}]: unknown parameter(s) {unknown}; {kind} takes {', '.join(sorted(known))}"
+            )
+        try:
+            create(kind, **given)
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"{where}[{kind}]: {exc}") from None
+
+
+def check_models(kinds: Sequence[str], params: Mapping[str, Mapping[str, Any]]) -> None:
+    """What train and evaluate fit, checked before any work: every model `kinds` names is
+    one recmeta has, and `params` (each model's) are ones it takes, in their ranges."""
     unknown = [k for k in kinds if k not in REGISTRY]
     if unknown:
         raise DataError(f"unknown model(s) {unknown}; choose from {', '.join(REGISTRY)} or all")
+    check_params(params)

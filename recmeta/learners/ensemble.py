@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from recmeta.errors import ParameterError
 from recmeta.learners.backbone import on_scale
 from recmeta.learners.base import Recommender, chunks, mask_support, ndcg_of, size_batches
 from recmeta.learners.maml import MAML
@@ -90,7 +91,7 @@ class Ensemble(Recommender):
     ) -> None:
         unknown = [m for m in members if m not in MEMBERS]
         if unknown or not members:
-            raise ValueError(f"ensemble members must be among {', '.join(MEMBERS)}, not {list(members)}")
+            raise ParameterError(f"ensemble members must be among {', '.join(MEMBERS)}, not {list(members)}")
         super().__init__(members=list(members), **params)
         from recmeta.learners import REGISTRY  # here: the registry imports this module
 

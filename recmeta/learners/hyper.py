@@ -10,7 +10,7 @@ from collections.abc import Callable
 from numbers import Integral, Real
 from typing import Any
 
-from recmeta.errors import is_whole
+from recmeta.errors import ParameterError, is_whole
 from recmeta.learners.backbone import RATE_LOSSES
 
 INF = math.inf
@@ -78,7 +78,7 @@ def check_hyper(params: dict[str, Any], defaults: dict[str, Any]) -> None:
             continue
         ok, want = _fits(name, value, defaults[name])
         if not ok:
-            raise ValueError(f"{name} must be {want}, not {value!r}")
+            raise ParameterError(f"{name} must be {want}, not {value!r}")
 
 
 def _fits(name: str, value: Any, default: Any) -> tuple[bool, str]:

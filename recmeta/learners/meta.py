@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from recmeta.errors import ParameterError
 from recmeta.learners.backbone import (
     Backbone,
     Episode,
@@ -84,7 +85,7 @@ class MetaLearner(Recommender, nn.Module):
         nn.Module.__init__(self)
         unknown = set(params) - set(DEFAULTS) - set(self.defaults) - {"shapes"}
         if unknown:
-            raise ValueError(f"{self.kind}: unknown parameter(s) {sorted(unknown)}")
+            raise ParameterError(f"{self.kind}: unknown parameter(s) {sorted(unknown)}")
         check_hyper(params, {**DEFAULTS, **self.defaults})
         Recommender.__init__(self, **{**DEFAULTS, **self.defaults, **params})
         self.backbone: Backbone | None = None
@@ -291,7 +292,7 @@ class MetaLearner(Recommender, nn.Module):
         value = self.params[name]
         number = isinstance(value, int | float) and not isinstance(value, bool)
         if not (number and 0 < value < math.inf):
-            raise ValueError(f"{name} must be a positive, finite number, not {value!r}")
+            raise ParameterError(f"{name} must be a positive, finite number, not {value!r}")
         return float(value)
 
     @property

@@ -217,6 +217,12 @@ def test_recommend_and_train_arguments_are_checked_before_any_work(tmp_path):
         (["recommend", "--all-users", "--out", str(tmp_path / "r.csv"), "--workers", "1000"], "at most"),
         (["serve", "--workers", "100000"], "--workers 100,000: at most"),
         (["evaluate", "--cutoff", "9" * 20], "the cutoff N of ndcg@N is at most 100,000"),  # was internal
+        (["train", "-m", "protonet", "--epochs", "9" * 20], "epochs must be a whole number from 1 to"),
+        (["evaluate", "-m", "maml", "--epochs", "9" * 20], "epochs must be a whole number from 1 to"),
+        (
+            ["evaluate", "--continual", "--periods", "1000000000"],
+            "more periods than the log's 3 rows",
+        ),  # a hang
     ]
     for args, says in cases:
         res = runner.invoke(app, ["--db", db, *args])

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from recmeta.errors import ParameterError
 from recmeta.learners.base import check_tensor
 from recmeta.learners.baselines.base import FromLiked, Tuning, log, quiet_blas
 
@@ -88,7 +89,7 @@ class ItemKNN(ItemItem):
         self, neighbours: int | None = None, weighting: str = "cosine", threshold: float | None = None
     ) -> None:
         if weighting not in KNN_WEIGHTING:
-            raise ValueError(f"weighting must be one of {', '.join(KNN_WEIGHTING)}, not {weighting!r}")
+            raise ParameterError(f"weighting must be one of {', '.join(KNN_WEIGHTING)}, not {weighting!r}")
         super().__init__(neighbours=neighbours, weighting=weighting, threshold=threshold)
 
     def _fit_one(self, liked: sp.csr_matrix) -> None:
