@@ -36,6 +36,9 @@ def test_the_readme_example_runs(tmp_path, monkeypatch):
     rm = scope["rm"]
     with pytest.raises(DataError):
         rm.recommend()
+    for n in (2.5, 0, True):  # was a TypeError from torch's topk
+        with pytest.raises(DataError, match="n must be a whole number, 1 or more"):
+            rm.recommend(user="7", n=n)
     assert rm.recommend(user="7", n=3, exclude=[top.item[0]]).item.tolist()[0] != top.item[0]
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from sqlalchemy import Engine
 
 from recmeta import checkpoint, snapshot
-from recmeta.errors import CheckpointError, DataError, UnknownItemError, UnknownUserError
+from recmeta.errors import CheckpointError, DataError, UnknownItemError, UnknownUserError, is_whole
 from recmeta.ingest.ids import check_id, clipped
 from recmeta.learners import META_LEARNERS
 from recmeta.learners.protonet import ProtoNet
@@ -414,8 +414,8 @@ class RecommendationService:
 
     @staticmethod
     def _top(scores: np.ndarray, n: int) -> tuple[np.ndarray, list[str]]:
-        if n < 1:
-            raise DataError("n must be at least 1")
+        if not is_whole(n) or n < 1:
+            raise DataError(f"n must be a whole number, 1 or more, not {n!r}")
         available = int(np.isfinite(scores).sum())
         notes = []
         if n > available:
