@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
-from recmeta.errors import DataError
+from recmeta.errors import DataError, distinct
 from recmeta.learners import BASELINES, META_LEARNERS, REGISTRY
 from recmeta.recommend import Filters, Recommendations, RecommendationService
 from recmeta.store import make_engine, session_scope
@@ -143,7 +143,7 @@ class Recmeta:
 
         from recmeta.train import TrainConfig, train
 
-        cfg = TrainConfig(models=tuple(models), models_dir=self.models_dir, resume=resume, **options)
+        cfg = TrainConfig(models=distinct(models), models_dir=self.models_dir, resume=resume, **options)
         results = train(self.engine, cfg) or []
         self._service = None  # new checkpoints are active
         return pd.DataFrame(

@@ -85,3 +85,11 @@ def parse_failure(exc: Exception) -> str:
     """Why a JSON or TOML text did not parse, said plainly: a RecursionError (arrays or
     objects nested thousands deep, which Python's parsers cannot follow) as such."""
     return "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+
+
+def distinct(values) -> tuple:
+    """`values` as a tuple, each once, in their order; one name or number on its own (the
+    API's models="maml", shots=5) is a tuple of one."""
+    if isinstance(values, str | Integral) or not hasattr(values, "__iter__"):
+        values = (values,)
+    return tuple(dict.fromkeys(values))

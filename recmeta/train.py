@@ -18,7 +18,7 @@ import numpy as np
 from sqlalchemy import Engine
 
 from recmeta import checkpoint, snapshot
-from recmeta.errors import CheckpointError, DataError, check_whole
+from recmeta.errors import CheckpointError, DataError, check_whole, distinct
 from recmeta.learners import (
     BASELINES,
     META_LEARNERS,
@@ -38,7 +38,7 @@ from recmeta.store import repository as repo
 from recmeta.tasks import positive_threshold, split_users
 from recmeta.threads import check_parallel, set_threads
 from recmeta.training import Group, Outcome, Reservoir, fit_detailed
-from recmeta.training.budget import TRAIN_BUDGET, Budget
+from recmeta.training.budget import TRAIN_BUDGET, Budget, check_max_time
 from recmeta.training.continual import grow, item_index, offer_rows, replay_users, update
 from recmeta.training.distributed import Workers
 from recmeta.training.replay import DEFAULT_SIZE
@@ -63,7 +63,7 @@ class TrainConfig:
     threads: int | None = None  # per worker; None: the machine's cores shared among the workers
 
     def __post_init__(self) -> None:  # a model named twice is trained once
-        self.models = tuple(dict.fromkeys(self.models))
+        self.models = distinct(self.models)
 
 
 @dataclass
@@ -130,6 +130,7 @@ def _share(group: Group, budget: Budget, kind: str) -> float | None:
 
 def _check_models(cfg: TrainConfig) -> None:
     check_models(cfg.models, {kind: _params(kind, cfg) for kind in cfg.models})
+    check_max_time(cfg.max_time)
     if cfg.replay is not None and cfg.replay < 0:
         raise DataError(f"--replay must be 0 or more, not {cfg.replay}")
     check_whole("--seed", cfg.seed, 0)

@@ -57,3 +57,25 @@ def test_ingest_takes_a_frame_or_a_path_and_says_which_row_is_bad(tmp_path):
     assert rm.ingest(str(log), header=False)["duplicates"] == 2
     with pytest.raises(DataError, match="checkpoint id is a whole number"):
         rm.activate("latest")
+
+
+def test_one_model_by_name_and_settings_out_of_range_are_taken_or_refused_plainly(tmp_path):
+    import pandas as pd
+
+    from recmeta.api import Recmeta
+
+    rm = Recmeta(str(tmp_path / "a.db"), models_dir=tmp_path / "m")
+    rows = [
+        (f"u{u}", f"i{(u * 7 + k) % 30}", 1 + (u + k) % 5, 1000 + k) for u in range(60) for k in range(25)
+    ]
+    rm.ingest(pd.DataFrame(rows, columns=["user", "item", "rating", "timestamp"]))
+    assert rm.train("popular").model.tolist() == ["popular"]  # a name, not its letters
+    summary = rm.evaluate(models="popular", seeds=0, shots=5)
+    assert set(summary.model) >= {"popular"} and set(summary.shots) == {5}
+    for bad in (-5, float("nan"), "10"):
+        with pytest.raises(DataError, match="max_time must be seconds, 0 or more"):
+            rm.evaluate(models="popular", seeds=0, max_time=bad)
+        with pytest.raises(DataError, match="max_time must be seconds"):
+            rm.train("popular", max_time=bad)
+    with pytest.raises(DataError, match=r"\[maml\]: epochs must be a whole number from 1 to"):
+        rm.train("maml", epochs=10**20)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from recmeta import snapshot
-from recmeta.errors import DataError
+from recmeta.errors import DataError, distinct
 from recmeta.learners import META_LEARNERS
 from recmeta.metrics import ranking_metrics, top_n
 from recmeta.snapshot import Interactions
@@ -41,7 +41,7 @@ class ContinualConfig:
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:  # a model or seed given twice is run once
-        self.models, self.seeds = tuple(dict.fromkeys(self.models)), tuple(dict.fromkeys(self.seeds))
+        self.models, self.seeds = distinct(self.models), distinct(self.seeds)
 
     @property
     def last(self) -> int:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from recmeta import snapshot
-from recmeta.errors import DataError, check_whole
+from recmeta.errors import DataError, check_whole, distinct
 from recmeta.learners import BASELINES, META_LEARNERS, Recommender, check_models, create, fit_order
 from recmeta.learners.base import unseen_scores
 from recmeta.metrics import graded_ndcg, ranking_metrics, rating_errors, top_n
@@ -21,7 +21,7 @@ from recmeta.routing import means, paired_noise, routing, served_by, validation_
 from recmeta.snapshot import Interactions
 from recmeta.tasks import Batch, Sequences, make_batch, positive_threshold, split_users
 from recmeta.training import fit
-from recmeta.training.budget import TRAIN_BUDGET, Budget
+from recmeta.training.budget import TRAIN_BUDGET, Budget, check_max_time
 
 SCORE_CHUNK = 512  # users scored at once
 RATING_METRICS = ("mae", "rmse", "qndcg@3")
@@ -42,9 +42,7 @@ class EvalConfig:
     max_time: float | None = TRAIN_BUDGET  # seconds of fitting per seed, spent as `train` spends them
 
     def __post_init__(self) -> None:  # a name, size or seed given twice is evaluated once
-        self.models, self.shots, self.seeds = (
-            tuple(dict.fromkeys(v)) for v in (self.models, self.shots, self.seeds)
-        )
+        self.models, self.shots, self.seeds = (distinct(v) for v in (self.models, self.shots, self.seeds))
 
 
 @dataclass
@@ -145,6 +143,7 @@ def evaluate(data: Interactions, cfg: EvalConfig, progress: Progress | None = No
 def check_config(cfg: EvalConfig) -> None:
     """Every setting of `cfg` that enters the protocol, checked before anything is fitted."""
     check_models(cfg.models, cfg.params)
+    check_max_time(cfg.max_time)
     check_whole("shots", list(cfg.shots), 0)
     check_whole("seeds", list(cfg.seeds), 0)
     check_whole("min_interactions", cfg.min_interactions, 1)

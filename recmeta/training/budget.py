@@ -4,14 +4,24 @@ and the meta-learners share what they leave."""
 from __future__ import annotations
 
 import logging
+import math
 import time
+from numbers import Real
 
+from recmeta.errors import DataError
 from recmeta.learners import meta_fits
 
 log = logging.getLogger(__name__)
 
 TRAIN_BUDGET = 330.0  # seconds a run's fits take by default (BENCHMARKS.md, section 7)
 SHORT_SHARE = 0.25  # below this share of the budget left for the meta-learners, a warning
+
+
+def check_max_time(value) -> None:
+    """A run's `max_time`: seconds, 0 or more (0 or None: no limit)."""
+    number = isinstance(value, Real) and not isinstance(value, bool)
+    if value is not None and not (number and 0 <= value <= math.inf):
+        raise DataError(f"max_time must be seconds, 0 or more (0 or None: no limit), not {value!r}")
 
 
 class Budget:
