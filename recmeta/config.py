@@ -18,6 +18,7 @@ from typing import Any
 
 from recmeta.errors import DataError, parse_failure
 from recmeta.learners import META_LEARNERS, REGISTRY, check_params
+from recmeta.paths import readable_file
 
 
 def read_config(path: Path) -> dict[str, dict[str, Any]]:
@@ -26,8 +27,7 @@ def read_config(path: Path) -> dict[str, dict[str, Any]]:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
         raise DataError("--config needs Python 3.11 or newer (tomllib)") from None
-    if not Path(path).is_file():
-        raise DataError(f"{path}: no such file")
+    readable_file(Path(path))
     try:
         raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:

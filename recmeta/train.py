@@ -31,6 +31,7 @@ from recmeta.learners import (
 from recmeta.learners.baselines import ALS
 from recmeta.learners.ensemble import Ensemble
 from recmeta.learners.meta import MetaLearner
+from recmeta.paths import writable_folder
 from recmeta.routing import means, paired_noise, reference_model, routing, validation_ndcgs, validation_users
 from recmeta.snapshot import Interactions
 from recmeta.store import make_engine, session_scope
@@ -146,8 +147,7 @@ def train(engine: Engine, cfg: TrainConfig, progress: ProgressFactory | None = N
     across hosts). Rank 0 fits the baselines, writes, registers and returns the results;
     every other worker returns None."""
     _check_models(cfg)
-    if cfg.models_dir.exists() and not cfg.models_dir.is_dir():
-        raise DataError(f"--models-dir {cfg.models_dir}: is a file; give a folder for the checkpoints")
+    writable_folder(cfg.models_dir, f"--models-dir {cfg.models_dir}", make=True)
     if cfg.workers < 1:
         raise DataError(f"--workers must be 1 or more, not {cfg.workers}")
     check_parallel("--workers", cfg.workers)

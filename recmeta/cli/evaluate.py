@@ -132,12 +132,14 @@ def evaluate(
 
     from recmeta.evaluate import EvalConfig
     from recmeta.learners import META_LEARNERS
+    from recmeta.paths import writable_folder
 
     cold = ("shots", "split", "n", "min_interactions", "max_time")
     check_applies(ctx, "--continual", continual, ("periods", "first_stage", "last_stage", "replay"), cold)
     check_applies(ctx, "--log", log_path is not None, ("fmt", *LAYOUT), ())  # the store's rows are ingested
     spec = layout_spec(ctx)
     params = {m: {"epochs": epochs} for m in META_LEARNERS} if epochs else {}
+    writable_folder(out_dir, f"--out {out_dir}", make=True)  # before the run, not at its end
     if continual:
         _evaluate_continual(
             model,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -35,6 +34,7 @@ from recmeta.ingest.readers import (
     sniff_sep,
     validate,
 )
+from recmeta.paths import writable_file
 from recmeta.store import repository as repo
 from recmeta.store import session_scope
 from recmeta.store.models import MAX_VALUE, Item, User
@@ -87,16 +87,6 @@ def looks_like_counts(text: pd.Series) -> bool:
     )
 
 
-def check_writable(path: Path) -> None:
-    """The rejects file can be written: its folder exists and takes new files."""
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir() or not os.access(folder, os.W_OK) or path.is_dir():
-        raise DataError(
-            f"{path}: cannot write the rejects file there (no such folder, read-only, or a folder); "
-            "pass --rejects PATH somewhere writable"
-        )
-
-
 def default_rejects_path(path: Path) -> Path:
     return path.with_name(path.name + ".rejects.csv")
 
@@ -123,7 +113,7 @@ def ingest_log(
     check_encoding(spec.encoding)
     rejects_path = Path(rejects_path or default_rejects_path(path))
     if on_error == "skip":
-        check_writable(rejects_path)
+        writable_file(rejects_path, f"--rejects {rejects_path}")
     sniffed = None if spec.sep or file_kind(path, spec.fmt) != "text" else sniff_sep(path, spec.encoding)
     spec = replace(spec, sep=spec.sep or sniffed)
     with repo.first_load(session):

@@ -22,6 +22,7 @@ import pandas as pd
 
 from recmeta.errors import DataError
 from recmeta.ingest.ids import CONTROL, MAX_ID_LENGTH, clipped
+from recmeta.paths import readable_file
 from recmeta.store.models import MAX_VALUE
 
 CHUNK_ROWS = 200_000
@@ -219,17 +220,7 @@ def file_kind(path: Path, fmt: str = "auto") -> str:
 
 def check_file(path: Path) -> None:
     """A readable file, or a message that says what it is instead."""
-    if path.is_dir():
-        raise DataError(
-            f"{path}: is a folder, not a file; give the log file, or --format movielens-100k "
-            "(or movielens) for a MovieLens folder"
-        )
-    if path.exists() and not path.is_file():
-        raise DataError(
-            f"{path}: not a regular file (a pipe or a device); save the log to a file and give its path"
-        )
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
+    readable_file(path, "give the log file, or --format movielens-100k (or movielens) for a MovieLens folder")
 
 
 def check_encoding(encoding: str) -> None:

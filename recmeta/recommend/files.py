@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from recmeta.errors import DataError
+from recmeta.paths import readable_file, writable_file
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -17,8 +18,7 @@ if TYPE_CHECKING:
 
 def read_item_list(path: Path) -> frozenset[str]:
     """Item ids, one per line (a --exclude-file or --candidates file)."""
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
+    readable_file(path)
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -29,8 +29,7 @@ def read_item_list(path: Path) -> frozenset[str]:
 def iter_users_file(path: Path, block: int = 65_536) -> Iterator[str]:
     """User ids, one at a time, from a text file (one per line) or a CSV/Parquet with a
     `user` column, read in blocks: memory does not grow with the file."""
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
+    readable_file(path)
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
         import pyarrow.parquet as pq
@@ -80,12 +79,7 @@ def check_out_path(path: Path) -> Path:
     """Where a `RecsWriter` will write, checked before any work is done."""
     if path.suffix.lower() not in OUT_SUFFIXES:
         raise DataError(f"{path}: choose .parquet, .csv or .jsonl")
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise DataError(f"{path}: the folder {folder} does not exist")
-    if path.is_dir():
-        raise DataError(f"{path}: is a folder; give a file name")
-    return path
+    return writable_file(path, f"--out {path}")
 
 
 class RecsWriter:

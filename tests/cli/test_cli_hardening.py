@@ -160,7 +160,7 @@ def test_ingest_inputs_that_are_not_a_log_are_clear_errors(tmp_path):
     cases = [
         (
             ["--on-error", "skip", "--rejects", str(tmp_path / "no" / "dir" / "r.csv"), str(bad)],
-            "cannot write the rejects",
+            "the folder",
         ),
         (["--encoding", "nosuch-enc", str(bad)], "unknown text encoding"),
         ([str(tmp_path / "folder")], "is a folder"),
@@ -210,6 +210,14 @@ def test_recommend_and_train_arguments_are_checked_before_any_work(tmp_path):
             "does not exist",
         ),
         (["train", "--models-dir", str(a_file)], "is a file"),
+        # an --out that cannot be written is said before the run, not after it (was internal)
+        (["evaluate", "-m", "popular", "--out", str(a_file)], f"--out {a_file}: {a_file} is a file"),
+        (["evaluate", "-m", "popular", "--out", "/proc/recmeta"], "cannot make the folder /proc/recmeta"),
+        (["recommend", "--all-users", "--out", "/proc/r.csv"], "cannot write in /proc"),
+        (["train", "-m", "popular", "--models-dir", "/proc/m"], "cannot make the folder /proc/m"),
+        (["recommend", "--users-file", "/dev/null", "--out", str(tmp_path / "r.csv")], "not a regular file"),
+        (["recommend", "--user", "1", "--candidates", str(tmp_path)], "is a folder, not a file"),
+        (["train", "--config", "/dev/null"], "/dev/null: not a regular file"),
         (["train", "-m", "nosuch"], "unknown model(s) ['nosuch']; choose from maml"),
         (["evaluate", "-m", "nosuch"], "unknown model(s) ['nosuch']; choose from maml"),  # was exit 2
         # a typo's worth of processes or threads would have been started, and held the machine

@@ -194,7 +194,7 @@ def test_missing_file_is_a_clear_error(sqlite_url, tmp_path):
         run(make_engine(sqlite_url), LogSpec(path=tmp_path / "nope.csv"))
     fifo = tmp_path / "pipe.csv"
     os.mkfifo(fifo)  # a pipe cannot be read twice (the separator is sniffed first)
-    with pytest.raises(DataError, match="not a regular file .a pipe or a device.; save the log to a file"):
+    with pytest.raises(DataError, match="not a regular file .a pipe or a device.; save it to a file"):
         run(make_engine(sqlite_url), LogSpec(path=fifo))
 
 
