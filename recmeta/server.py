@@ -355,6 +355,23 @@ def app_from_env() -> FastAPI:
     return create_app(Recmeta(settings.db, check_every=None), settings)
 
 
+def check_listen(host: str, port: int) -> None:
+    """`host`:`port` can be listened on now (a port in use, or a host that is not this
+    machine's, said before the models load and in recmeta's words, not uvicorn's)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            sock.bind(infos[0][4])
+    except OSError as exc:
+        raise DataError(
+            f"cannot listen on {host}:{port} ({exc.strerror or exc}); pick another --port, stop what "
+            "listens there, or give a --host of this machine"
+        ) from None
+
+
 def serve(
     settings: Settings, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, access_log: bool = False
 ) -> None:
@@ -365,6 +382,7 @@ def serve(
 
     check_parallel("--workers", workers)
     make_engine(settings.db, create=False)  # a store that cannot be opened fails here, once
+    check_listen(host, port)
     os.environ.update(settings.to_env())
     uvicorn.run(
         "recmeta.server:app_from_env",

@@ -644,3 +644,17 @@ def test_a_model_size_or_seed_given_twice_is_run_once():
     from recmeta.evaluate.continual import ContinualConfig
 
     assert ContinualConfig(models=("maml", "maml"), seeds=(1, 1)).seeds == (1,)
+
+
+def test_serve_says_when_it_cannot_listen_before_loading_anything(tmp_path):
+    import socket
+
+    db = empty_store(tmp_path / "x.db")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        res = runner.invoke(app, ["--db", db, "serve", "--port", str(port)])
+    assert res.exit_code == 1 and f"cannot listen on 127.0.0.1:{port}" in res.output, res.output
+    res = runner.invoke(app, ["--db", db, "serve", "--host", "999.1.1.1"])
+    assert res.exit_code == 1 and "cannot listen on 999.1.1.1:8000" in res.output
