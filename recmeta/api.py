@@ -22,7 +22,7 @@ import re
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -91,18 +91,19 @@ class Recmeta:
             self._service, self._serving = service, now
             return True
 
-    def ingest(self, frame: pd.DataFrame | str | Path, **spec: Any) -> dict[str, Any]:
+    def ingest(self, frame: pd.DataFrame | str | Path | Sequence[str | Path], **spec: Any) -> dict[str, Any]:
         """Load interactions from a DataFrame (user, item[, value][, timestamp] columns, named
         as `recmeta ingest` recognises them or with user_col=..., item_col=...; implicit=True
-        for clicks) or from a file or MovieLens folder, as `recmeta ingest interactions` reads
-        it (fmt=..., sep=..., header=...). All or nothing; returns the ingest report."""
+        for clicks) or from files or a MovieLens folder, as `recmeta ingest interactions` reads
+        them (fmt=..., sep=..., header=...). All or nothing; returns the ingest report (or
+        {"reports": [...]}, one a file)."""
         import pandas as pd
 
-        from recmeta.ingest.pipeline import ingest_file, ingest_path
+        from recmeta.ingest.pipeline import ingest_file, ingest_path, ingest_paths
 
-        if isinstance(frame, (str, Path)):
-            fmt = spec.pop("fmt", "auto")
-            (report, *more) = ingest_file(self.engine, lambda s: ingest_path(s, Path(frame), fmt, **spec))
+        if isinstance(frame, (str, Path, list, tuple)):
+            fmt, paths = spec.pop("fmt", "auto"), [frame] if isinstance(frame, (str, Path)) else list(frame)
+            (report, *more) = ingest_file(self.engine, lambda s: ingest_paths(s, paths, fmt, **spec))
             self._service = None
             return report.as_dict() if not more else {"reports": [r.as_dict() for r in (report, *more)]}
         if not isinstance(frame, pd.DataFrame) or frame.empty:

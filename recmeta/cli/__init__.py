@@ -84,7 +84,7 @@ def command():
             if getattr(param, "is_flag", False):
                 param.metavar = ""
             elif param.param_type_name == "argument" and param.metavar is None:
-                param.metavar = param.name.upper() + ("..." if param.nargs != 1 else "")
+                param.metavar = param.name.upper()  # several: click adds the "..."
             elif len(str(param.display_type(None) or "")) > 24:  # a long list of choices
                 long = [o for o in param.opts if o.startswith("--")]
                 param.metavar = (long[0][2:] if long else param.name).upper()

@@ -69,7 +69,12 @@ def _report_table(reports, as_json: bool) -> None:
 @fail_cleanly
 def ingest_interactions(
     ctx: typer.Context,
-    path: Annotated[Path, typer.Argument(help="A CSV/TSV/Parquet/JSON Lines log, or a MovieLens folder.")],
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="CSV/TSV/Parquet/JSON Lines logs of one layout (all written or none), or a MovieLens folder."
+        ),
+    ],
     fmt: Annotated[
         LogFormat,
         typer.Option(
@@ -102,19 +107,20 @@ def ingest_interactions(
 ) -> None:
     """Load an interaction log (user, item, value, time). Re-ingesting adds nothing twice."""
     from recmeta.ingest.movielens import FORMATS
-    from recmeta.ingest.pipeline import ingest_file, ingest_path
+    from recmeta.ingest.pipeline import ingest_file, ingest_paths
     from recmeta.store import new_store_undone
 
     fixed = (*LAYOUT, "on_error", "rejects")  # a MovieLens folder has a layout of its own
     check_applies(ctx, f"--format {fmt.value}", fmt.value in FORMATS, (), fixed)
     check_applies(ctx, "--on-error skip", on_error is OnError.skip, ("rejects",), ())
     spec = layout_spec(ctx)
-    with new_store_undone(State.db), rows_progress(f"ingesting {path.name}") as count:
+    shown = paths[0].name if len(paths) == 1 else f"{len(paths)} logs"
+    with new_store_undone(State.db), rows_progress(f"ingesting {shown}") as count:
         tick = lambda n: count(done=n)  # noqa: E731
         reports = ingest_file(
             engine(create=True),
-            lambda s: ingest_path(
-                s, path, fmt.value, on_error=on_error.value, rejects_path=rejects, progress=tick, **spec
+            lambda s: ingest_paths(
+                s, paths, fmt.value, on_error=on_error.value, rejects_path=rejects, progress=tick, **spec
             ),
         )
     _report_table(reports, as_json)

@@ -519,6 +519,30 @@ def ingest_path(
     return [ingest_log(session, log_spec, on_error=on_error, rejects_path=rejects_path, progress=progress)]
 
 
+def ingest_paths(
+    session: Session,
+    paths: list[Path],
+    fmt: str = "auto",
+    *,
+    rejects_path: Path | None = None,
+    progress: Progress | None = None,
+    **options: Any,
+) -> list[IngestReport]:
+    """Several logs of one layout (a folder of daily files), one after another inside the
+    caller's transaction: every one is written, or none. `progress` gets the rows read
+    across all of them."""
+    if rejects_path is not None and len(paths) > 1:
+        raise DataError("--rejects names one file; with several logs each gets its own (LOG.rejects.csv)")
+    reports: list[IngestReport] = []
+    before = 0
+    for path in paths:
+        tick = None if progress is None else (lambda n, base=before: progress(base + n))
+        done = ingest_path(session, Path(path), fmt, rejects_path=rejects_path, progress=tick, **options)
+        before += sum(r.rows_read for r in done)
+        reports += done
+    return reports
+
+
 def ingest_file(engine: Engine, fn: Callable[[Session], IngestReport | list[IngestReport]]):
     """Run one ingest in one transaction: on any error nothing is written."""
     with session_scope(engine) as session:

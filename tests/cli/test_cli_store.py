@@ -188,3 +188,34 @@ def test_event_weights_from_ingest_and_evaluate(tmp_path):
     assert res.exit_code == 1 and "event 'buy' has no weight in --event-weights (view, cart)" in res.stderr
     res = invoke(db, "evaluate", "--event-weights", "view=1")  # a layout option needs --log
     assert res.exit_code == 1 and "--event-weights" in res.stderr
+
+
+def test_several_logs_ingest_together_all_or_nothing(tmp_path):
+    days = [
+        write(tmp_path / f"day{d}.csv", f"user,item,rating,timestamp\nu{d},i1,4,{1600000000 + d}\n")
+        for d in (1, 2)
+    ]
+    bad = write(tmp_path / "bad.csv", "user,item,rating,timestamp\nu9,i1,oops,1\n")
+    db = str(tmp_path / "d.db")
+    res = invoke(db, "ingest", "interactions", *map(str, days), "--json")
+    assert res.exit_code == 0, res.output
+    assert [r["inserted"] for r in json.loads(res.stdout)] == [1, 1]
+    more = write(tmp_path / "day3.csv", "user,item,rating,timestamp\nu3,i1,4,1600000003\n")
+    res = invoke(db, "ingest", "interactions", str(more), str(bad))
+    assert res.exit_code == 1 and "bad.csv:2: column 'rating'" in res.stderr
+    assert json.loads(invoke(db, "stats", "--json").stdout)["interactions"] == 2  # day3 not written either
+    res = invoke(
+        db, "ingest", "interactions", str(more), str(bad), "--on-error", "skip", "--rejects", "r.csv"
+    )
+    assert res.exit_code == 1 and "--rejects names one file" in res.stderr
+
+
+def test_the_api_ingests_several_logs(tmp_path):
+    from recmeta.api import Recmeta
+
+    days = [
+        write(tmp_path / f"day{d}.csv", f"user,item,rating,timestamp\nu{d},i1,4,{1600000000 + d}\n")
+        for d in (1, 2)
+    ]
+    out = Recmeta(str(tmp_path / "a.db")).ingest(days)
+    assert [r["inserted"] for r in out["reports"]] == [1, 1]
