@@ -9,9 +9,11 @@ from __future__ import annotations
 import bz2
 import codecs
 import gzip
+import io
 import lzma
 import math
 import re
+import zipfile
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -164,7 +166,33 @@ SEPARATORS = (
 )
 
 
-COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}  # what pandas infers from a suffix
+def zip_open(path: Path, mode: str = "rt", encoding: str | None = None, errors=None, newline=None):
+    """The one file of a zip archive, as text (as pandas reads a .zip log)."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DataError(f"{path}: not a readable zip archive ({exc})") from None
+    files = [i for i in archive.infolist() if not i.is_dir()]
+    if len(files) != 1:
+        raise DataError(
+            f"{path}: a zip of {len(files)} files; recmeta reads a zip that holds one log: unzip it "
+            "and ingest its files together (recmeta ingest interactions FOLDER/*.csv)"
+        )
+    return io.TextIOWrapper(archive.open(files[0]), encoding=encoding, errors=errors, newline=newline)
+
+
+COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open, ".zip": zip_open}  # as pandas infers
+SPREADSHEETS = (".xlsx", ".xlsm", ".xls", ".ods", ".numbers")
+BINARY_MAGIC = (  # Avro, Arrow/Feather, SQLite, Parquet, HDF5, pickle: files named as text logs
+    b"Obj\x01",
+    b"ARROW1",
+    b"SQLite format 3",
+    b"PAR1",
+    b"\x89HDF",
+    b"\x80\x04",
+    b"\x80\x05",
+)
+BINARY_NULS = 0.1  # share of NUL bytes that makes a file binary
 
 
 def default_sep(path: Path) -> str:
@@ -221,6 +249,30 @@ def file_kind(path: Path, fmt: str = "auto") -> str:
 def check_file(path: Path) -> None:
     """A readable file, or a message that says what it is instead."""
     readable_file(path, "give the log file, or --format movielens-100k (or movielens) for a MovieLens folder")
+    if path.suffix.lower() in SPREADSHEETS:
+        raise DataError(
+            f"{path}: a spreadsheet, not a log recmeta reads; save its sheet as CSV (one row per "
+            "interaction) and ingest that"
+        )
+    if path.suffix.lower() == ".zip":
+        zip_open(path).close()  # a damaged archive, or one of several files, said before reading
+
+
+def check_text(path: Path, encoding: str) -> None:
+    """A text log is text: a binary file (Avro, Arrow, ORC, a database, a pickle: known by
+    its first bytes, or by NUL bytes in its first 8 KiB) is said to be one, where decoding
+    it would blame the encoding. A NUL or two in a text log is a bad row's to report."""
+    if path.suffix.lower() in COMPRESSED or encoding.lower().replace("-", "").startswith(("utf16", "utf32")):
+        return
+    with open(path, "rb") as f:
+        head = f.read(8192)
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise DataError(f"{path}: UTF-16 text; pass --encoding utf-16")
+    if head.startswith(BINARY_MAGIC) or head.count(b"\x00") > BINARY_NULS * len(head):
+        raise DataError(
+            f"{path}: a binary file, not a text log; recmeta reads CSV/TSV, Parquet (.parquet) and "
+            "JSON Lines (.jsonl), also gzip/bz2/xz/zip-compressed"
+        )
 
 
 def check_encoding(encoding: str) -> None:
@@ -239,6 +291,7 @@ def read_raw(spec: LogSpec, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFra
     if kind == "parquet":
         yield from _read_parquet(path, chunk_rows)
         return
+    check_text(path, spec.encoding)
     if kind == "json":
         from recmeta.ingest.json_log import read_json
 

@@ -741,3 +741,32 @@ def test_names_that_cannot_work_are_clear_errors(tmp_path, file, names, message)
     engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
     with pytest.raises(DataError, match=re.escape(message)):
         ingest_file(engine, lambda s: ingest_path(s, path, names=names))
+
+
+def test_files_that_are_not_text_logs_say_what_they_are(sqlite_url, tmp_path):
+    import zipfile
+
+    engine = make_engine(sqlite_url)
+    (tmp_path / "book.xlsx").write_bytes(b"PK\x03\x04 a workbook")
+    (tmp_path / "data.avro").write_bytes(b"Obj\x01" + bytes(range(256)))
+    (tmp_path / "u16.csv").write_text("user,item,rating\n1,2,5\n", encoding="utf-16")
+    (tmp_path / "broken.zip").write_bytes(b"PK\x03\x04junk")
+    with zipfile.ZipFile(tmp_path / "two.zip", "w") as z:
+        z.writestr("a.csv", "user,item,rating\n1,2,5\n")
+        z.writestr("b.csv", "user,item,rating\n1,2,5\n")
+    for name, says in (
+        ("book.xlsx", "a spreadsheet, not a log recmeta reads; save its sheet as CSV"),
+        ("data.avro", "a binary file, not a text log"),
+        ("u16.csv", "UTF-16 text; pass --encoding utf-16"),
+        ("broken.zip", "not a readable zip archive"),  # was an internal BadZipFile
+        ("two.zip", "a zip of 2 files; recmeta reads a zip that holds one log"),  # was internal
+    ):
+        with pytest.raises(DataError, match=re.escape(says)):
+            ingest_file(engine, lambda s, name=name: ingest_path(s, tmp_path / name))
+    assert counts(engine) == (0, 0, 0)
+    (report,) = ingest_file(engine, lambda s: ingest_path(s, tmp_path / "u16.csv", encoding="utf-16"))
+    assert report.inserted == 1
+    with zipfile.ZipFile(tmp_path / "one.zip", "w") as z:  # a zip of one log: its log
+        z.writestr("log.jsonl", '{"user": 3, "item": 4, "rating": 2}\n')
+    (report,) = ingest_file(engine, lambda s: ingest_path(s, tmp_path / "one.zip", "jsonl"))
+    assert report.inserted == 1
