@@ -17,21 +17,16 @@ from sqlalchemy.orm import Session
 
 from recmeta.errors import DataError
 from recmeta.ingest import movielens
+from recmeta.ingest.files import SEPARATORS, check_encoding, check_file, default_sep, file_kind, sniff_sep
 from recmeta.ingest.ids import check_id, clipped
 from recmeta.ingest.readers import (
-    SEPARATORS,
     LogSpec,
-    check_encoding,
-    check_file,
-    default_sep,
-    file_kind,
     find_column,
     is_count_column,
     parse_event_weights,
     read_raw,
     resolve_columns,
     shown_columns,
-    sniff_sep,
     validate,
 )
 from recmeta.paths import writable_file
