@@ -71,9 +71,9 @@ def main() -> None:
     results = {"machine": machine()}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        for rows in (args.rows, args.big):
+        for run, rows in enumerate((args.rows, args.big)):  # a store each: --big may equal --rows
             log = write_log(tmp / f"log{rows}.csv", rows)
-            url = f"sqlite:///{tmp / f's{rows}.db'}"
+            url = f"sqlite:///{tmp / f's{run}-{rows}.db'}"
             res, peak = run_child(INGEST.format(url=url, path=str(log)))
             results[f"sqlite_{rows}"] = {**res, "rows_per_s": res["rows"] / res["seconds"], "peak_mib": peak}
             print(json.dumps(results[f"sqlite_{rows}"]), flush=True)
@@ -82,7 +82,7 @@ def main() -> None:
             print(json.dumps(results[f"snapshot_{rows}"]), flush=True)
             if rows == args.rows and args.jsonl:
                 jsonl = as_json_lines(log, tmp / f"log{rows}.jsonl")
-                url = f"sqlite:///{tmp / f'j{rows}.db'}"
+                url = f"sqlite:///{tmp / f'j{run}-{rows}.db'}"
                 res, peak = run_child(INGEST.format(url=url, path=str(jsonl)))
                 results[f"sqlite_jsonl_{rows}"] = {
                     **res,

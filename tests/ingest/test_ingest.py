@@ -554,27 +554,18 @@ def test_json_lines_and_json_arrays_ingest_with_their_own_column_names(db_url, t
     assert (st_["value_min"], st_["value_max"], st_["time_min"]) == (3.0, 5.0, 1_400_000_000)
 
 
-@pytest.mark.parametrize(
-    ("body", "message"),
-    [
-        ('{"user": 1, "item": 2, "rating": 4}\n{"user": 1, item: 3}\n', "log.jsonl:2: not JSON"),
-        ('{"user": 1, "item": 2, "rating": 4}\n[1, 2]\n', "log.jsonl:2: a JSON array, not an object"),
-        ('"user,item,rating"\n', "log.jsonl:1: a JSON string, not an object"),
-        ('{"user": 1, "item": 2, "rating": NaN}\n', "log.jsonl:1: not JSON (NaN is not JSON)"),
-        ('{"a": ' * 100_000 + "1" + "}" * 100_000, "log.jsonl:1: not JSON (nested too deeply)"),
-        (
-            '{"user": 1, "item": 2, "rating": 4}\n\n{"user": 2, "item": 2, "rating": "x"}\n',
-            "log.jsonl:3: column",
-        ),
-        ('{"user": 1, "item": 2, "rating": 4}\n{"item": 2, "rating": 4}\n', "log.jsonl:2:"),
-    ],
-)
-def test_bad_json_lines_name_their_line_and_write_nothing(sqlite_url, tmp_path, body, message):
-    engine = make_engine(sqlite_url)
-    path = write(tmp_path / "log.jsonl", body)
-    with pytest.raises(DataError, match=re.escape(message)):
-        ingest_file(engine, lambda s: ingest_path(s, path))
-    assert counts(engine) == (0, 0, 0)
+BAD_JSON_LINES = [  # (body, message) of a log.jsonl
+    ('{"user": 1, "item": 2, "rating": 4}\n{"user": 1, item: 3}\n', "log.jsonl:2: not JSON"),
+    ('{"user": 1, "item": 2, "rating": 4}\n[1, 2]\n', "log.jsonl:2: a JSON array, not an object"),
+    ('"user,item,rating"\n', "log.jsonl:1: a JSON string, not an object"),
+    ('{"user": 1, "item": 2, "rating": NaN}\n', "log.jsonl:1: not JSON (NaN is not JSON)"),
+    ('{"a": ' * 100_000 + "1" + "}" * 100_000, "log.jsonl:1: not JSON (nested too deeply)"),
+    (
+        '{"user": 1, "item": 2, "rating": 4}\n\n{"user": 2, "item": 2, "rating": "x"}\n',
+        "log.jsonl:3: column",
+    ),
+    ('{"user": 1, "item": 2, "rating": 4}\n{"item": 2, "rating": 4}\n', "log.jsonl:2:"),
+]
 
 
 def test_layout_options_of_text_logs_are_refused_for_json_and_parquet(tmp_path):
@@ -615,33 +606,36 @@ def test_a_json_array_is_read_a_block_at_a_time_with_each_objects_line(tmp_path,
     assert frames[-1]["note"].iloc[-1] == "a,\n]}" and frames[-1]["user"].iloc[-1] == "u4"
 
 
+BAD_JSON_ARRAYS = [  # (body, message) of a log.json
+    ('[{"user": 1, "item": 2, "rating": 4},\n {"user": 1, item: 3}]', "log.json:2: not a JSON array"),
+    (
+        '[{"user": 1, "item": 2, "rating": 4}\n {"user": 2}]',
+        "log.json:2: not a JSON array of objects (expected",
+    ),
+    ('[{"user": 1, "item": 2, "rating": 4},\n', "the file ends before the array's closing ']'"),
+    ('[{"user": 1, "item": 2, "rating": 4},\n 5]', "log.json:2: a JSON number, not an object"),
+    (
+        "[" + '{"a": ' * 100_000 + "1" + "}" * 100_000 + "]",
+        "log.json:1: not a JSON array of objects (nested",
+    ),
+    (
+        '[{"user": 1, "item": 2, "rating": -Infinity}]',
+        "log.json:1: not a JSON array of objects (-Infinity is not",
+    ),
+    (
+        '[{"user": 1, "item": 2, "rating": 4},\n\n {"user": 1, "item": 2, "rating": "x"}]',
+        "log.json:3: column",
+    ),
+]
+
+
 @pytest.mark.parametrize(
-    ("body", "message"),
-    [
-        ('[{"user": 1, "item": 2, "rating": 4},\n {"user": 1, item: 3}]', "log.json:2: not a JSON array"),
-        (
-            '[{"user": 1, "item": 2, "rating": 4}\n {"user": 2}]',
-            "log.json:2: not a JSON array of objects (expected",
-        ),
-        ('[{"user": 1, "item": 2, "rating": 4},\n', "the file ends before the array's closing ']'"),
-        ('[{"user": 1, "item": 2, "rating": 4},\n 5]', "log.json:2: a JSON number, not an object"),
-        (
-            "[" + '{"a": ' * 100_000 + "1" + "}" * 100_000 + "]",
-            "log.json:1: not a JSON array of objects (nested",
-        ),
-        (
-            '[{"user": 1, "item": 2, "rating": -Infinity}]',
-            "log.json:1: not a JSON array of objects (-Infinity is not",
-        ),
-        (
-            '[{"user": 1, "item": 2, "rating": 4},\n\n {"user": 1, "item": 2, "rating": "x"}]',
-            "log.json:3: column",
-        ),
-    ],
+    ("name", "body", "message"),
+    [("log.jsonl", *case) for case in BAD_JSON_LINES] + [("log.json", *case) for case in BAD_JSON_ARRAYS],
 )
-def test_bad_json_arrays_name_their_line_and_write_nothing(sqlite_url, tmp_path, body, message):
+def test_bad_json_logs_name_their_line_and_write_nothing(sqlite_url, tmp_path, name, body, message):
     engine = make_engine(sqlite_url)
-    path = write(tmp_path / "log.json", body)
+    path = write(tmp_path / name, body)
     with pytest.raises(DataError, match=re.escape(message)):
         ingest_file(engine, lambda s: ingest_path(s, path))
     assert counts(engine) == (0, 0, 0)
